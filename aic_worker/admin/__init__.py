@@ -1,0 +1,1 @@
+"""The ``aic-admin`` command line: one module per command group."""

@@ -1,0 +1,128 @@
+"""``aic-admin compress | decompress | info | train``: the codec from the shell."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from aic_worker.codec import AicFormatError, Codec, bitstream
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compress", help="compress images into .aic files at a ratio")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN")
+    p.add_argument("--ratio", type=float, required=True, help="raw RGB bytes / file bytes, e.g. 64")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="a file for one input, a folder for several")
+    p.add_argument("--model", type=Path, help="weights file (default: the shipped model)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    p.set_defaults(func=compress)
+
+    p = sub.add_parser("decompress", help="decode .aic files to PNG")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="IN.aic")
+    p.add_argument("-o", "--output", type=Path, required=True,
+                   help="a file for one input, a folder for several")
+    p.add_argument("--model", type=Path)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=decompress)
+
+    p = sub.add_parser("info", help="show what a .aic file holds (no decoding)")
+    p.add_argument("file", type=Path, metavar="FILE.aic")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=info)
+
+    p = sub.add_parser("train", help="train (or go on training) the codec's model")
+    p.add_argument("--data", type=Path, required=True, help="folder of training photos")
+    p.add_argument("--minutes", type=float, required=True, help="wall-clock budget")
+    p.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
+    p.add_argument("--resume", type=Path, help="checkpoint to continue from")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.set_defaults(func=train)
+
+
+def _targets(inputs: list[Path], output: Path, suffix: str) -> list[tuple[Path, Path]]:
+    if len(inputs) == 1 and not output.is_dir():
+        return [(inputs[0], output)]
+    output.mkdir(parents=True, exist_ok=True)
+    return [(src, output / (src.name + suffix if suffix == ".aic" else src.stem + suffix)) for src in inputs]
+
+
+def _run(pairs: list[tuple[Path, Path]], work) -> int:
+    failed = 0
+    bar = tqdm(pairs, unit="file", disable=len(pairs) < 2, file=sys.stderr)
+    for src, dst in bar:
+        try:
+            work(src, dst)
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            failed += 1
+            tqdm.write(f"aic-admin: {src}: {exc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def compress(args: argparse.Namespace) -> int:
+    codec = Codec.load(args.model, args.device)
+
+    def work(src: Path, dst: Path) -> None:
+        with Image.open(src) as img:
+            img.load()
+            data = codec.compress(img, args.ratio)
+        dst.write_bytes(data)
+
+    return _run(_targets(args.inputs, args.output, ".aic"), work)
+
+
+def decompress(args: argparse.Namespace) -> int:
+    codec = Codec.load(args.model, args.device)
+
+    def work(src: Path, dst: Path) -> None:
+        img = codec.decompress(src.read_bytes())
+        extra = {k: img.info[k] for k in ("exif", "icc_profile") if k in img.info}
+        img.save(dst, format="PNG", **extra)
+
+    return _run(_targets(args.inputs, args.output, ".png"), work)
+
+
+def info(args: argparse.Namespace) -> int:
+    data = args.file.read_bytes()
+    try:
+        f = bitstream.unpack(data)
+    except AicFormatError as exc:
+        print(f"aic-admin: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    hd = f.header
+    record = {
+        "file": str(args.file), "bytes": len(data), "format_version": bitstream.FORMAT_VERSION,
+        "model_id": hd.model_id.hex(), "width": hd.width, "height": hd.height, "mode": hd.mode,
+        "target_ratio": round(hd.target_ratio, 3), "achieved_ratio": round(hd.achieved_ratio, 3),
+        "step_code": hd.step_code, "groups": len(f.groups),
+        "max_groups": hd.latent_channels // hd.group_size,
+        "metadata": {k: len(v) for k, v in f.metadata.items()},
+    }
+    if args.json:
+        print(json.dumps(record))
+    else:
+        for k, v in record.items():
+            print(f"{k:>15}: {v}")
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    from aic_worker.training.loop import train as run
+
+    bar = tqdm(total=round(args.minutes * 60), unit="s", desc="training", file=sys.stderr)
+    start = time.monotonic()
+
+    def report(step: int, loss: float, bpp: float, mse: float) -> None:
+        bar.n = min(bar.total, round(time.monotonic() - start))
+        bar.set_postfix(step=step, loss=f"{loss:.3f}", bpp=f"{bpp:.3f}")
+
+    out = run(args.data, args.minutes, args.out, args.resume, lr=args.lr, report=report)
+    bar.close()
+    print(f"weights written to {out}")
+    return 0

@@ -1,0 +1,92 @@
+"""Which database the catalog lives in, and engines and sessions configured for it.
+
+`AIC_DATABASE_URL` names the database (PostgreSQL through psycopg 3 in production); without
+it the catalog is an SQLite file in the data directory (`AIC_HOME`, default the platform's
+user data directory). Every process — daemons, admin commands, Alembic's env.py — resolves
+the URL here, so they can't disagree about where the catalog is.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+APP_NAME = "aic"
+SQLITE_FILENAME = "catalog.sqlite3"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """`AIC_HOME`, or the platform's user data directory (e.g. ~/.local/share/aic)."""
+    env = os.environ if env is None else env
+    home = env.get("AIC_HOME")
+    return Path(home).expanduser() if home else platformdirs.user_data_path(APP_NAME)
+
+
+def database_url(env: Mapping[str, str] | None = None) -> str:
+    """`AIC_DATABASE_URL`, or the default SQLite file under data_dir()."""
+    env = os.environ if env is None else env
+    url = env.get("AIC_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{data_dir(env) / SQLITE_FILENAME}"
+
+
+def _with_driver(url: str) -> str:
+    """Plain `postgresql://` URLs get psycopg 3; SQLAlchemy would otherwise pick psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def create_catalog_engine(url: str | None = None, **kwargs: Any) -> Engine:
+    """An engine for the catalog at `url` (default: database_url()), tuned for its backend."""
+    url = _with_driver(url or database_url())
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, **kwargs)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _configure_sqlite_connection)
+    event.listen(engine, "begin", _begin_immediate)
+    return engine
+
+
+def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+    """WAL (readers don't block the writer), enforced foreign keys, and waiting on locks.
+
+    isolation_level=None stops the sqlite3 module from issuing its own BEGIN, so that
+    _begin_immediate decides how every transaction starts.
+    """
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA journal_mode = WAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.close()
+
+
+def _begin_immediate(connection: Connection) -> None:
+    """Take SQLite's write lock when a transaction starts, not at its first write.
+
+    A deferred transaction that reads and then writes fails with SQLITE_BUSY (no waiting)
+    when another writer committed in between; an immediate one waits its turn under
+    busy_timeout. This is also what makes claiming a job atomic on SQLite (lease.py).
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (workers log them afterwards)."""
+    return sessionmaker(engine, expire_on_commit=False)

@@ -1,0 +1,193 @@
+"""Job leases: who works on a job, until when, and what happens when they stop.
+
+```
+            claim()                complete()
+ pending ──────────► running ──────────────────► done
+ failed  ──(after     │  │ fail(), attempts left
+   ▲      not_before) │  └──────────────────────► failed (not_before = now + backoff)
+   │                  │ fail(retry=False), or no attempts left
+   │                  └─────────────────────────► quarantined (quarantine_reason)
+   └──────── reap(): lease expired ──► pending, or quarantined when no attempts are left
+```
+A claim counts as an attempt, so a job that kills its worker every time is quarantined
+after MAX_ATTEMPTS rather than looping. Every transition checks the caller still holds
+the lease: a worker whose lease was reaped and re-claimed can't complete the job a second
+time (it must roll back, including any archive version it recorded in that transaction).
+
+Claiming is atomic: on PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent workers take
+different jobs without waiting; on SQLite every transaction starts with BEGIN IMMEDIATE
+(engine.py), so the select-then-update runs under the database's single write lock.
+Functions here flush but never commit: commit a claim right away, so the lease is visible.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Collection
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from aic_worker.catalog.models import Job, JobKind, JobState, utcnow
+
+DEFAULT_LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = timedelta(seconds=30)
+BACKOFF_CAP = timedelta(hours=1)
+
+
+def new_owner() -> str:
+    """A lease owner name that says which process holds a lease and is never reused."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def backoff(attempts: int) -> timedelta:
+    """How long a job that failed `attempts` times waits before its next try."""
+    return min(BACKOFF_BASE * 2 ** max(attempts - 1, 0), BACKOFF_CAP)
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        Job.state.in_((JobState.PENDING, JobState.FAILED)),
+        or_(Job.not_before.is_(None), Job.not_before <= now),
+    )
+
+
+def _held_by(job_id: int, owner: str) -> ColumnElement[bool]:
+    return and_(Job.id == job_id, Job.state == JobState.RUNNING, Job.lease_owner == owner)
+
+
+def claim(
+    session: Session,
+    owner: str,
+    *,
+    job_id: int | None = None,
+    kinds: Collection[JobKind] | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> Job | None:
+    """Lease job `job_id` (the broker's message) or else the oldest claimable job; None if none.
+
+    None for a given `job_id` means there is nothing to do: it is done, quarantined, held by
+    another worker, or waiting out its backoff (a redelivered message is harmless).
+    """
+    now = now or utcnow()
+    query = select(Job).where(_claimable(now)).order_by(Job.id).limit(1).with_for_update(skip_locked=True)
+    if job_id is not None:
+        query = query.where(Job.id == job_id)
+    if kinds is not None:
+        query = query.where(Job.kind.in_(kinds))
+    job = session.scalars(query).one_or_none()
+    if job is None:
+        return None
+    job.state = JobState.RUNNING
+    job.lease_owner = owner
+    job.lease_expires_at = now + lease
+    job.attempts += 1
+    job.not_before = None
+    job.started_at = now
+    job.updated_at = now
+    session.flush()
+    return job
+
+
+def renew(
+    session: Session,
+    job_id: int,
+    owner: str,
+    *,
+    lease: timedelta = DEFAULT_LEASE,
+    now: datetime | None = None,
+) -> bool:
+    """Extend a held lease; False means it was lost (reaped): stop working on the job."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Job).where(_held_by(job_id, owner)).values(lease_expires_at=now + lease, updated_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def complete(session: Session, job_id: int, owner: str, *, now: datetime | None = None) -> bool:
+    """Mark a held job done; False means the lease was lost and the caller must roll back."""
+    now = now or utcnow()
+    result = session.execute(
+        update(Job)
+        .where(_held_by(job_id, owner))
+        .values(state=JobState.DONE, lease_owner=None, lease_expires_at=None, finished_at=now, updated_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def fail(
+    session: Session,
+    job_id: int,
+    owner: str,
+    error: str,
+    *,
+    retry: bool = True,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: datetime | None = None,
+) -> JobState | None:
+    """Record a failed attempt: retry after a backoff, or quarantine when retrying is pointless.
+
+    retry=False is for errors another attempt can't fix (a corrupt image). Returns the job's
+    new state, or None if the lease was lost (someone else owns the job now).
+    """
+    now = now or utcnow()
+    job = session.scalars(select(Job).where(_held_by(job_id, owner)).with_for_update()).one_or_none()
+    if job is None:
+        return None
+    job.last_error = error
+    job.lease_owner = None
+    job.lease_expires_at = None
+    job.updated_at = now
+    if not retry or job.attempts >= max_attempts:
+        job.state = JobState.QUARANTINED
+        job.quarantine_reason = error if not retry else f"failed {job.attempts} attempts; last: {error}"
+        job.finished_at = now
+    else:
+        job.state = JobState.FAILED
+        job.not_before = now + backoff(job.attempts)
+    session.flush()
+    return job.state
+
+
+def reap(session: Session, *, max_attempts: int = MAX_ATTEMPTS, now: datetime | None = None) -> list[int]:
+    """Take back expired leases, whose holders died or hung; returns the ids now pending.
+
+    The caller publishes those ids to the broker again. A job whose attempts are used up is
+    quarantined instead: it has probably been killing its workers.
+    """
+    now = now or utcnow()
+    expired = session.scalars(
+        select(Job)
+        .where(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
+        .order_by(Job.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    pending = []
+    for job in expired:
+        job.last_error = f"lease of {job.lease_owner} expired at {job.lease_expires_at:%Y-%m-%d %H:%M:%S}Z"
+        job.lease_owner = None
+        job.lease_expires_at = None
+        job.updated_at = now
+        if job.attempts >= max_attempts:
+            job.state = JobState.QUARANTINED
+            job.quarantine_reason = (
+                f"lease expired on each of {job.attempts} attempts; last: {job.last_error}"
+            )
+            job.finished_at = now
+        else:
+            job.state = JobState.PENDING
+            pending.append(job.id)
+    session.flush()
+    return pending
+
+
+def claimable_job_ids(session: Session, *, limit: int = 1000, now: datetime | None = None) -> list[int]:
+    """Jobs a worker could claim now, oldest first: what to re-publish if the broker lost messages."""
+    query = select(Job.id).where(_claimable(now or utcnow())).order_by(Job.id).limit(limit)
+    return list(session.scalars(query))

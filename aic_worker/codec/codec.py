@@ -1,0 +1,162 @@
+"""The Codec facade: PIL image ⇄ ``.aic`` bytes, at any ratio, with one model.
+
+    PIL ─image_modes.prepare─► RGB ─pad─► tiling.analyse ─► y
+        ─rate_control.fit (Δ, entropy.encode)─► payloads ─bitstream.pack─► .aic bytes
+
+and back through ``bitstream.unpack`` → ``entropy.decode`` → ``tiling.synthesise``
+→ ``image_modes.restore``. The codec knows nothing of files, queues or SQL.
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from aic_worker.codec import bitstream, entropy, image_modes, rate_control, tiling
+from aic_worker.codec.errors import AicFormatError
+from aic_worker.codec.transforms import Autoencoder
+from aic_worker.codec.weights import load_model_bytes
+
+DEFAULT_MODEL = "default.safetensors"
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("aic_worker.codec") / "models" / DEFAULT_MODEL))
+
+
+class Codec:
+    """One loaded model and the verbs every caller uses: compress, decompress, truncate."""
+
+    def __init__(self, model: Autoencoder, model_id: str, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model_id = model_id
+        self.device = device
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str = "auto") -> Codec:
+        """The shipped default model, or the safetensors weights at ``path``."""
+        data = Path(path or default_model_path()).read_bytes()
+        model, model_id = load_model_bytes(data)
+        return cls(model, model_id, resolve_device(device))
+
+    @classmethod
+    def from_model(cls, model: Autoencoder, device: str = "cpu") -> Codec:
+        """A codec around an in-memory model (tests, training evaluation)."""
+        from aic_worker.codec.weights import model_bytes
+
+        _, model_id = load_model_bytes(model_bytes(model))
+        return cls(model, model_id, resolve_device(device))
+
+    @property
+    def group_size(self) -> int:
+        return self.model.cfg.group_size
+
+    # -- compress ---------------------------------------------------------------------------
+    def compress(self, image: Image.Image, ratio: float) -> bytes:
+        """The largest ``.aic`` file of at most W·H·3/ratio bytes."""
+        if not ratio > 0 or not math.isfinite(ratio):
+            raise ValueError(f"ratio must be a positive number, got {ratio!r}")
+        prepared = image_modes.prepare(image)
+        h, w = prepared.rgb.shape[:2]
+        budget = math.floor(w * h * 3 / ratio)
+        y = self.latent(prepared.rgb)
+        header = self._header(w, h, prepared.mode, ratio, 0, y.shape[1:])
+
+        def sizer(payloads: list[bytes]) -> int:
+            draft = bitstream.AicFile(header, prepared.metadata, payloads)
+            return bitstream.file_overhead(draft) + sum(len(p) for p in payloads)
+
+        try:
+            result = rate_control.fit(y, budget, self.group_size, sizer)
+        except rate_control.RatioUnreachableError as exc:
+            raise ValueError(f"ratio {ratio:g} cannot be met for a {w}x{h} image: {exc}") from exc
+        header = self._header(w, h, prepared.mode, ratio, result.code, y.shape[1:])
+        data = bitstream.pack(bitstream.AicFile(header, prepared.metadata, result.payloads))
+        assert len(data) <= budget, "rate control exceeded its budget"
+        return data
+
+    def latent(self, rgb: np.ndarray) -> np.ndarray:
+        """The (M, h, w) float latent of an (H, W, 3) uint8 image."""
+        h, w = rgb.shape[:2]
+        ph, pw = -h % tiling.SCALE, -w % tiling.SCALE
+        padded = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        x = torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).float().div_(255).to(self.device)
+        if self.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return tiling.analyse(self.model, x)[0].float().cpu().numpy()
+
+    def _header(self, w: int, h: int, mode: str, ratio: float, code: int, latent_hw) -> bitstream.AicHeader:
+        cfg = self.model.cfg
+        return bitstream.AicHeader(
+            model_id=bytes.fromhex(self.model_id), width=w, height=h, mode=mode,
+            target_ratio=float(ratio), achieved_ratio=0.0, step_code=code,
+            latent_channels=cfg.latent_channels, group_size=cfg.group_size,
+            latent_height=latent_hw[0], latent_width=latent_hw[1],
+        )
+
+    # -- decompress -------------------------------------------------------------------------
+    def decompress(self, data: bytes) -> Image.Image:
+        """A PIL image of the original's size and mode (see ``image_modes``)."""
+        f = self.check(data)
+        hd = f.header
+        rgb = self.decode_rgb(f)
+        return image_modes.restore(rgb, hd.mode, f.metadata)
+
+    def check(self, data: bytes) -> bitstream.AicFile:
+        """Unpack and validate a file for this codec's model, before any big allocation."""
+        f = bitstream.unpack(data)
+        hd = f.header
+        if hd.model_id.hex() != self.model_id:
+            raise AicFormatError(
+                f"file was made by model {hd.model_id.hex()[:16]}…, this codec has {self.model_id[:16]}…"
+            )
+        cfg = self.model.cfg
+        if (hd.latent_channels, hd.group_size) != (cfg.latent_channels, cfg.group_size):
+            raise AicFormatError("file's latent layout does not match its model")
+        if hd.width * hd.height > 2 * (Image.MAX_IMAGE_PIXELS or 1 << 62):
+            raise AicFormatError(f"image of {hd.width}x{hd.height} exceeds the decompression-bomb limit")
+        if not rate_control.CODE_MIN <= hd.step_code <= rate_control.CODE_MAX:
+            raise AicFormatError(f"quantisation step code {hd.step_code} is out of range")
+        return f
+
+    def decode_rgb(self, f: bitstream.AicFile) -> np.ndarray:
+        hd = f.header
+        try:
+            q = entropy.decode(f.groups, hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
+        except (ValueError, RuntimeError, OverflowError) as exc:
+            raise AicFormatError(f"latent data cannot be decoded: {exc}") from exc
+        y = torch.from_numpy(q.astype(np.float32) * rate_control.step_of(hd.step_code)).unsqueeze(0)
+        x = tiling.synthesise(self.model, y.to(self.device))
+        rgb = x[0, :, : hd.height, : hd.width].mul(255).round_().byte().permute(1, 2, 0).cpu().numpy()
+        return np.ascontiguousarray(rgb)
+
+    # -- truncate ---------------------------------------------------------------------------
+    def truncate(self, data: bytes, ratio: float) -> bytes:
+        """A valid smaller file at ``ratio`` (≥ the file's own) by dropping trailing groups.
+
+        No decoding and no original needed; works for files of any model.
+        """
+        f = bitstream.unpack(data)
+        hd = f.header
+        raw = hd.width * hd.height * 3
+        if ratio < hd.achieved_ratio * (1 - 1e-6):
+            raise ValueError(f"cannot truncate towards a lower ratio ({ratio:g} < {hd.achieved_ratio:.2f})")
+        budget = math.floor(raw / ratio)
+        for keep in range(len(f.groups), -1, -1):
+            out = bitstream.truncate_groups(data, keep, float(ratio))
+            if len(out) <= budget:
+                return out
+        raise ValueError(f"ratio {ratio:g} cannot be met: the header alone is bigger than {budget} bytes")

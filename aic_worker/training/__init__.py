@@ -1,0 +1,1 @@
+"""Training of the codec's transforms: data, objective and the resumable loop."""

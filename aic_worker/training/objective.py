@@ -1,0 +1,75 @@
+"""The variable-rate, truncation-aware training objective.
+
+Each crop in a batch draws its own quantisation step Δ and its own number of
+kept channel groups, so one model learns every ratio and learns to put the
+most important information in the first channels:
+
+    x ─g_a─► y ─÷Δ─► round (STE) / +noise ─► mask tail groups ─×Δ─► g_s ─► x̂
+                                    └──► Laplace bits (per image, per channel)
+
+The rate term mirrors the inference coder: a zero-mean Laplace whose scale is
+fitted per image and channel (the coder sends that scale in its header).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from aic_worker.codec.transforms import Autoencoder
+
+LAMBDA_REF = 0.013  # λ at Δ = 1; λ(Δ) = LAMBDA_REF / Δ² (high-rate theory: D ∝ Δ²)
+STEP_MIN, STEP_MAX = 0.25, 8.0
+
+
+@dataclass
+class BatchLoss:
+    loss: torch.Tensor
+    bpp: float
+    mse: float
+
+
+def sample_steps(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Quantisation steps, log-uniform over the range the rate control uses."""
+    u = torch.rand(batch, generator=generator)
+    return torch.exp(math.log(STEP_MIN) + u * (math.log(STEP_MAX) - math.log(STEP_MIN)))
+
+
+def sample_keep_masks(batch: int, channels: int, group: int, p_full: float = 0.5) -> torch.Tensor:
+    """(B, M, 1, 1) masks keeping a random number of leading channel groups."""
+    groups = channels // group
+    keep = torch.randint(1, groups + 1, (batch,))
+    keep = torch.where(torch.rand(batch) < p_full, torch.full_like(keep, groups), keep)
+    idx = torch.arange(channels).unsqueeze(0) // group
+    return (idx < keep.unsqueeze(1)).float().view(batch, channels, 1, 1)
+
+
+def laplace_bits(symbols: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Bits per image of noisy symbols under a per-image, per-channel Laplace fit."""
+    scale = symbols.detach().abs().mean(dim=(2, 3), keepdim=True).clamp_min(0.02)
+
+    def cdf(v: torch.Tensor) -> torch.Tensor:
+        return 0.5 + 0.5 * torch.sign(v) * (1 - torch.exp(-v.abs() / scale))
+
+    prob = (cdf(symbols + 0.5) - cdf(symbols - 0.5)).clamp_min(1e-9)
+    return (-torch.log2(prob) * mask).sum(dim=(1, 2, 3))
+
+
+def batch_loss(model: Autoencoder, x: torch.Tensor) -> BatchLoss:
+    """Weighted R + λ(Δ)·D over a batch of crops in [0, 1]."""
+    b = x.shape[0]
+    cfg = model.cfg
+    step = sample_steps(b).view(b, 1, 1, 1)
+    mask = sample_keep_masks(b, cfg.latent_channels, cfg.group_size)
+    y = model.g_a(x) / step
+    noisy = y + torch.rand_like(y) - 0.5
+    rounded = y + (torch.round(y) - y).detach()
+    x_hat = model.g_s(rounded * mask * step)
+    pixels = x.shape[2] * x.shape[3]
+    bpp = laplace_bits(noisy, mask) / pixels
+    mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
+    lam = LAMBDA_REF / step.view(b) ** 2
+    per_image = (bpp + lam * 255**2 * mse) * step.view(b)
+    return BatchLoss(per_image.mean(), float(bpp.detach().mean()), float(mse.detach().mean()))

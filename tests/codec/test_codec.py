@@ -1,0 +1,157 @@
+"""Round trips, ratio bounds, truncation and metadata through the public Codec API."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aic_worker.codec import AicFormatError, Codec, bitstream
+from tests.codec.conftest import make_model, photo_like
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    x = np.asarray(a.convert("RGB"), dtype=np.float64)
+    y = np.asarray(b.convert("RGB"), dtype=np.float64)
+    return 10 * np.log10(255**2 / max(np.mean((x - y) ** 2), 1e-10))
+
+
+@pytest.mark.parametrize("ratio", [24, 32, 48, 64])
+def test_ratio_is_honest_and_tight(codec: Codec, ratio: int) -> None:
+    # The test model has only 32 latent channels, too few for 8x; Kodak's 8x is the bench's job.
+    img = photo_like(128, 128)
+    data = codec.compress(img, ratio=ratio)
+    raw = 128 * 128 * 3
+    assert len(data) <= raw / ratio
+    assert raw / len(data) <= 1.05 * ratio
+    assert bitstream.unpack(data).header.achieved_ratio == pytest.approx(raw / len(data), rel=1e-6)
+
+
+def test_higher_ratio_gives_smaller_file(codec: Codec) -> None:
+    img = photo_like(96, 64, seed=3)
+    sizes = [len(codec.compress(img, ratio=r)) for r in (24, 32, 64)]
+    assert sizes[0] > sizes[1] > sizes[2]
+
+
+def test_unreachable_ratio_is_a_clear_error(codec: Codec) -> None:
+    with pytest.raises(ValueError, match="cannot be met"):
+        codec.compress(photo_like(4, 4), ratio=8)
+
+
+@pytest.mark.parametrize("bad", [0, -3, float("nan"), float("inf")])
+def test_bad_ratio_rejected(codec: Codec, bad: float) -> None:
+    with pytest.raises(ValueError):
+        codec.compress(photo_like(32, 32), ratio=bad)
+
+
+def _modes() -> list[Image.Image]:
+    rgb = photo_like(37, 29)
+    rgba = rgb.copy()
+    rgba.putalpha(Image.fromarray((np.arange(37 * 29) % 256).astype(np.uint8).reshape(29, 37)))
+    p_transparent = rgb.quantize(16)
+    p_transparent.info["transparency"] = 0
+    wide = (np.asarray(rgb.convert("L"), dtype=np.uint16) * 257).astype(np.uint16)
+    return [
+        rgb, rgb.convert("L"), rgba, rgba.convert("LA"), rgb.quantize(32), p_transparent,
+        rgb.convert("CMYK"), rgb.convert("1"), Image.fromarray(wide), rgb.convert("YCbCr"),
+    ]
+
+
+def _mode_id(img: Image.Image) -> str:
+    return img.mode + ("+t" if "transparency" in img.info else "")
+
+
+@pytest.mark.parametrize("img", _modes(), ids=_mode_id)
+def test_every_mode_round_trips(codec: Codec, img: Image.Image) -> None:
+    out = codec.decompress(codec.compress(img, ratio=8))
+    assert out.size == img.size
+    expected = "RGBA" if "transparency" in img.info else img.mode
+    assert out.mode == expected
+    if img.mode in ("RGBA", "LA"):
+        assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.getchannel("A")))
+    if img.mode == "P" and "transparency" not in img.info:
+        assert out.getpalette() == img.getpalette()
+
+
+def test_transparent_palette_alpha_is_lossless(codec: Codec) -> None:
+    img = next(m for m in _modes() if "transparency" in m.info)
+    out = codec.decompress(codec.compress(img, ratio=8))
+    assert np.array_equal(np.asarray(out.getchannel("A")), np.asarray(img.convert("RGBA").getchannel("A")))
+
+
+@pytest.mark.parametrize("size", [(1, 400), (400, 1), (17, 33), (16, 16), (129, 3)])
+def test_odd_sizes(codec: Codec, size: tuple[int, int]) -> None:
+    img = photo_like(*size)
+    out = codec.decompress(codec.compress(img, ratio=4))
+    assert out.size == img.size and out.mode == "RGB"
+
+
+def test_unsupported_mode_is_clear(codec: Codec) -> None:
+    with pytest.raises(ValueError, match="mode 'F'"):
+        codec.compress(Image.new("F", (32, 32)), ratio=8)
+
+
+def test_exif_and_icc_are_kept(codec: Codec) -> None:
+    img = photo_like(48, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6            # orientation
+    exif[0x010F] = "AIC test camera"
+    icc = b"\0\0\0\x20fake-icc-profile-for-the-test!!"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), icc_profile=icc)
+    with Image.open(io.BytesIO(buf.getvalue())) as src:
+        src.load()
+        out = codec.decompress(codec.compress(src, ratio=8))
+        assert out.info["exif"] == src.info["exif"]
+        assert out.info["icc_profile"] == icc
+        assert out.size == src.size
+    assert out.getexif()[0x0112] == 6
+
+
+def test_truncate_gives_a_valid_smaller_file(codec: Codec) -> None:
+    img = photo_like(128, 128, seed=5)
+    data = codec.compress(img, ratio=24)
+    full = codec.decompress(data)
+    prev = len(data)
+    for ratio in (32, 48, 64):
+        small = codec.truncate(data, ratio=ratio)
+        assert len(small) <= 128 * 128 * 3 / ratio
+        assert len(small) <= prev
+        prev = len(small)
+        out = codec.decompress(small)
+        assert out.size == img.size
+    assert _psnr(full, img) >= _psnr(codec.decompress(codec.truncate(data, ratio=64)), img) - 1e-9
+
+
+def test_truncate_keeps_leading_groups_bit_exact(codec: Codec) -> None:
+    data = codec.compress(photo_like(128, 128, seed=6), ratio=24)
+    small = codec.truncate(data, ratio=40)
+    a, b = bitstream.unpack(data), bitstream.unpack(small)
+    assert 0 < len(b.groups) < len(a.groups)
+    assert b.groups == a.groups[: len(b.groups)]
+
+
+def test_truncate_refuses_a_lower_ratio(codec: Codec) -> None:
+    data = codec.compress(photo_like(64, 64), ratio=32)
+    with pytest.raises(ValueError, match="lower ratio"):
+        codec.truncate(data, ratio=8)
+
+
+def test_wrong_model_is_refused(codec: Codec) -> None:
+    data = codec.compress(photo_like(32, 32), ratio=8)
+    other = Codec.from_model(make_model(1))
+    with pytest.raises(AicFormatError, match="model"):
+        other.decompress(data)
+
+
+def test_bomb_sized_header_refused_before_decoding(codec: Codec) -> None:
+    data = codec.compress(photo_like(32, 32), ratio=8)
+    f = bitstream.unpack(data)
+    hd = f.header
+    huge = type(hd)(**{**hd.__dict__, "width": 15000, "height": 15000, "latent_width": 938,
+                       "latent_height": 938})
+    bomb = bitstream.pack(bitstream.AicFile(huge, f.metadata, []))
+    with pytest.raises(AicFormatError, match="decompression-bomb"):
+        codec.decompress(bomb)
