@@ -11,9 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from aic_worker.admin import codec_commands, db_commands
+from aic_worker.admin import codec_commands, db_commands, worker_commands
 
-COMMAND_MODULES = [codec_commands, db_commands]
+COMMAND_MODULES = [codec_commands, db_commands, worker_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

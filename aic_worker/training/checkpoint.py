@@ -7,6 +7,7 @@ stopped at any time continues where its last checkpoint left it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,7 +31,9 @@ def save_checkpoint(path: Path, model: Autoencoder, opt: torch.optim.Adam, step:
     tmp.replace(path)
 
 
-def load_checkpoint(path: Path, lr: float) -> tuple[Autoencoder, torch.optim.Adam, int, float]:
+def load_checkpoint(
+    path: Path, make_optimizer: Callable[[Autoencoder], torch.optim.Adam]
+) -> tuple[Autoencoder, torch.optim.Adam, int, float]:
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
@@ -39,7 +42,7 @@ def load_checkpoint(path: Path, lr: float) -> tuple[Autoencoder, torch.optim.Ada
     model = Autoencoder(ModelConfig(**json.loads(meta["config"])))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = make_optimizer(model)
     for name, p in model.named_parameters():
         if f"adam.m.{name}" in tensors:
             opt.state[p] = {

@@ -20,8 +20,11 @@ import torch
 
 from aic_worker.codec.transforms import Autoencoder
 
-LAMBDA_REF = 0.013  # λ at Δ = 1; λ(Δ) = LAMBDA_REF / Δ² (high-rate theory: D ∝ Δ²)
-STEP_MIN, STEP_MAX = 0.25, 8.0
+# λ(Δ) = LAMBDA_REF / Δ²: the slope of a uniform quantiser's high-rate R-D curve for
+# the block transform at gain BLOCK_GAIN, so each Δ trains at the trade-off it is used at.
+LAMBDA_REF = 0.04
+BLOCK_GAIN = 10.0     # latent units per unit of KLT coefficient (pixels in [0, 1])
+STEP_MIN, STEP_MAX = 0.3, 32.0
 
 
 @dataclass
@@ -57,19 +60,28 @@ def laplace_bits(symbols: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (-torch.log2(prob) * mask).sum(dim=(1, 2, 3))
 
 
-def batch_loss(model: Autoencoder, x: torch.Tensor) -> BatchLoss:
-    """Weighted R + λ(Δ)·D over a batch of crops in [0, 1]."""
+def batch_loss(model: Autoencoder, x: torch.Tensor, with_rate: bool = True) -> BatchLoss:
+    """R + λ(Δ)·D over a batch of crops in [0, 1]; minus the mean PSNR when the analysis is frozen.
+
+    With a frozen analysis the rate cannot change, so the decoder is trained on
+    exactly what inference gives it (rounded symbols), and each crop counts by
+    its PSNR: an MSE sum would let the few crops with most channels dropped,
+    whose errors are a hundred times larger, drown out all the others.
+    """
     b = x.shape[0]
     cfg = model.cfg
     step = sample_steps(b).view(b, 1, 1, 1)
     mask = sample_keep_masks(b, cfg.latent_channels, cfg.group_size)
     y = model.g_a(x) / step
     noisy = y + torch.rand_like(y) - 0.5
-    rounded = y + (torch.round(y) - y).detach()
+    rounded = y + (torch.round(y) - y).detach() if with_rate else torch.round(y)
     x_hat = model.g_s(rounded * mask * step)
     pixels = x.shape[2] * x.shape[3]
     bpp = laplace_bits(noisy, mask) / pixels
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
     lam = LAMBDA_REF / step.view(b) ** 2
-    per_image = (bpp + lam * 255**2 * mse) * step.view(b)
+    if with_rate:
+        per_image = bpp + lam * 255**2 * mse
+    else:
+        per_image = 10 * torch.log10(mse.clamp_min(1e-10))
     return BatchLoss(per_image.mean(), float(bpp.detach().mean()), float(mse.detach().mean()))

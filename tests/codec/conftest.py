@@ -21,8 +21,8 @@ def make_model(seed: int, gain: float = 300.0) -> Autoencoder:
     torch.manual_seed(seed)
     model = Autoencoder(SMALL)
     with torch.no_grad():
-        model.g_a[-1].weight.mul_(gain)
-        model.g_s[0].weight.div_(gain)
+        model.g_a.block.weight.mul_(gain)
+        model.g_s.block.weight.div_(gain)
     return model
 
 

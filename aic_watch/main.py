@@ -1,0 +1,134 @@
+"""`aic-watch`: watch folders and queue every complete image in them for archiving.
+
+    aic-watch FOLDER --ratio R --archive DIR [--policy keep|move|delete] [--done-dir DIR] ...
+    aic-watch [--config FILE]        # else the TOML file named by AIC_CONFIG
+
+Runs until SIGTERM or SIGINT, then finishes the batch in hand and exits 0. Exit 2: the
+command line or the config file is wrong; exit 1: the catalog can't be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from aic_watch.config import (
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_RESCAN_INTERVAL,
+    DEFAULT_STABILITY_WINDOW,
+    ConfigError,
+    ObserverKind,
+    Policy,
+    WatchConfig,
+    load_config,
+    make_config,
+    make_folder,
+)
+from aic_watch.watcher import Watcher
+from aic_worker.catalog.migrate import CatalogVersionError
+
+log = logging.getLogger("aic_watch")
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aic-watch",
+        description="Watch folders and queue every complete image dropped into them for archiving.",
+    )
+    parser.add_argument("folder", nargs="?", help="folder to watch (else the config file's folders)")
+    parser.add_argument("--config", help="TOML config file (default: AIC_CONFIG)")
+    one = parser.add_argument_group("one folder, without a config file")
+    one.add_argument("--ratio", type=float, help="target ratio: raw RGB bytes / archive bytes, e.g. 32")
+    one.add_argument("--archive", help="archive root the .aic files go to")
+    one.add_argument(
+        "--policy",
+        choices=[p.value for p in Policy],
+        default="keep",
+        help="what happens to an original once archived (default: keep)",
+    )
+    one.add_argument("--done-dir", help="where --policy move puts originals")
+    one.add_argument("--no-recursive", action="store_true", help="ignore subfolders")
+    one.add_argument("--patterns", help="comma-separated extensions (default: every supported one)")
+    one.add_argument("--polling", action="store_true", help="poll instead of inotify (network shares)")
+    one.add_argument(
+        "--poll-interval",
+        type=float,
+        default=DEFAULT_POLL_INTERVAL,
+        help=f"seconds between polls (default: {DEFAULT_POLL_INTERVAL:g})",
+    )
+    one.add_argument(
+        "--stability-window",
+        type=float,
+        default=DEFAULT_STABILITY_WINDOW,
+        help=f"seconds a file must hold still (default: {DEFAULT_STABILITY_WINDOW:g})",
+    )
+    one.add_argument(
+        "--rescan-interval",
+        type=float,
+        default=DEFAULT_RESCAN_INTERVAL,
+        help=f"seconds between reconciliation scans (default: {DEFAULT_RESCAN_INTERVAL:g})",
+    )
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default: INFO)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> WatchConfig:
+    """The flags' single folder, or the config file's folders; ConfigError when they are wrong."""
+    if args.folder is None:
+        path = args.config or os.environ.get("AIC_CONFIG")
+        if not path:
+            parser.error("give a FOLDER with --ratio and --archive, or a config file (--config, AIC_CONFIG)")
+        return load_config(path)
+    if args.config:
+        parser.error("give a FOLDER or --config, not both")
+    if args.ratio is None or args.archive is None:
+        parser.error("watching FOLDER needs --ratio and --archive")
+    folder = make_folder(
+        args.folder,
+        ratio=args.ratio,
+        archive=args.archive,
+        recursive=not args.no_recursive,
+        patterns=args.patterns.split(",") if args.patterns else None,
+        policy=args.policy,
+        done_dir=args.done_dir,
+        observer=ObserverKind.POLLING if args.polling else ObserverKind.INOTIFY,
+        poll_interval=args.poll_interval,
+    )
+    return make_config([folder], stability_window=args.stability_window, rescan_interval=args.rescan_interval)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    try:
+        config = config_from_args(args, parser)
+    except ConfigError as error:
+        print(f"aic-watch: {error}", file=sys.stderr)
+        return 2
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, _frame: stop.set())
+    watcher = Watcher(config)
+    try:
+        watcher.start()
+    except (CatalogVersionError, SQLAlchemyError) as error:
+        print(f"aic-watch: cannot use the catalog: {error}", file=sys.stderr)
+        return 1
+    while not stop.wait(1.0) and watcher.running:
+        pass
+    log.info("stopping")
+    watcher.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

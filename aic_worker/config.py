@@ -1,0 +1,72 @@
+"""What a worker reads from its environment, in one place, so every process agrees on it.
+
+Torch-free: the watcher and `aic-admin` import the broker and timing settings too.
+
+| variable                | default                    | what it sets                                   |
+|-------------------------|----------------------------|------------------------------------------------|
+| AIC_BROKER_URL          | redis://127.0.0.1:6379/0   | the Redis broker (transport only)              |
+| AIC_DEVICE              | auto                       | auto, cpu or cuda:N (resolved after the fork)  |
+| AIC_MODEL               | (catalog default, shipped) | weights for jobs of the model with this sha256 |
+| AIC_ARCHIVE             | $AIC_HOME/archive          | archive root for `aic-admin add`               |
+| AIC_LEASE_SECONDS       | 300                        | how long a claim lasts without renewal         |
+| AIC_REAP_SECONDS        | 60                         | how often a worker reaps and republishes       |
+| AIC_TASK_TIME_LIMIT     | 3600                       | hard limit of one task (soft: 90 % of it)      |
+| AIC_DB_RETRY_SECONDS    | 600                        | how long a finished job waits for the database |
+| AIC_TORCH_THREADS       | cores / concurrency        | torch threads per worker process               |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aic_worker.catalog.engine import data_dir
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+def _number(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    value = float(raw)
+    if not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    broker_url: str
+    device: str
+    archive_root: Path
+    lease_seconds: float
+    reap_seconds: float
+    task_time_limit: float
+    db_retry_seconds: float
+
+    @property
+    def soft_time_limit(self) -> float:
+        """Leaves the task a tenth of its time to record the failure before the hard kill."""
+        return self.task_time_limit * 0.9
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Longer than the longest job, or Redis would hand a running job's message to a second worker."""
+        return self.task_time_limit * 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
+        env = os.environ if env is None else env
+        archive = env.get("AIC_ARCHIVE")
+        return cls(
+            broker_url=env.get("AIC_BROKER_URL") or DEFAULT_BROKER_URL,
+            device=env.get("AIC_DEVICE") or "auto",
+            archive_root=Path(archive).expanduser() if archive else data_dir(env) / "archive",
+            lease_seconds=_number(env, "AIC_LEASE_SECONDS", 300),
+            reap_seconds=_number(env, "AIC_REAP_SECONDS", 60),
+            task_time_limit=_number(env, "AIC_TASK_TIME_LIMIT", 3600),
+            db_retry_seconds=_number(env, "AIC_DB_RETRY_SECONDS", 600),
+        )

@@ -1,0 +1,54 @@
+"""Which codec model a new job uses, and where a job's model's weights are. Torch-free.
+
+A `.aic` file names its model by the weights' sha256 (DESIGN.md, invariant 4), so jobs name
+models the same way and the catalog records every model a job or an archive uses.
+Order for new jobs: `AIC_MODEL` when set, else the catalog's default model, else the
+weights shipped in the package.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from aic_worker.archive import file_sha256
+from aic_worker.catalog.codec_models import default_model, register_model
+from aic_worker.catalog.models import CodecModel
+
+SHIPPED_MODEL = Path(__file__).resolve().parent / "codec" / "models" / "default.safetensors"
+
+
+class NoModelError(LookupError):
+    """No weights to compress with: none set, registered or shipped."""
+
+
+def model_for_new_jobs(session: Session, env: Mapping[str, str] | None = None) -> CodecModel:
+    """The model new compress jobs use, registered in the catalog (the caller commits)."""
+    env = os.environ if env is None else env
+    current_default = default_model(session)
+    if override := env.get("AIC_MODEL"):
+        path = Path(override).expanduser().resolve()
+        if not path.is_file():
+            raise NoModelError(f"AIC_MODEL names {path}, which is not a file")
+        return register_model(session, file_sha256(path), str(path), make_default=current_default is None)
+    if current_default is not None:
+        return current_default
+    if SHIPPED_MODEL.is_file():
+        return register_model(session, file_sha256(SHIPPED_MODEL), str(SHIPPED_MODEL), make_default=True)
+    raise NoModelError("no codec model: set AIC_MODEL or register one with the catalog")
+
+
+def weights_candidates(
+    session: Session, model_id: str, env: Mapping[str, str] | None = None
+) -> Iterator[Path]:
+    """Files that may hold model `model_id`'s weights, most likely first (the caller checks the sha256)."""
+    env = os.environ if env is None else env
+    row = session.get(CodecModel, model_id)
+    if row is not None:
+        yield Path(row.path)
+    if override := env.get("AIC_MODEL"):
+        yield Path(override).expanduser()
+    yield SHIPPED_MODEL

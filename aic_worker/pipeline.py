@@ -1,0 +1,355 @@
+"""The work of each job kind, run by a worker that holds the job's lease.
+
+Compress (DESIGN.md, invariant 2), each step only after the one before it succeeded:
+```
+ read the original, check its sha256 ─► decode it (PIL) ─► codec.compress(ratio)
+   ─► archive.stage: temp name, fsync ─► decode the staged file, PSNR / MS-SSIM
+   ─► archive.place: link to the final name ─► commit: archive version + job done
+   ─► the folder's policy for the original (keep, move, delete)
+```
+Recompress writes a new version beside the current one from the original when one is
+still on disk; without it, it can only truncate the current file to a higher ratio (same
+model), and then measures quality against the current version's decoding. Restore decodes
+the current version into a PNG at the job's `output`; verify checks that the current file
+still has its recorded sha256 and decodes, and when the original is there, to its PSNR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import stat
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from aic_worker import archive
+from aic_worker.catalog import lease
+from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source, SourcePath
+from aic_worker.catalog.sources import current_version, mark_path_removed, record_archive_version
+from aic_worker.codec import AicFormatError, Codec
+from aic_worker.codec.image_modes import UnsupportedImageError
+from aic_worker.codec.quality import ms_ssim, psnr
+from aic_worker.codec_cache import CodecCache
+from aic_worker.job_errors import LeaseLostError, PermanentJobError
+from aic_worker.job_parameters import CompressParameters
+from aic_worker.policy import Policy, apply_policy
+from aic_worker.transient import in_transaction
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# A decoded archive must match its recorded PSNR this closely: the entropy decoder is exact,
+# the synthesis transform is float and may round differently on another device.
+VERIFY_PSNR_TOLERANCE_DB = 0.5
+
+
+@dataclass
+class JobContext:
+    """What a job's work needs from its worker process."""
+
+    sessions: sessionmaker[Session]
+    owner: str
+    codecs: CodecCache
+    db_patience: float
+    lease_lost: threading.Event
+
+    def db(self, work: Callable[[Session], T]) -> T:
+        """`work` in one transaction, waiting out a database outage."""
+        return in_transaction(self.sessions, work, patience=self.db_patience)
+
+    def codec(self, model_id: str) -> Codec:
+        return self.codecs.get(self.sessions, model_id)
+
+    def check_lease(self) -> None:
+        if self.lease_lost.is_set():
+            raise LeaseLostError("the job's lease was reaped")
+
+    def finish(self, job: Job) -> None:
+        """Mark a job that wrote no archive version done."""
+
+        def work(session: Session) -> None:
+            if not lease.complete(session, job.id, self.owner):
+                raise LeaseLostError(f"job {job.id} is no longer ours")
+
+        self.db(work)
+
+
+@dataclass(frozen=True)
+class Original:
+    path: Path
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the catalog says of a source, read in one short transaction."""
+
+    sha256: str
+    paths: tuple[Path, ...]  # where its content was last seen, not removed
+    current: ArchiveVersion | None
+
+
+def _source_facts(ctx: JobContext, source_id: int) -> SourceFacts:
+    def work(session: Session) -> SourceFacts:
+        source = session.get(Source, source_id)
+        if source is None:
+            raise PermanentJobError(f"source {source_id} is not in the catalog")
+        paths = session.scalars(
+            select(SourcePath.path).where(SourcePath.source_id == source_id, SourcePath.removed_at.is_(None))
+        )
+        return SourceFacts(source.sha256, tuple(Path(p) for p in paths), current_version(session, source_id))
+
+    return ctx.db(work)
+
+
+def _read_if_same(path: Path, sha256: str) -> bytes | None:
+    """The bytes at `path` if it is a regular file (not a link) holding content `sha256`."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            return None
+        data = file.read()
+    return data if hashlib.sha256(data).hexdigest() == sha256 else None
+
+
+def find_original(facts: SourceFacts, preferred: Path | None = None) -> Original | None:
+    """The original's bytes from `preferred`, else from any other path that still holds them."""
+    for path in dict.fromkeys([*([preferred] if preferred else []), *facts.paths]):
+        data = _read_if_same(path, facts.sha256)
+        if data is not None:
+            return Original(path, data)
+    return None
+
+
+def open_image(data: bytes, name: Path) -> Image.Image:
+    """A fully decoded PIL image; hostile or broken input becomes a PermanentJobError."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        image.load()
+    except Image.DecompressionBombError as error:
+        reason = f"{name}: refused as a decompression bomb: {error}"
+        raise PermanentJobError(reason, bad_input=True) from error
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as error:
+        raise PermanentJobError(f"{name}: not a readable image: {error}", bad_input=True) from error
+    return image
+
+
+def encode(codec: Codec, image: Image.Image, ratio: float, name: Path) -> bytes:
+    try:
+        return codec.compress(image, ratio)
+    except UnsupportedImageError as error:
+        raise PermanentJobError(f"{name}: {error}", bad_input=True) from error
+    except ValueError as error:
+        raise PermanentJobError(f"{name}: {error}") from error
+
+
+def rgb_of(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("RGB"))
+
+
+def measure(codec: Codec, staged: Path, reference: np.ndarray) -> tuple[float, float]:
+    """Decode the staged file from disk and measure it against `reference`: (PSNR, MS-SSIM)."""
+    try:
+        decoded = rgb_of(codec.decompress(staged.read_bytes()))
+    except AicFormatError as error:
+        raise PermanentJobError(f"the written archive file does not decode: {error}") from error
+    if decoded.shape != reference.shape:
+        raise PermanentJobError(f"the archive decodes to {decoded.shape}, the original is {reference.shape}")
+    return psnr(reference, decoded), ms_ssim(reference, decoded)
+
+
+def _path_recorded(ctx: JobContext, path: Path) -> bool:
+    return ctx.db(
+        lambda session: session.scalar(select(ArchiveVersion.id).where(ArchiveVersion.path == str(path)))
+        is not None
+    )
+
+
+def write_version(
+    ctx: JobContext, job: Job, codec: Codec, data: bytes, reference: np.ndarray, names: list[Path]
+) -> ArchiveVersion:
+    """Stage, verify, place and commit `data` as the source's new current archive version."""
+    directory = names[0].parent
+    for stale in archive.remove_stale_temps(directory, job.id):
+        log.info("job %s: removed %s left by an interrupted attempt", job.id, stale)
+    staged = archive.stage(names[0], data, job.id)
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        quality = measure(codec, staged, reference)
+        ctx.check_lease()
+        final, created = archive.place(staged, names, sha256, lambda path: _path_recorded(ctx, path))
+    finally:
+        staged.unlink(missing_ok=True)
+    height, width = reference.shape[:2]
+
+    def commit(session: Session) -> ArchiveVersion:
+        done = session.scalars(
+            select(ArchiveVersion).where(ArchiveVersion.path == str(final), ArchiveVersion.sha256 == sha256)
+        ).one_or_none()
+        if done is not None and session.get(Job, job.id).state is JobState.DONE:
+            return done  # an earlier try committed, and only its acknowledgement was lost
+        version = record_archive_version(
+            session,
+            source_id=job.source_id,
+            path=str(final),
+            bytes=len(data),
+            sha256=sha256,
+            target_ratio=float(job.target_ratio),
+            achieved_ratio=width * height * 3 / len(data),
+            model_id=codec.model_id,
+            psnr=quality[0],
+            ms_ssim=quality[1],
+        )
+        if not lease.complete(session, job.id, ctx.owner):
+            raise LeaseLostError(f"job {job.id} is no longer ours")
+        return version
+
+    try:
+        return ctx.db(commit)
+    except LeaseLostError:
+        if created:
+            final.unlink(missing_ok=True)
+        raise
+
+
+def compress(ctx: JobContext, job: Job) -> None:
+    try:
+        params = CompressParameters.from_json(job.parameters)
+    except ValueError as error:
+        raise PermanentJobError(str(error)) from error
+    facts = _source_facts(ctx, job.source_id)
+    original = find_original(facts, params.path)
+    if original is None:
+        raise PermanentJobError(f"{params.path}: the original is gone or its content changed")
+    image = open_image(original.data, original.path)
+    codec = ctx.codec(job.model_id)
+    data = encode(codec, image, float(job.target_ratio), original.path)
+    preferred = archive.archive_path(params.archive_root, params.folder, params.path)
+    version = write_version(ctx, job, codec, data, rgb_of(image), list(archive.candidates(preferred)))
+    log.info("job %s: %s -> %s (ratio %.1f, PSNR %.2f dB)", job.id, original.path, version.path,
+             version.achieved_ratio, version.psnr)
+    if original.path == params.path and params.policy is not Policy.KEEP:
+        _apply_policy(ctx, params, facts.sha256)
+
+
+def _apply_policy(ctx: JobContext, params: CompressParameters, sha256: str) -> None:
+    """Keep, move or delete the original, if it still holds the content just archived."""
+    if _read_if_same(params.path, sha256) is None:
+        log.warning("%s changed after it was archived: left in place", params.path)
+        return
+    moved_to = apply_policy(params.policy, params.path, params.folder, params.done_dir)
+    ctx.db(lambda session: mark_path_removed(session, str(params.path)))
+    log.info("%s: %s", params.path, f"moved to {moved_to}" if moved_to else "deleted")
+
+
+def _current(facts: SourceFacts, job: Job) -> ArchiveVersion:
+    if facts.current is None:
+        raise PermanentJobError(f"source {job.source_id} has no archive version")
+    return facts.current
+
+
+def _read_archive(version: ArchiveVersion) -> bytes:
+    """The current version's bytes, if they are still the ones the catalog recorded."""
+    try:
+        data = Path(version.path).read_bytes()
+    except FileNotFoundError as error:
+        raise PermanentJobError(f"archive file {version.path} is missing") from error
+    if hashlib.sha256(data).hexdigest() != version.sha256:
+        raise PermanentJobError(f"archive file {version.path} does not match its recorded sha256")
+    return data
+
+
+def recompress(ctx: JobContext, job: Job) -> None:
+    facts = _source_facts(ctx, job.source_id)
+    current = _current(facts, job)
+    if job.target_ratio is None:
+        raise PermanentJobError("a recompress job needs a target ratio")
+    ratio = float(job.target_ratio)
+    model_id = job.model_id or current.model_id
+    codec = ctx.codec(model_id)
+    original = find_original(facts)
+    if original is not None:
+        image = open_image(original.data, original.path)
+        data, reference = encode(codec, image, ratio, original.path), rgb_of(image)
+    elif model_id == current.model_id and ratio >= current.achieved_ratio:
+        old = _read_archive(current)
+        try:
+            data, reference = codec.truncate(old, ratio), rgb_of(codec.decompress(old))
+        except ValueError as error:
+            raise PermanentJobError(f"{current.path}: {error}") from error
+    else:
+        raise PermanentJobError(
+            f"the original is gone: only truncation of {current.path} to a ratio of at least "
+            f"{current.achieved_ratio:.2f} with its own model is possible"
+        )
+    names = list(archive.candidates(Path(current.path)))
+    version = write_version(ctx, job, codec, data, reference, names)
+    log.info("job %s: recompressed to %s (ratio %.1f)", job.id, version.path, version.achieved_ratio)
+
+
+def restore(ctx: JobContext, job: Job) -> None:
+    output = job.parameters.get("output")
+    if not output:
+        raise PermanentJobError("a restore job needs an `output` path in its parameters")
+    current = _current(_source_facts(ctx, job.source_id), job)
+    data = _read_archive(current)
+    codec = ctx.codec(current.model_id)
+    try:
+        image = codec.decompress(data)
+    except AicFormatError as error:
+        raise PermanentJobError(f"{current.path}: {error}") from error
+    buffer = io.BytesIO()
+    extra = {k: image.info[k] for k in ("exif", "icc_profile") if k in image.info}
+    image.save(buffer, format="PNG", **extra)
+    png = buffer.getvalue()
+    target = Path(output)
+    staged = archive.stage(target, png, job.id)
+    try:
+        archive.place(staged, [target], hashlib.sha256(png).hexdigest())
+    except FileExistsError as error:
+        raise PermanentJobError(f"{target} exists with other content: not overwritten") from error
+    finally:
+        staged.unlink(missing_ok=True)
+    ctx.finish(job)
+    log.info("job %s: restored %s to %s", job.id, current.path, target)
+
+
+def verify(ctx: JobContext, job: Job) -> None:
+    facts = _source_facts(ctx, job.source_id)
+    current = _current(facts, job)
+    data = _read_archive(current)
+    codec = ctx.codec(current.model_id)
+    try:
+        decoded = rgb_of(codec.decompress(data))
+    except AicFormatError as error:
+        raise PermanentJobError(f"{current.path}: {error}") from error
+    original = find_original(facts)
+    if original is not None:
+        measured = psnr(rgb_of(open_image(original.data, original.path)), decoded)
+        if abs(measured - current.psnr) > VERIFY_PSNR_TOLERANCE_DB:
+            raise PermanentJobError(
+                f"{current.path} decodes to PSNR {measured:.2f} dB, recorded {current.psnr:.2f} dB"
+            )
+    ctx.finish(job)
+    log.info("job %s: %s verified", job.id, current.path)
+
+
+RUNNERS: dict[JobKind, Callable[[JobContext, Job], None]] = {
+    JobKind.COMPRESS: compress,
+    JobKind.RECOMPRESS: recompress,
+    JobKind.RESTORE: restore,
+    JobKind.VERIFY: verify,
+}

@@ -1,0 +1,230 @@
+"""Rate-distortion benchmark: AIC against JPEG, WebP and AVIF at the same byte budgets.
+
+For each image and each ratio R the budget is W·H·3/R bytes. AIC's rate control
+fills it; each classic codec gets the largest quality whose file fits (no file:
+"n/a"). Prints and writes a Markdown table, BD-rate against JPEG (PSNR and
+MS-SSIM), encode/decode seconds, an RD-curve PNG and a strip of one image at
+every ratio beside JPEG of the same size.
+
+    python bench/rd.py [--images ../shared/data/kodak] [--out bench/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from aic_worker.codec import Codec
+from aic_worker.codec.quality import ms_ssim, psnr
+
+RATIOS = (8, 16, 32, 64, 128, 256)
+CLASSIC = {"JPEG": ("JPEG", {}), "WebP": ("WEBP", {"method": 6}), "AVIF": ("AVIF", {"speed": 6})}
+
+
+def classic_fit(img: Image.Image, fmt: str, opts: dict, budget: int) -> bytes | None:
+    """Largest-quality file of ``fmt`` within ``budget`` bytes (bisection on quality)."""
+    lo, hi, best = 1, 100, None
+    while lo <= hi:
+        q = (lo + hi) // 2
+        buf = io.BytesIO()
+        img.save(buf, format=fmt, quality=q, **opts)
+        if buf.tell() <= budget:
+            best, lo = buf.getvalue(), q + 1
+        else:
+            hi = q - 1
+    return best
+
+
+def measure(ref: np.ndarray, out: Image.Image) -> tuple[float, float]:
+    got = np.asarray(out.convert("RGB"))
+    return psnr(ref, got), ms_ssim(ref, got)
+
+
+def bd_rate(r1: list[float], d1: list[float], r2: list[float], d2: list[float]) -> float | None:
+    """Bjøntegaard delta rate of curve 2 against curve 1, in percent (cubic fit in log-rate)."""
+    if min(len(r1), len(r2)) < 4:
+        return None
+    p1 = np.polyfit(d1, np.log(r1), 3)
+    p2 = np.polyfit(d2, np.log(r2), 3)
+    lo, hi = max(min(d1), min(d2)), min(max(d1), max(d2))
+    if lo >= hi:
+        return None
+    i1 = np.polyval(np.polyint(p1), hi) - np.polyval(np.polyint(p1), lo)
+    i2 = np.polyval(np.polyint(p2), hi) - np.polyval(np.polyint(p2), lo)
+    return float((np.exp((i2 - i1) / (hi - lo)) - 1) * 100)
+
+
+def run(images: list[Path], codec: Codec, ratios: tuple[int, ...]) -> dict:
+    rows: dict[str, dict[int, list[dict]]] = {c: {r: [] for r in ratios} for c in ["AIC", *CLASSIC]}
+    for path in images:
+        with Image.open(path) as im:
+            img = im.convert("RGB")
+        ref = np.asarray(img)
+        raw = ref.size
+        for r in ratios:
+            budget = raw // r
+            t0 = time.perf_counter()
+            data = codec.compress(img, ratio=r)
+            t1 = time.perf_counter()
+            out = codec.decompress(data)
+            t2 = time.perf_counter()
+            p, m = measure(ref, out)
+            rows["AIC"][r].append({"bytes": len(data), "psnr": p, "msssim": m, "enc": t1 - t0, "dec": t2 - t1})
+            for name, (fmt, opts) in CLASSIC.items():
+                blob = classic_fit(img, fmt, opts, budget)
+                if blob is None:
+                    rows[name][r].append({"bytes": None})
+                    continue
+                with Image.open(io.BytesIO(blob)) as dec:
+                    p, m = measure(ref, dec)
+                rows[name][r].append({"bytes": len(blob), "psnr": p, "msssim": m})
+        print(f"{path.name}: AIC " + " ".join(
+            f"{r}x {rows['AIC'][r][-1]['psnr']:.2f}dB" for r in ratios), flush=True)
+    return rows
+
+
+def summarise(rows: dict, pixels: list[int], ratios: tuple[int, ...]) -> dict:
+    summary: dict[str, dict] = {}
+    for name, per_ratio in rows.items():
+        summary[name] = {}
+        for r in ratios:
+            items = per_ratio[r]
+            if any(i["bytes"] is None for i in items):
+                fit = sum(i["bytes"] is not None for i in items)
+                summary[name][r] = {"fit": fit, "n": len(items)}
+                continue
+            summary[name][r] = {
+                "fit": len(items), "n": len(items),
+                "bpp": statistics.mean(8 * i["bytes"] / px for i, px in zip(items, pixels, strict=True)),
+                "ratio": statistics.mean(3 * px / i["bytes"] for i, px in zip(items, pixels, strict=True)),
+                "psnr": statistics.mean(i["psnr"] for i in items),
+                "msssim": statistics.mean(i["msssim"] for i in items),
+            }
+            if name == "AIC":
+                summary[name][r]["enc_median"] = statistics.median(i["enc"] for i in items)
+                summary[name][r]["dec_median"] = statistics.median(i["dec"] for i in items)
+                summary[name][r]["ratio_min"] = min(3 * px / i["bytes"] for i, px in zip(items, pixels, strict=True))
+                summary[name][r]["ratio_max"] = max(3 * px / i["bytes"] for i, px in zip(items, pixels, strict=True))
+    return summary
+
+
+def curve(summary: dict, name: str, metric: str) -> tuple[list[float], list[float]]:
+    pts = [(v["bpp"], v[metric]) for v in summary[name].values() if "bpp" in v]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def table(summary: dict, ratios: tuple[int, ...]) -> str:
+    lines = ["| ratio | " + " | ".join(f"{n} PSNR / MS-SSIM (bpp)" for n in summary) + " |",
+             "|---" * (len(summary) + 1) + "|"]
+    for r in ratios:
+        cells = []
+        for name in summary:
+            v = summary[name][r]
+            cells.append(f"{v['psnr']:.2f} / {v['msssim']:.4f} ({v['bpp']:.3f})" if "bpp" in v
+                         else f"n/a ({v['fit']}/{v['n']} fit)")
+        lines.append(f"| {r}x | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot(summary: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name in summary:
+        for ax, metric in zip(axes, ("psnr", "msssim"), strict=True):
+            x, y = curve(summary, name, metric)
+            if x:
+                ax.plot(x, y, "o-", label=name)
+    for ax, label in zip(axes, ("PSNR (dB, RGB)", "MS-SSIM"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("Kodak: mean over images at each ratio (8x … 256x)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def strip(path: Path, codec: Codec, ratios: tuple[int, ...], out: Path) -> None:
+    """One image's crop at every ratio (AIC top, JPEG of the same budget below)."""
+    with Image.open(path) as im:
+        img = im.convert("RGB")
+    box = (img.width // 2 - 128, img.height // 2 - 128, img.width // 2 + 128, img.height // 2 + 128)
+    order = sorted(ratios, reverse=True)
+    sheet = Image.new("RGB", (256 * len(order), 2 * 256 + 40), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, r in enumerate(order):
+        budget = img.width * img.height * 3 // r
+        ours = codec.decompress(codec.compress(img, ratio=r))
+        sheet.paste(ours.crop(box), (256 * i, 20))
+        blob = classic_fit(img, "JPEG", {}, budget)
+        if blob:
+            with Image.open(io.BytesIO(blob)) as jp:
+                sheet.paste(jp.convert("RGB").crop(box), (256 * i, 276))
+        draw.text((256 * i + 4, 4), f"AIC {r}x", fill="black")
+        draw.text((256 * i + 4, 260), f"JPEG {r}x" if blob else f"JPEG {r}x: no file fits", fill="black")
+    sheet.save(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/kodak")
+    ap.add_argument("--model", type=Path, help="weights (default: the shipped model)")
+    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("out"))
+    ap.add_argument("--limit", type=int, help="only the first N images")
+    ap.add_argument("--strip-image", default="kodim23.png")
+    args = ap.parse_args()
+    images = sorted(args.images.glob("*.png"))[: args.limit]
+    codec = Codec.load(args.model, device="cpu")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = run(images, codec, RATIOS)
+    pixels = []
+    for p in images:
+        with Image.open(p) as im:
+            pixels.append(im.width * im.height)
+    summary = summarise(rows, pixels, RATIOS)
+    bd = {}
+    for name in CLASSIC:
+        for metric in ("psnr", "msssim"):
+            r1, d1 = curve(summary, "JPEG", metric)
+            r2, d2 = curve(summary, "AIC" if name == "JPEG" else name, metric)
+            label = "AIC" if name == "JPEG" else name
+            bd[f"{label} {metric}"] = bd_rate(r1, d1, r2, d2)
+    aic = summary["AIC"]
+    text = [
+        f"Images: {len(images)} from {args.images.name}; model {codec.model_id[:16]}; "
+        f"torch threads {torch.get_num_threads()}; {platform.processor() or platform.machine()}",
+        "", table(summary, RATIOS), "",
+        "BD-rate against JPEG (negative = fewer bytes for the same quality): "
+        + ", ".join(f"{k}: {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in bd.items()),
+        "",
+        "| ratio | achieved min–max | AIC encode s (median) | AIC decode s (median) |",
+        "|---|---|---|---|",
+        *[f"| {r}x | {aic[r]['ratio_min']:.2f}–{aic[r]['ratio_max']:.2f} | {aic[r]['enc_median']:.3f} | "
+          f"{aic[r]['dec_median']:.3f} |" for r in RATIOS],
+    ]
+    report = "\n".join(text)
+    print(report)
+    (args.out / "rd.md").write_text(report + "\n")
+    (args.out / "rd.json").write_text(json.dumps({"summary": summary, "bd_rate": bd}, indent=1))
+    plot(summary, args.out / "rd.png")
+    strip_src = args.images / args.strip_image
+    if strip_src.exists():
+        strip(strip_src, codec, RATIOS, args.out / "strip.png")
+
+
+if __name__ == "__main__":
+    main()
