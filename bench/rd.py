@@ -78,7 +78,9 @@ def run(images: list[Path], codec: Codec, ratios: tuple[int, ...]) -> dict:
             out = codec.decompress(data)
             t2 = time.perf_counter()
             p, m = measure(ref, out)
-            rows["AIC"][r].append({"bytes": len(data), "psnr": p, "msssim": m, "enc": t1 - t0, "dec": t2 - t1})
+            rows["AIC"][r].append(
+                {"bytes": len(data), "psnr": p, "msssim": m, "enc": t1 - t0, "dec": t2 - t1}
+            )
             for name, (fmt, opts) in CLASSIC.items():
                 blob = classic_fit(img, fmt, opts, budget)
                 if blob is None:
@@ -112,8 +114,9 @@ def summarise(rows: dict, pixels: list[int], ratios: tuple[int, ...]) -> dict:
             if name == "AIC":
                 summary[name][r]["enc_median"] = statistics.median(i["enc"] for i in items)
                 summary[name][r]["dec_median"] = statistics.median(i["dec"] for i in items)
-                summary[name][r]["ratio_min"] = min(3 * px / i["bytes"] for i, px in zip(items, pixels, strict=True))
-                summary[name][r]["ratio_max"] = max(3 * px / i["bytes"] for i, px in zip(items, pixels, strict=True))
+                achieved = [3 * px / i["bytes"] for i, px in zip(items, pixels, strict=True)]
+                summary[name][r]["ratio_min"] = min(achieved)
+                summary[name][r]["ratio_max"] = max(achieved)
     return summary
 
 

@@ -80,8 +80,6 @@ def batch_loss(model: Autoencoder, x: torch.Tensor, with_rate: bool = True) -> B
     bpp = laplace_bits(noisy, mask) / pixels
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
     lam = LAMBDA_REF / step.view(b) ** 2
-    if with_rate:
-        per_image = bpp + lam * 255**2 * mse
-    else:
-        per_image = 10 * torch.log10(mse.clamp_min(1e-10))
+    psnr_loss = 10 * torch.log10(mse.clamp_min(1e-10))
+    per_image = bpp + lam * 255**2 * mse if with_rate else psnr_loss
     return BatchLoss(per_image.mean(), float(bpp.detach().mean()), float(mse.detach().mean()))

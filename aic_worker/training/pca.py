@@ -13,7 +13,9 @@ from aic_worker.codec.transforms import BLOCK
 from aic_worker.training.dataset import CropSampler
 
 
-def block_pca(sampler: CropSampler, patches: int = 200_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def block_pca(
+    sampler: CropSampler, patches: int = 200_000, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(basis (3·16·16, 3·16·16) rows by falling variance, mean (3·16·16) per colour channel)."""
     rng = np.random.default_rng(seed)
     per_image = max(1, patches // len(sampler.images))
