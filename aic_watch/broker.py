@@ -58,6 +58,11 @@ class Outbox:
         if self._ids:
             log.warning("%d jobs not published; the workers' reaper will send them", len(self._ids))
 
+    def __len__(self) -> int:
+        """Job ids not yet published."""
+        with self._changed:
+            return len(self._ids)
+
     def send(self, job_ids: Iterable[int]) -> None:
         """Queue ids of committed jobs for publishing; returns at once."""
         with self._changed:

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from aic_watch import metrics
 from aic_watch.config import FolderConfig
 from aic_watch.stability import Candidate, ImageInfo, NotAnImage, Signature, decode_check, file_mtime
 from aic_worker.catalog.jobs import enqueue_job
@@ -87,6 +88,18 @@ def examine(candidate: Candidate) -> Arrival | None:
     )
 
 
+@dataclass(frozen=True)
+class _Note:
+    """What became of one arrival: logged and counted after the commit, once it is true."""
+
+    outcome: str  # queued, known or quarantined (aic_watch_files_total's label)
+    size: int
+    level: int
+    message: str
+    args: tuple[object, ...]
+    job_id: int | None = None
+
+
 def _forget_moved_away(session: Session, source_id: int, path: str) -> None:
     """Mark the source's other paths removed where the file is gone: it was moved or renamed.
 
@@ -111,6 +124,11 @@ class Enqueuer:
         self._sessions = sessions
         self._model_id = model_id
         self._chosen: tuple[str, float] | None = None  # (model id, when chosen)
+
+    @property
+    def model_id(self) -> str | None:
+        """The model new jobs get: AIC_MODEL_ID, else the last one chosen (None before the first)."""
+        return self._model_id or (self._chosen[0] if self._chosen else None)
 
     def _model(self, session: Session) -> str:
         """AIC_MODEL_ID when set, else the model every other producer of jobs would choose.
@@ -146,10 +164,11 @@ class Enqueuer:
 
     def _record_batch(self, arrivals: Sequence[Arrival]) -> list[int]:
         created: list[int] = []
-        notes: list[tuple[int, str, tuple[object, ...]]] = []  # logged after the commit, when true
+        notes: list[_Note] = []
 
-        def note(level: int, message: str, *args: object) -> None:
-            notes.append((level, message, args))
+        def note(outcome: str, arrival: Arrival, level: int, message: str, *args: object,
+                 job_id: int | None = None) -> None:
+            notes.append(_Note(outcome, arrival.size, level, message, args, job_id))
 
         with self._sessions() as session:
             model_id = self._model(session) if any(a.problem is None for a in arrivals) else None
@@ -169,10 +188,11 @@ class Enqueuer:
                 if arrival.problem is not None:
                     reason = f"does not decode as an image: {arrival.problem}"
                     quarantine_source(session, source.id, reason)
-                    note(logging.ERROR, "quarantined %s: %s", arrival.path, reason)
+                    note("quarantined", arrival, logging.ERROR, "quarantined %s: %s", arrival.path, reason)
                     continue
                 if source.state is SourceState.QUARANTINED:
-                    note(logging.WARNING, "not queued %s: quarantined: %s", arrival.path, source.reason)
+                    note("quarantined", arrival, logging.WARNING, "not queued %s: quarantined: %s",
+                         arrival.path, source.reason)
                     continue
                 job, new = enqueue_job(
                     session,
@@ -184,10 +204,14 @@ class Enqueuer:
                 )
                 if new:
                     created.append(job.id)
-                    note(logging.INFO, "queued %s as job %d", arrival.path, job.id)
+                    note("queued", arrival, logging.INFO, "queued %s as job %d", arrival.path, job.id,
+                         job_id=job.id)
                 else:
-                    note(logging.INFO, "known content %s: path recorded, job %d exists", arrival.path, job.id)
+                    note("known", arrival, logging.INFO, "known content %s: path recorded, job %d exists",
+                         arrival.path, job.id, job_id=job.id)
             session.commit()
-        for level, message, args in notes:
-            log.log(level, message, *args)
+        for entry in notes:
+            log.log(entry.level, entry.message, *entry.args, extra={"job_id": entry.job_id})
+            metrics.FILES.labels(entry.outcome).inc()
+            metrics.BYTES.inc(entry.size)
         return created

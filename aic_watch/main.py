@@ -4,7 +4,9 @@
     aic-watch [--config FILE]        # else the TOML file named by AIC_CONFIG
 
 Runs until SIGTERM or SIGINT, then finishes the batch in hand and exits 0. Exit 2: the
-command line or the config file is wrong; exit 1: the catalog can't be used.
+command line, the config file or the environment is wrong; exit 1: the catalog can't be
+used, or the metrics port can't be opened. AIC_METRICS_PORT serves /metrics and /healthz
+(aic_watch/metrics.py); AIC_LOG_FORMAT=json logs one JSON object per line.
 """
 
 from __future__ import annotations
@@ -31,11 +33,14 @@ from aic_watch.config import (
     make_config,
     make_folder,
 )
+from aic_watch.metrics import serve
 from aic_watch.watcher import Watcher
+from aic_worker.catalog.engine import create_catalog_engine
 from aic_worker.catalog.migrate import CatalogVersionError
+from aic_worker.log_format import configure_logging
+from aic_worker.metrics_http import MetricsSettings
 
 log = logging.getLogger("aic_watch")
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,16 +113,23 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
     try:
+        configure_logging(args.log_level)
+        settings = MetricsSettings.from_env()
         config = config_from_args(args, parser)
-    except ConfigError as error:
+    except (ConfigError, ValueError) as error:  # ValueError: the log level, AIC_LOG_FORMAT, AIC_METRICS_*
         print(f"aic-watch: {error}", file=sys.stderr)
         return 2
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda received, _frame: stop.set())
-    watcher = Watcher(config)
+    engine = create_catalog_engine(config.database_url)
+    watcher = Watcher(config, engine=engine)
+    try:
+        server = serve(watcher, engine, settings.address, settings.port) if settings.port else None
+    except OSError as error:
+        print(f"aic-watch: cannot serve metrics on port {settings.port}: {error}", file=sys.stderr)
+        return 1
     try:
         watcher.start()
     except (CatalogVersionError, SQLAlchemyError) as error:
@@ -127,6 +139,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pass
     log.info("stopping")
     watcher.stop()
+    if server is not None:
+        server.stop()
+    engine.dispose()
     return 0
 
 

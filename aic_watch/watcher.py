@@ -55,6 +55,18 @@ WARNED_CAPACITY = 10_000  # refused paths remembered so each is warned about onc
 CATALOG_RETRY = 5.0  # seconds between tries while the catalog can't be reached
 
 
+@dataclass(frozen=True)
+class WatcherStatus:
+    """What the watcher's metrics and /healthz report (aic_watch/metrics.py)."""
+
+    running: bool
+    last_turn: float  # time.monotonic() of the loop's last turn
+    catalog_available: bool
+    paused: tuple[str, ...]  # watched folders that are missing
+    unpublished: int  # job ids waiting for the broker
+    model_id: str | None  # the model new jobs get, once one was chosen
+
+
 @dataclass
 class _Folder:
     config: FolderConfig
@@ -104,10 +116,23 @@ class Watcher:
         self._thread: threading.Thread | None = None
         self._next_health = 0.0
         self._next_rescan = 0.0
+        self._last_turn = time.monotonic()
+        self._catalog_failed = False
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> WatcherStatus:
+        """A snapshot for metrics and health checks; safe from any thread."""
+        return WatcherStatus(
+            running=self.running,
+            last_turn=self._last_turn,
+            catalog_available=not self._catalog_failed,
+            paused=tuple(str(f.config.path) for f in self._folders if f.identity is None),
+            unpublished=len(self._outbox),
+            model_id=self._enqueuer.model_id,
+        )
 
     def start(self) -> None:
         """Check the catalog, start the observers, queue the start-up scans, start the loop.
@@ -144,23 +169,23 @@ class Watcher:
         log.info("stopped")
 
     def _loop(self) -> None:
-        catalog_failed = False
         while not self._stopping.is_set():
+            self._last_turn = time.monotonic()
             try:
                 busy = self._step(time.monotonic())
             except SQLAlchemyError as error:
                 reason = str(error).splitlines()[0]
                 log.error("catalog unavailable, retrying in %gs: %s", CATALOG_RETRY, reason)
-                catalog_failed = True
+                self._catalog_failed = True
                 self._stopping.wait(CATALOG_RETRY)
                 continue
             except Exception:  # a bug in one turn must not end the watching
                 log.exception("watcher loop failed; carrying on in a second")
                 self._stopping.wait(1.0)
                 continue
-            if catalog_failed:  # files in hand during the outage were dropped: find them again
+            if self._catalog_failed:  # files in hand during the outage were dropped: find them again
                 log.info("catalog available again: rescanning")
-                catalog_failed = False
+                self._catalog_failed = False
                 for folder in self._folders:
                     self._request_scan(folder)
             if not busy:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from aic_worker import metrics
 from aic_worker.archive import file_sha256
 from aic_worker.codec import Codec
 from aic_worker.job_errors import PermanentJobError
@@ -26,7 +27,8 @@ class CodecCache:
                 paths = list(dict.fromkeys(weights_candidates(session, model_id)))
             for path in paths:
                 if path.is_file() and file_sha256(path) == model_id:
-                    self._codecs[model_id] = Codec.load(path, self.device)
+                    codec = self._codecs[model_id] = Codec.load(path, self.device)
+                    metrics.MODEL_LOADED.labels(model_id, str(codec.device)).set(1)
                     break
             else:
                 looked = ", ".join(map(str, paths))

@@ -4,7 +4,7 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 
 | variable                | default                    | what it sets                                   |
 |-------------------------|----------------------------|------------------------------------------------|
-| AIC_BROKER_URL          | redis://127.0.0.1:6379/0   | the Redis broker (transport only)              |
+| AIC_BROKER_URL          | (see below)                | the Redis broker (transport only)              |
 | AIC_DEVICE              | auto                       | auto, cpu or cuda:N (resolved after the fork)  |
 | AIC_MODEL               | (catalog default, shipped) | weights for jobs of the model with this sha256 |
 | AIC_ARCHIVE             | $AIC_HOME/archive          | archive root for `aic-admin add`               |
@@ -13,6 +13,13 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 | AIC_TASK_TIME_LIMIT     | 3600                       | hard limit of one task (soft: 90 % of it)      |
 | AIC_DB_RETRY_SECONDS    | 600                        | how long a finished job waits for the database |
 | AIC_TORCH_THREADS       | cores / concurrency        | torch threads per worker process               |
+| AIC_LOG_FORMAT          | text                       | json: one JSON object per line (log_format.py) |
+| AIC_METRICS_PORT        | (off)                      | /metrics and /healthz (metrics_http.py)        |
+| AIC_METRICS_ADDRESS     | 0.0.0.0                    | the address they listen on                     |
+| AIC_METRICS_SECONDS     | 15                         | how often the backlog gauges are measured      |
+
+Without AIC_BROKER_URL the broker is the one `aic-admin run` started in AIC_HOME, while it
+runs (it writes its URL to AIC_HOME/broker/url), else redis://127.0.0.1:6379/0.
 """
 
 from __future__ import annotations
@@ -25,6 +32,15 @@ from pathlib import Path
 from aic_worker.catalog.engine import data_dir
 
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+EMBEDDED_BROKER_URL_FILE = "broker/url"  # in AIC_HOME, while `aic-admin run` runs its own broker
+
+
+def embedded_broker_url(env: Mapping[str, str] | None = None) -> str | None:
+    """The URL of the broker `aic-admin run` started in AIC_HOME, while it runs (it writes this file)."""
+    try:
+        return (data_dir(env) / EMBEDDED_BROKER_URL_FILE).read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:
@@ -62,7 +78,7 @@ class WorkerConfig:
         env = os.environ if env is None else env
         archive = env.get("AIC_ARCHIVE")
         return cls(
-            broker_url=env.get("AIC_BROKER_URL") or DEFAULT_BROKER_URL,
+            broker_url=env.get("AIC_BROKER_URL") or embedded_broker_url(env) or DEFAULT_BROKER_URL,
             device=env.get("AIC_DEVICE") or "auto",
             archive_root=Path(archive).expanduser() if archive else data_dir(env) / "archive",
             lease_seconds=_number(env, "AIC_LEASE_SECONDS", 300),

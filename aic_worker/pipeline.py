@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker import archive
+from aic_worker import archive, metrics
 from aic_worker.catalog import lease
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source, SourcePath
 from aic_worker.catalog.sources import current_version, mark_path_removed, record_archive_version
@@ -149,7 +149,8 @@ def open_image(data: bytes, name: Path) -> Image.Image:
 
 def encode(codec: Codec, image: Image.Image, ratio: float, name: Path) -> bytes:
     try:
-        return codec.compress(image, ratio)
+        with metrics.ENCODE_SECONDS.time():
+            return codec.compress(image, ratio)
     except UnsupportedImageError as error:
         raise PermanentJobError(f"{name}: {error}", bad_input=True) from error
     except ValueError as error:
@@ -239,6 +240,7 @@ def compress(ctx: JobContext, job: Job) -> None:
     data = encode(codec, image, float(job.target_ratio), original.path)
     preferred = archive.archive_path(params.archive_root, params.folder, params.path)
     version = write_version(ctx, job, codec, data, rgb_of(image), list(archive.candidates(preferred)))
+    metrics.count_io(job.kind, read=len(original.data), written=len(data))
     log.info("job %s: %s -> %s (ratio %.1f, PSNR %.2f dB)", job.id, original.path, version.path,
              version.achieved_ratio, version.psnr)
     if original.path == params.path and params.policy is not Policy.KEEP:
@@ -284,12 +286,14 @@ def recompress(ctx: JobContext, job: Job) -> None:
     if original is not None:
         image = open_image(original.data, original.path)
         data, reference = encode(codec, image, ratio, original.path), rgb_of(image)
+        read = len(original.data)
     elif model_id == current.model_id and ratio >= current.achieved_ratio:
         old = _read_archive(current)
         try:
             data, reference = codec.truncate(old, ratio), rgb_of(codec.decompress(old))
         except ValueError as error:
             raise PermanentJobError(f"{current.path}: {error}") from error
+        read = len(old)
     else:
         raise PermanentJobError(
             f"the original is gone: only truncation of {current.path} to a ratio of at least "
@@ -297,6 +301,7 @@ def recompress(ctx: JobContext, job: Job) -> None:
         )
     names = list(archive.candidates(Path(current.path)))
     version = write_version(ctx, job, codec, data, reference, names)
+    metrics.count_io(job.kind, read=read, written=len(data))
     log.info("job %s: recompressed to %s (ratio %.1f)", job.id, version.path, version.achieved_ratio)
 
 
@@ -324,6 +329,7 @@ def restore(ctx: JobContext, job: Job) -> None:
     finally:
         staged.unlink(missing_ok=True)
     ctx.finish(job)
+    metrics.count_io(job.kind, read=len(data), written=len(png))
     log.info("job %s: restored %s to %s", job.id, current.path, target)
 
 
@@ -344,6 +350,7 @@ def verify(ctx: JobContext, job: Job) -> None:
                 f"{current.path} decodes to PSNR {measured:.2f} dB, recorded {current.psnr:.2f} dB"
             )
     ctx.finish(job)
+    metrics.count_io(job.kind, read=len(data))
     log.info("job %s: %s verified", job.id, current.path)
 
 

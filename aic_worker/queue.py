@@ -64,6 +64,7 @@ def make_app(config: WorkerConfig | None = None) -> Celery:
         task_soft_time_limit=config.soft_time_limit,
         task_default_queue=QUEUE,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_send_task_events=True,  # Flower and `celery events` see every task (-E on by default)
     )
     return app
 
@@ -133,3 +134,9 @@ def queued_job_ids(celery_app: Celery | None = None) -> set[int]:
         raw: Iterable[bytes] = [m for key in _queue_keys() for m in client.lrange(key, 0, -1)]
         raw = [*raw, *client.hvals(channel.unacked_key)]
     return {job_id for job_id in map(_job_id_of, raw) if job_id is not None}
+
+
+def answering_workers(celery_app: Celery | None = None, timeout: float = 1.0) -> list[str]:
+    """Names of the workers that answer a ping within `timeout`; raises when the broker is away."""
+    replies = (celery_app or app).control.ping(timeout=timeout)
+    return sorted(name for reply in replies for name in reply)

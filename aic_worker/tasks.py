@@ -5,10 +5,11 @@ Start a worker with `aic-worker` (worker_main.py) or
 
 Each task takes a job id only. The catalog's lease makes a message idempotent: one whose
 job is done, quarantined or held by a live worker claims nothing and does nothing.
-Outcomes: done; quarantined (PermanentJobError: the reason is recorded, the original is
-left untouched, bad content quarantines its source too); failed with the catalog's backoff
-(anything else — the reaper publishes the job again when its backoff has passed); or, when
-the database is away at the claim, a Celery retry of the same message with backoff.
+Outcomes (job_runner.py): done; quarantined (PermanentJobError: the reason is recorded, the
+original is left untouched, bad content quarantines its source too); failed with the
+catalog's backoff (anything else — the reaper publishes the job again when its backoff has
+passed); or, when the database is away at the claim, a Celery retry of the same message
+with backoff.
 
 Per process state (engine, codec) is built on first use in the process that runs tasks,
 never in the prefork parent: forked children must not share database connections, and
@@ -20,11 +21,9 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 from celery import Task, bootsteps
-from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,16 +32,14 @@ from sqlalchemy.pool import NullPool
 from aic_worker.catalog import lease
 from aic_worker.catalog.engine import create_catalog_engine, database_url, session_factory
 from aic_worker.catalog.migrate import prepare_catalog
-from aic_worker.catalog.models import Job, JobKind, JobState
-from aic_worker.catalog.sources import quarantine_source
+from aic_worker.catalog.models import JobKind
 from aic_worker.codec_cache import CodecCache
 from aic_worker.config import WorkerConfig
-from aic_worker.heartbeat import LeaseHeartbeat
-from aic_worker.job_errors import LeaseLostError, PermanentJobError
-from aic_worker.pipeline import RUNNERS, JobContext
+from aic_worker.job_runner import claim, execute
 from aic_worker.queue import TASK_NAMES, app
 from aic_worker.reaper import reap_round
 from aic_worker.transient import backoff_delay, is_transient
+from aic_worker.worker_monitoring import install as install_monitoring
 
 log = logging.getLogger(__name__)
 CONFIG = WorkerConfig.from_env()
@@ -82,32 +79,12 @@ def runtime() -> Runtime:
     return _runtime
 
 
-def _claim(sessions: sessionmaker[Session], job_id: int, owner: str) -> Job | None:
-    with sessions() as session, session.begin():
-        return lease.claim(session, owner, job_id=job_id, lease=timedelta(seconds=CONFIG.lease_seconds))
-
-
-def _record_failure(ctx: JobContext, job: Job, reason: str, *, retry: bool, bad_input: bool = False) -> None:
-    def work(session: Session) -> JobState | None:
-        state = lease.fail(session, job.id, ctx.owner, reason, retry=retry)
-        if state is JobState.QUARANTINED and bad_input:
-            quarantine_source(session, job.source_id, reason)
-        return state
-
-    try:
-        state = ctx.db(work)
-    except Exception:  # the database stayed away: the lease expires and the reaper retries the job
-        log.exception("job %s: could not record its failure", job.id)
-        return
-    log.warning("job %s %s: %s", job.id, state.value if state else "was no longer ours", reason)
-
-
 def run_job(task: Task, job_id: int, kind: JobKind) -> str:
-    """Claim job `job_id` and run it; returns what happened, for the worker's log."""
+    """Claim job `job_id` and run it (job_runner.py); returns what happened, for the worker's log."""
     rt = runtime()
     owner = lease.new_owner()
     try:
-        job = _claim(rt.sessions, job_id, owner)
+        job = claim(rt.sessions, job_id, owner, CONFIG)
     except Exception as error:
         if not is_transient(error):
             raise
@@ -118,25 +95,7 @@ def run_job(task: Task, job_id: int, kind: JobKind) -> str:
         return "nothing to do"  # done, quarantined, held by a live worker, or backing off
     if job.kind is not kind:
         log.warning("job %s is a %s job, sent as %s: running it as the catalog says", job_id, job.kind, kind)
-    length = timedelta(seconds=CONFIG.lease_seconds)
-    with LeaseHeartbeat(rt.sessions, job.id, owner, length) as heartbeat:
-        ctx = JobContext(rt.sessions, owner, rt.codecs, CONFIG.db_retry_seconds, heartbeat.lost)
-        try:
-            RUNNERS[job.kind](ctx, job)
-        except LeaseLostError as error:
-            log.warning("job %s: %s; its work was dropped", job.id, error)
-            return "lease lost"
-        except PermanentJobError as error:
-            _record_failure(ctx, job, error.reason, retry=False, bad_input=error.bad_input)
-            return "quarantined"
-        except SoftTimeLimitExceeded:
-            _record_failure(ctx, job, f"time limit of {CONFIG.soft_time_limit:.0f}s exceeded", retry=True)
-            return "failed"
-        except Exception as error:
-            log.exception("job %s failed", job.id)
-            _record_failure(ctx, job, f"{type(error).__name__}: {error}", retry=True)
-            return "failed"
-    return "done"
+    return execute(rt.sessions, rt.codecs, job, owner, CONFIG)
 
 
 @app.task(name=TASK_NAMES[JobKind.COMPRESS], bind=True)
@@ -186,3 +145,4 @@ class ReaperStep(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(ReaperStep)
+install_monitoring(app)

@@ -9,14 +9,24 @@ the fork (a CUDA context does not survive a fork). Each child then holds its own
 CUDA context, so on one GPU use a small --concurrency (1–2). Prefork is also the only pool
 that enforces the hard time limit. `--pool solo` (one process, no fork) works too, but
 without time limits.
+
+Observing: with AIC_METRICS_PORT set the worker serves /metrics and /healthz
+(worker_monitoring.py), and AIC_LOG_FORMAT=json makes every log line a JSON object (without
+Celery's banner). Pool processes count into PROMETHEUS_MULTIPROC_DIR, which is set up here,
+before anything imports prometheus_client.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
+from aic_worker.log_format import configure_logging, log_format
+from aic_worker.metrics_http import MetricsSettings
 from aic_worker.queue import QUEUE
 
 
@@ -32,10 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _metrics_dir(settings: MetricsSettings) -> str | None:
+    """Where pool processes count; returns a directory made here, for the caller to remove.
+
+    A PROMETHEUS_MULTIPROC_DIR given is emptied: an earlier run's values would add to this
+    run's. Without one, AIC_METRICS_PORT gets a new directory.
+    """
+    if given := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    if settings.port is None:
+        return None
+    made = tempfile.mkdtemp(prefix="aic-worker-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made
+    return made
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.concurrency < 1:
         raise SystemExit("aic-worker: --concurrency must be at least 1")
+    try:
+        json_logs = log_format() == "json"
+        made = _metrics_dir(MetricsSettings.from_env())
+    except ValueError as error:
+        raise SystemExit(f"aic-worker: {error}") from None
     if args.device:
         os.environ["AIC_DEVICE"] = args.device
     cores = os.cpu_count() or 1
@@ -46,7 +79,15 @@ def main(argv: Sequence[str] | None = None) -> None:
                    "-l", args.loglevel]
     if args.hostname:
         worker_argv += ["-n", args.hostname]
-    app.worker_main(worker_argv)
+    if json_logs:
+        worker_argv.insert(0, "--quiet")  # no banner: every line the worker writes is JSON,
+        configure_logging(args.loglevel)  # warnings before Celery sets its logging up too
+    parent = os.getpid()
+    try:
+        app.worker_main(worker_argv)
+    finally:
+        if made and os.getpid() == parent:  # not in a pool process on its way out
+            shutil.rmtree(made, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,24 +1,42 @@
-"""Catalog databases for tests: a real SQLite file and a real PostgreSQL, one fresh per test.
+"""Real services for tests, one fresh per test where it holds state.
 
-PostgreSQL is the one at 127.0.0.1:5432, database `test` (override with
-AIC_TEST_POSTGRES_URL). Each test gets its own schema there (search_path), dropped
-afterwards. If PostgreSQL is unreachable the tests fail: a skipped backend is an untested one.
+Catalogs: a real SQLite file and a real PostgreSQL. PostgreSQL is the one at
+127.0.0.1:5432, database `test` (override with AIC_TEST_POSTGRES_URL). Each test gets its
+own schema there (search_path), dropped afterwards. If PostgreSQL is unreachable the tests
+fail: a skipped backend is an untested one.
+
+Brokers and workers: a private `redis-server` (started here, on a free port) lets a test
+FLUSHALL without touching the shared one at 127.0.0.1:6379; without the binary the shared
+server is used, database AIC_TEST_REDIS_DB (default 13), and "flushing" empties only that
+database. `services` gives a test a migrated catalog, an empty broker, folders, a tiny
+random model (AIC_MODEL) and real `aic-worker` / `aic-admin` processes pointed at them.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import numpy as np
 import psycopg
 import pytest
-from sqlalchemy import Engine
+import redis
+from PIL import Image
+from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.migrate import upgrade
+from aic_worker.catalog.models import Job, JobState
 
 POSTGRES_URL = os.environ.get("AIC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
@@ -80,3 +98,216 @@ def catalog(engine: Engine) -> Engine:
 def session(catalog: Engine) -> Iterator[Session]:
     with session_factory(catalog)() as session:
         yield session
+
+
+RATIO = 24  # reachable by the small test model on images of 64x64 and up
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+class RedisServer:
+    def __init__(self, url: str, private: bool) -> None:
+        self.url = url
+        self.private = private
+        self.client = redis.Redis.from_url(url)
+
+    def flush(self) -> None:
+        """FLUSHALL on the private server; on the shared one only our database."""
+        if self.private:
+            self.client.flushall()
+        else:
+            self.client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        db = os.environ.get("AIC_TEST_REDIS_DB", "13")
+        yield RedisServer(f"redis://127.0.0.1:6379/{db}", private=False)
+        return
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )
+    server = RedisServer(f"redis://127.0.0.1:{port}/0", private=True)
+    try:
+        wait_for(lambda: _pings(server.client), 10, "redis-server to start", 0.05)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture
+def broker(redis_server: RedisServer) -> RedisServer:
+    """The test's broker, emptied."""
+    redis_server.flush()
+    return redis_server
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights for a tiny model (32 latent channels): fast, and a real safetensors file."""
+    import torch
+
+    from aic_worker.codec.transforms import Autoencoder, ModelConfig
+    from aic_worker.codec.weights import save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    save_model(Autoencoder(ModelConfig(channels=16, latent_channels=32, group_size=8)), path)
+    return path
+
+
+def photo(size: int = 96, seed: int = 0) -> Image.Image:
+    """Gradients plus noise: something like a photo."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    base = np.stack([xx / size, yy / size, (xx + yy) / (2 * size)], axis=-1) * 200
+    base += rng.normal(0, 12, (size, size, 3))
+    return Image.fromarray(np.clip(base, 0, 255).astype(np.uint8), "RGB")
+
+
+def write_photos(folder: Path, n: int, size: int = 96, prefix: str = "img") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        path = folder / f"{prefix}{i:02d}.png"
+        photo(size, seed=i + size).save(path)
+        paths.append(path)
+    return paths
+
+
+class Services:
+    """Everything a worker test needs, and the environment that points processes at it."""
+
+    def __init__(self, root: Path, catalog_url: str, broker: RedisServer, model_file: Path) -> None:
+        self.root = root
+        self.catalog_url = catalog_url
+        self.broker = broker
+        self.watched = root / "in"
+        self.archive = root / "archive"
+        self.env = {
+            **os.environ,
+            "AIC_HOME": str(root / "home"),
+            "AIC_DATABASE_URL": catalog_url,
+            "AIC_BROKER_URL": broker.url,
+            "AIC_MODEL": str(model_file),
+            "AIC_ARCHIVE": str(self.archive),
+            "AIC_DEVICE": "cpu",
+            "AIC_LEASE_SECONDS": "6",  # renewed every 2 s; generous for a loaded 2-core machine
+            "AIC_REAP_SECONDS": "1",
+            "AIC_DB_RETRY_SECONDS": "120",
+            "AIC_TORCH_THREADS": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+        self.workers: list[WorkerProcess] = []
+
+    def admin(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `aic-admin ARGS` as a separate process, as an operator would."""
+        result = subprocess.run(
+            [sys.executable, "-m", "aic_worker.admin.main", *args],
+            env=self.env, capture_output=True, text=True, timeout=120,
+        )
+        if check:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def start_worker(self, **extra_env: str) -> WorkerProcess:
+        worker = WorkerProcess(self.root / f"worker{len(self.workers)}.log", {**self.env, **extra_env})
+        self.workers.append(worker)
+        return worker
+
+
+class WorkerProcess:
+    """`aic-worker` in its own process group, so kill -9 takes the parent and its pool alike."""
+
+    def __init__(self, log: Path, env: dict[str, str]) -> None:
+        self.log = log
+        self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()/kill()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "aic_worker.worker_main", "--concurrency", "1", "--loglevel", "INFO",
+             "--hostname", f"test{os.getpid()}-{time.monotonic_ns()}@%h"],
+            env=env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        wait_for(lambda: " ready." in self.output() or self.process.poll() is not None, timeout,
+                 "the worker to start")
+        assert self.process.poll() is None, self.output()
+
+    def kill(self) -> None:
+        """kill -9 of the whole worker: parent, pool children, threads."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(30)
+        self._log_file.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self._log_file.close()
+
+
+@pytest.fixture
+def services(
+    tmp_path: Path, catalog: Engine, catalog_url: str, broker: RedisServer, model_file: Path
+) -> Iterator[Services]:
+    """A migrated catalog, an empty broker, folders, and the processes started, stopped afterwards."""
+    found = Services(tmp_path, catalog_url, broker, model_file)
+    try:
+        yield found
+    finally:
+        for worker in found.workers:
+            worker.stop()
+
+
+def jobs(engine: Engine) -> list[Job]:
+    with session_factory(engine)() as session:
+        return list(session.scalars(select(Job).order_by(Job.id)))
+
+
+def all_finished(engine: Engine, n: int) -> Callable[[], bool]:
+    def check() -> bool:
+        found = jobs(engine)
+        return len(found) == n and all(j.state in (JobState.DONE, JobState.QUARANTINED) for j in found)
+
+    return check
+
+
+def session_on(engine: Engine) -> Session:
+    return session_factory(engine)()

@@ -30,7 +30,7 @@ from aic_worker.config import WorkerConfig
 from aic_worker.job_parameters import CompressParameters
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.policy import Policy
-from aic_worker.queue import app, publish, queue_depth
+from aic_worker.queue import answering_workers, publish, queue_depth
 
 RECENT_FAILURES = 10
 THROUGHPUT_WINDOWS = (1, 5, 60)  # minutes
@@ -98,7 +98,7 @@ def _add(args: argparse.Namespace) -> int:
             for file, folder in _files(given.expanduser().resolve()):
                 try:
                     parameters = CompressParameters(file, folder, archive_root, policy, done_dir)
-                    job, publish_it = _add_file(sessions(), parameters, args.ratio)
+                    job, publish_it = record_file(sessions(), parameters, args.ratio)
                 except (OSError, NoModelError) as error:
                     print(f"aic-admin add: {file}: {error}", file=sys.stderr)
                     failed += 1
@@ -114,7 +114,7 @@ def _add(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _add_file(session: Session, parameters: CompressParameters, ratio: float) -> tuple[Job, bool]:
+def record_file(session: Session, parameters: CompressParameters, ratio: float) -> tuple[Job, bool]:
     """Record the file and its compress job (committed); returns (job, whether to publish it)."""
     file, folder = parameters.path, parameters.folder
     stat = file.stat()
@@ -169,7 +169,7 @@ def collect_status(session: Session, now: datetime | None = None) -> dict[str, A
 def _broker_status() -> dict[str, Any]:
     try:
         depth = queue_depth()
-        workers = sorted(name for reply in app.control.ping(timeout=1.0) for name in reply)
+        workers = answering_workers()
     except Exception as error:  # the broker away is a status to show, not a crash
         return {"broker": f"unreachable: {error}", "queue_depth": None, "workers": []}
     return {"broker": "ok", "queue_depth": depth, "workers": workers}

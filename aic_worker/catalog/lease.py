@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -42,6 +42,20 @@ BACKOFF_CAP = timedelta(hours=1)
 def new_owner() -> str:
     """A lease owner name that says which process holds a lease and is never reused."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_gone(owner: str) -> bool:
+    """Whether `owner` (new_owner()'s form) names a process of this host that no longer exists."""
+    parts = owner.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists, and belongs to another user
+        return False
+    return False
 
 
 def backoff(attempts: int) -> timedelta:
@@ -162,23 +176,68 @@ def reap(session: Session, *, max_attempts: int = MAX_ATTEMPTS, now: datetime | 
     quarantined instead: it has probably been killing its workers.
     """
     now = now or utcnow()
-    expired = session.scalars(
+    return _take_back(
+        session,
+        Job.lease_expires_at < now,
+        lambda job: f"lease of {job.lease_owner} expired at {job.lease_expires_at:%Y-%m-%d %H:%M:%S}Z",
+        "lease expired",
+        max_attempts=max_attempts,
+        now=now,
+    )
+
+
+def release_leases(
+    session: Session,
+    owners: Collection[str],
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    now: datetime | None = None,
+) -> list[int]:
+    """Take back the running jobs of `owners`, known dead before their leases expire.
+
+    `aic-admin run` calls it on start for the worker processes of an earlier run on this
+    host that did not live to finish their jobs. Returns the ids now pending.
+    """
+    if not owners:
+        return []
+    return _take_back(
+        session,
+        Job.lease_owner.in_(list(owners)),
+        lambda job: f"lease of {job.lease_owner} released: that process is gone",
+        "worker gone",
+        max_attempts=max_attempts,
+        now=now or utcnow(),
+    )
+
+
+def _take_back(
+    session: Session,
+    which: ColumnElement[bool],
+    error: Callable[[Job], str],
+    summary: str,
+    *,
+    max_attempts: int,
+    now: datetime,
+) -> list[int]:
+    """Running jobs `which` back to pending, or quarantined when no attempts are left.
+
+    Returns the ids now pending. Rows another transaction holds are skipped (SKIP LOCKED).
+    """
+    jobs = session.scalars(
         select(Job)
-        .where(Job.state == JobState.RUNNING, Job.lease_expires_at < now)
+        .where(Job.state == JobState.RUNNING, which)
         .order_by(Job.id)
         .with_for_update(skip_locked=True)
     ).all()
     pending = []
-    for job in expired:
-        job.last_error = f"lease of {job.lease_owner} expired at {job.lease_expires_at:%Y-%m-%d %H:%M:%S}Z"
+    for job in jobs:
+        job.last_error = error(job)
         job.lease_owner = None
         job.lease_expires_at = None
         job.updated_at = now
         if job.attempts >= max_attempts:
             job.state = JobState.QUARANTINED
-            job.quarantine_reason = (
-                f"lease expired on each of {job.attempts} attempts; last: {job.last_error}"
-            )
+            job.quarantine_reason = f"{summary} on each of {job.attempts} attempts; last: {job.last_error}"
             job.finished_at = now
         else:
             job.state = JobState.PENDING

@@ -1,0 +1,110 @@
+"""`aic-admin recompress` in this process (--local): from originals, by truncation, refusals."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from aic_worker.catalog.models import ArchiveVersion, Job, JobKind
+from aic_worker.codec import bitstream
+from tests.admin.conftest import ArchiveEnv
+from tests.conftest import RATIO, session_on, write_photos
+
+
+@dataclass(frozen=True)
+class Version:
+    id: int
+    path: str
+    bytes: int
+    target_ratio: float
+    achieved_ratio: float
+    model_id: str
+    superseded_by: int | None
+
+    def groups(self) -> int:
+        return len(bitstream.unpack(Path(self.path).read_bytes()).groups)
+
+
+def versions(engine: Engine) -> dict[int, list[Version]]:
+    """Each source's archive versions, oldest first."""
+    with session_on(engine) as session:
+        found: dict[int, list[Version]] = {}
+        for v in session.scalars(select(ArchiveVersion).order_by(ArchiveVersion.id)):
+            found.setdefault(v.source_id, []).append(
+                Version(v.id, v.path, v.bytes, v.target_ratio, v.achieved_ratio, v.model_id, v.superseded_by)
+            )
+        return found
+
+
+def test_recompress_from_originals_and_by_truncation(archive_env: ArchiveEnv) -> None:
+    env = archive_env
+    photos = write_photos(env.inbox, 3, size=128)
+    ids = env.archived(photos)
+    photos[2].unlink()  # its original gone: only truncation is left
+    before = versions(env.engine)
+
+    code, out = env.admin("recompress", "--ratio", "64", "--all", "--dry-run", "--json")
+    plan = json.loads(out)
+    assert code == 0 and plan["dry_run"] and plan["selected"] == 3
+    assert {i["id"]: i["action"] for i in plan["items"]} == dict(
+        zip(ids, ["encode", "encode", "truncate"], strict=True)
+    )
+    assert plan["bytes_saved_at_least"] == sum(
+        i["bytes_before"] - i["bytes_after_at_most"] for i in plan["items"]
+    )
+    assert plan["bytes_saved_at_least"] > 0
+    assert versions(env.engine) == before  # a dry run changes nothing
+    code, out = env.admin("recompress", "--ratio", "64", "--all", "--dry-run")
+    assert code == 0 and "would save" in out and "truncate" in out
+
+    code, out = env.admin("recompress", "--ratio", "64", "--all", "--local", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["done"] == 3 and report["failed"] == 0
+    after = versions(env.engine)
+    assert report["bytes_saved"] == sum(before[s][0].bytes - after[s][-1].bytes for s in ids) > 0
+    for source_id in ids:
+        old, new = after[source_id]
+        assert old.superseded_by == new.id and new.superseded_by is None
+        assert new.target_ratio == 64 and new.achieved_ratio >= 64 and new.model_id == old.model_id
+        assert old.path != new.path and old.groups() > 0  # the old file stays, whole
+    truncated_old, truncated_new = after[ids[2]]
+    assert truncated_new.groups() < truncated_old.groups()
+
+    code, out = env.admin("recompress", "--ratio", "64", "--all", "--local", "--json")
+    again = json.loads(out)
+    assert code == 0 and again["skipped"] == 3 and again["done"] == 0
+    assert versions(env.engine) == after
+
+
+def test_a_lower_ratio_without_the_original_is_refused(archive_env: ArchiveEnv) -> None:
+    env = archive_env
+    [kept, gone] = write_photos(env.inbox, 2)
+    ids = env.archived([kept, gone], ratio=32)
+    gone.unlink()
+
+    code, out = env.admin("recompress", "--ratio", "24", "--id", *map(str, ids), "--local", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["refused"] == 1 and report["done"] == 1
+    refused = next(i for i in report["items"] if i["action"] == "refuse")
+    assert (
+        refused["id"] == ids[1] and "original is gone" in refused["why"] and "higher ratio" in refused["why"]
+    )
+    with session_on(env.engine) as session:
+        jobs = session.scalars(select(Job.source_id).where(Job.kind == JobKind.RECOMPRESS)).all()
+        assert jobs == [ids[0]]  # no job for the refused one
+        assert session.scalar(select(func.count()).select_from(ArchiveVersion)) == 3
+    code, out = env.admin("recompress", "--ratio", "24", "--id", str(ids[1]), "--local")
+    assert code == 1 and "refused" in out and "original is gone" in out
+
+
+def test_recompress_needs_a_selection_and_a_sane_ratio(archive_env: ArchiveEnv) -> None:
+    assert archive_env.admin("recompress", "--ratio", "64")[0] == 2
+    assert archive_env.admin("recompress", "--ratio", "0.5", "--all")[0] == 2
+    assert archive_env.admin("recompress", "--all")[0] == 2
+    assert (
+        archive_env.admin("recompress", "--ratio", "64", "--all", "--local")[0] == 0
+    )  # nothing archived yet
+    assert RATIO < 64

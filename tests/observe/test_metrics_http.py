@@ -1,0 +1,104 @@
+"""The /metrics and /healthz endpoint itself, its settings, and the watcher's health rule."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from aic_watch.metrics import STALE_SECONDS, health
+from aic_watch.watcher import WatcherStatus
+from aic_worker.metrics_http import Health, MetricsServer, MetricsSettings
+from aic_worker.worker_main import _metrics_dir
+from tests.observe.conftest import get
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., MetricsServer]]:
+    servers: list[MetricsServer] = []
+
+    def start(registry: CollectorRegistry, health: Callable[[], Health], **options: object) -> MetricsServer:
+        server = MetricsServer("127.0.0.1", 0, registry=registry, health=health, **options)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_metrics_are_refreshed_at_each_scrape_and_health_says_why_it_fails(
+    serve: Callable[..., MetricsServer],
+) -> None:
+    registry = CollectorRegistry()
+    scrapes = Counter("scrapes", "refreshes seen", registry=registry)
+    state = {"ok": True}
+    server = serve(registry, lambda: Health(state["ok"], {} if state["ok"] else {"reason": "hung"}),
+                   refresh=scrapes.inc)
+
+    for expected in (1.0, 2.0):
+        status, body = get(server.port, "/metrics")
+        assert status == 200 and f"scrapes_total {expected}" in body.decode()
+    assert get(server.port, "/healthz") == (200, json.dumps({"status": "ok"}).encode())
+    state["ok"] = False
+    status, body = get(server.port, "/healthz")
+    assert status == 503 and json.loads(body) == {"status": "failing", "reason": "hung"}
+    assert get(server.port, "/")[0] == 404
+
+
+def test_a_failing_collection_is_a_500_not_a_dropped_connection(serve: Callable[..., MetricsServer]) -> None:
+    def refresh() -> None:
+        raise RuntimeError("catalog exploded")
+
+    server = serve(CollectorRegistry(), lambda: Health(True), refresh=refresh)
+    assert get(server.port, "/metrics") == (500, b"catalog exploded\n")
+    assert get(server.port, "/healthz")[0] == 200  # still serving
+
+
+def test_settings_default_to_off_and_refuse_nonsense() -> None:
+    assert MetricsSettings.from_env({}).port is None
+    assert MetricsSettings.from_env({"AIC_METRICS_PORT": "0"}).port is None
+    settings = MetricsSettings.from_env({"AIC_METRICS_PORT": "9310", "AIC_METRICS_ADDRESS": "127.0.0.1",
+                                         "AIC_METRICS_SECONDS": "5"})
+    assert settings == MetricsSettings(9310, "127.0.0.1", 5.0)
+    for env in ({"AIC_METRICS_PORT": "http"}, {"AIC_METRICS_PORT": "70000"}, {"AIC_METRICS_SECONDS": "0"}):
+        with pytest.raises(ValueError, match="AIC_METRICS"):
+            MetricsSettings.from_env(env)
+
+
+def watcher_status(**changes: object) -> WatcherStatus:
+    status = {"running": True, "last_turn": time.monotonic(), "catalog_available": True, "paused": (),
+              "unpublished": 0, "model_id": None}
+    return WatcherStatus(**{**status, **changes})
+
+
+def test_the_watcher_is_healthy_while_its_loop_turns_whatever_its_dependencies_do() -> None:
+    ok = health(watcher_status(catalog_available=False, paused=("/mnt/share",), unpublished=7))
+    assert ok.ok and ok.detail["paused_folders"] == ["/mnt/share"] and ok.detail["unpublished_jobs"] == 7
+    stopped = health(watcher_status(running=False))
+    assert not stopped.ok and "not running" in str(stopped.detail["reason"])
+    stale = health(watcher_status(last_turn=time.monotonic() - STALE_SECONDS - 1))
+    assert not stale.ok and "has not turned" in str(stale.detail["reason"])
+
+
+def test_aic_worker_counts_in_an_empty_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A given PROMETHEUS_MULTIPROC_DIR is emptied (old counts would add up); else one is made."""
+    given = tmp_path / "metrics"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"stale")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(given))
+    assert _metrics_dir(MetricsSettings(None)) is None and not any(given.iterdir())
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    assert _metrics_dir(MetricsSettings(None)) is None and "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    made = _metrics_dir(MetricsSettings(9310))
+    try:
+        assert made is not None and os.environ["PROMETHEUS_MULTIPROC_DIR"] == made and Path(made).is_dir()
+    finally:
+        shutil.rmtree(made or "", ignore_errors=True)

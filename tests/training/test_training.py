@@ -1,0 +1,83 @@
+"""Training pieces: masks, crops, PCA init, checkpoints and a short resumable run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aic_worker.codec.transforms import Autoencoder, ModelConfig
+from aic_worker.codec.weights import load_model_bytes
+from aic_worker.training.checkpoint import load_checkpoint
+from aic_worker.training.dataset import CropSampler, load_downscaled
+from aic_worker.training.loop import train
+from aic_worker.training.objective import batch_loss, sample_keep_masks
+from aic_worker.training.pca import block_pca
+
+TINY = ModelConfig(channels=8, latent_channels=16, group_size=4)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        yy, xx = np.mgrid[0:160, 0:200]
+        img = np.stack([xx * (i + 1) % 256, yy, (xx + yy) % 256], -1) + rng.integers(0, 30, (160, 200, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / f"p{i}.jpg", quality=95)
+    Image.new("RGB", (40, 40)).save(root / "too_small.jpg")
+    return root
+
+
+def test_masks_keep_a_leading_prefix_of_whole_groups() -> None:
+    masks = sample_keep_masks(64, 16, 4).view(64, 16)
+    for m in masks:
+        kept = int(m.sum())
+        assert kept % 4 == 0 and kept >= 4
+        assert m[:kept].all() and not m[kept:].any()
+
+
+def test_photos_are_downscaled_at_least_twice(photos: Path) -> None:
+    arr = load_downscaled(photos / "p0.jpg", 32)
+    assert arr is not None and arr.shape == (80, 100, 3)
+    assert load_downscaled(photos / "too_small.jpg", 32) is None
+
+
+def test_sampler_gives_channels_last_crops(photos: Path) -> None:
+    batch = CropSampler.from_folder(photos, 32).batch(5)
+    assert batch.shape == (5, 3, 32, 32)
+    assert float(batch.min()) >= 0 and float(batch.max()) <= 1
+
+
+def test_pca_init_orders_channels_by_energy(photos: Path) -> None:
+    sampler = CropSampler.from_folder(photos, 32)
+    basis, mean = block_pca(sampler, patches=3000)
+    model = Autoencoder(TINY)
+    model.init_block_transform(basis, mean, gain=10.0)
+    with torch.no_grad():
+        y = model.g_a(sampler.batch(8))
+    energy = y.pow(2).mean(dim=(0, 2, 3))
+    assert energy[0] > energy[4] > energy[15]
+    assert torch.allclose(basis @ basis.T, torch.eye(basis.shape[0]), atol=1e-4)
+
+
+def test_decoder_only_loss_is_minus_psnr(photos: Path) -> None:
+    model = Autoencoder(TINY)
+    result = batch_loss(model, CropSampler.from_folder(photos, 32).batch(4), with_rate=False)
+    assert result.loss.item() == pytest.approx(10 * np.log10(result.mse), abs=3.0)
+
+
+def test_short_run_writes_weights_and_resumes(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    train(photos, minutes=0.05, out=out, crop=32, batch=2, config=TINY)
+    model, model_id = load_model_bytes(out.read_bytes())
+    assert model.cfg == TINY and len(model_id) == 64
+    ckpt = out.with_suffix(".ckpt.safetensors")
+    _, opt, steps, _ = load_checkpoint(ckpt, lambda m: torch.optim.Adam(m.parameters()))
+    assert steps > 0 and opt.state, "Adam's moments travel with the checkpoint"
+    train(photos, minutes=0.05, out=out, resume=ckpt, crop=32, batch=2)
+    _, _, steps_after, seconds = load_checkpoint(ckpt, lambda m: torch.optim.Adam(m.parameters()))
+    assert steps_after > steps and seconds > 0
