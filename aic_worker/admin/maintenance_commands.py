@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--all",
         dest="every_version",
         action="store_true",
-        help="check every current version, verified before or not",
+        help="decode every current version, verified before or not",
     )
     add_selection_arguments(p, with_all=False)
     add_execution_arguments(p)

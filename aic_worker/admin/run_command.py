@@ -70,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--ratio",
         type=float,
         default=DEFAULT_RATIO,
+        metavar="R",
         help=f"target ratio: raw RGB bytes / .aic bytes (default {DEFAULT_RATIO:g})",
     )
     p.add_argument(
@@ -87,13 +88,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--done", type=Path, metavar="DIR", help="with --policy move: where (default AIC_HOME/done)"
     )
-    p.add_argument("--concurrency", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker processes (default 1)")
     p.add_argument("--device", help="auto, cpu or cuda:N (default: AIC_DEVICE, else auto)")
     p.add_argument("--polling", action="store_true", help="poll INBOX instead of inotify (network shares)")
     p.add_argument(
         "--stability-window",
         type=float,
         default=DEFAULT_STABILITY_WINDOW,
+        metavar="SECONDS",
         help=f"seconds a file must hold still before it is taken (default {DEFAULT_STABILITY_WINDOW:g})",
     )
     p.set_defaults(func=run)
@@ -252,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
             if worker.poll() is not None:
                 output.error(COMMAND, f"the worker exited ({worker.returncode}); see {logs / 'worker.log'}")
                 return output.SOME_FAILED
-        console.print("stopping: the watcher finishes its batch, the worker its job ...", highlight=False)
+        progress.say("stopping: the watcher finishes its batch, the worker its job ...")
     progress.poll()
     progress.summary()
     return output.OK
@@ -293,7 +295,7 @@ class _Progress:
             or 0
         )
 
-    def _print(self, text: str) -> None:
+    def say(self, text: str) -> None:
         (self.bar.console if self.bar else self.console).print(text, highlight=False, markup=False)
         sys.stdout.flush()
 
@@ -303,7 +305,7 @@ class _Progress:
                 version = row.version
                 self.last_version = max(self.last_version, version.id)
                 self.archived += 1
-                self._print(
+                self.say(
                     f"archived {row.path.path if row.path else row.source.sha256} -> {version.path} "
                     f"(ratio {version.achieved_ratio:.1f}, PSNR {version.psnr:.2f} dB)"
                 )
@@ -316,7 +318,7 @@ class _Progress:
             ):
                 if job.id not in self.quarantined:
                     self.quarantined.add(job.id)
-                    self._print(f"quarantined {job.parameters.get('path')}: {job.quarantine_reason}")
+                    self.say(f"quarantined {job.parameters.get('path')}: {job.quarantine_reason}")
             self.waiting = (
                 session.scalar(
                     select(func.count()).where(Job.kind == JobKind.COMPRESS, Job.state.in_(UNFINISHED))
@@ -328,7 +330,7 @@ class _Progress:
             self.bar.update(self.task, completed=finished, total=finished + self.waiting)
 
     def summary(self) -> None:
-        self._print(
+        self.say(
             f"stopped: {self.archived} archived, {len(self.quarantined)} quarantined in this run; "
             f"{self.waiting} waiting (taken up at the next start)"
         )

@@ -52,6 +52,7 @@ def test_ls_show_stats_and_quarantine_describe_the_archive(archive_env: ArchiveE
     assert listed("--id", str(ids[0]), str(ids[3])) == [str(photos[0]), str(bad)]
     assert sorted(listed("--below-ratio", "1000")) == sorted(map(str, photos))
     assert listed("--older-than", "1h") == []
+    assert len(listed("--older-than", "0s")) == 4
     code, out = env.admin("ls")
     assert code == 0 and photos[0].name in out and "quarantined" in out
     assert env.admin("ls", "--older-than", "soon")[0] == 2  # a usage error

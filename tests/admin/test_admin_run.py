@@ -10,9 +10,11 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import pytest
 from sqlalchemy import func, select
 
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
@@ -53,8 +55,18 @@ class RunProcess:
             return self.process.wait(150)
         finally:
             if self.process.poll() is None:
-                self.process.kill()
+                self.process.kill()  # its broker and worker get SIGTERM from the kernel (die_with_parent)
+                self.process.wait()
             self._file.close()
+
+
+@pytest.fixture
+def started() -> Iterator[list[RunProcess]]:
+    """The runs a test starts, stopped at its end whatever happened."""
+    runs: list[RunProcess] = []
+    yield runs
+    for run in runs:
+        run.stop()
 
 
 def left_behind(home: Path) -> list[psutil.Process]:
@@ -70,7 +82,7 @@ def left_behind(home: Path) -> list[psutil.Process]:
 
 
 def test_run_stopped_mid_work_and_restarted_archives_everything_once(
-    tmp_path: Path, model_file: Path
+    tmp_path: Path, model_file: Path, started: list[RunProcess]
 ) -> None:
     home, inbox = tmp_path / "home", tmp_path / "inbox"
     photos = write_photos(inbox, 10) + write_photos(inbox / "2024", 2, size=64)
@@ -93,6 +105,7 @@ def test_run_stopped_mid_work_and_restarted_archives_everything_once(
             return session.scalar(select(func.count()).select_from(ArchiveVersion)) or 0
 
     first = RunProcess(home, inbox, env, tmp_path / "run1.log")
+    started.append(first)
     wait_for(lambda: "Ctrl-C stops" in first.output() or first.process.poll() is not None, 60, "the start")
     wait_for(
         lambda: archived() or first.process.poll() is not None, 150, "the first file archived", interval=0.05
@@ -105,6 +118,7 @@ def test_run_stopped_mid_work_and_restarted_archives_everything_once(
     photos += write_photos(inbox, 2, size=80, prefix="late")  # arrived while it was down
 
     second = RunProcess(home, inbox, env, tmp_path / "run2.log")
+    started.append(second)
     wait_for(
         lambda: archived() == len(photos) or second.process.poll() is not None, 150, "every file archived"
     )
