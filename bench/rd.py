@@ -167,7 +167,7 @@ def strip(path: Path, codec: Codec, ratios: tuple[int, ...], out: Path) -> None:
         img = im.convert("RGB")
     box = (img.width // 2 - 128, img.height // 2 - 128, img.width // 2 + 128, img.height // 2 + 128)
     order = sorted(ratios, reverse=True)
-    sheet = Image.new("RGB", (256 * len(order), 2 * 256 + 40), "white")
+    sheet = Image.new("RGB", (256 * len(order), 2 * 256 + 40), "white")   # labels above each row
     draw = ImageDraw.Draw(sheet)
     for i, r in enumerate(order):
         budget = img.width * img.height * 3 // r
@@ -176,9 +176,9 @@ def strip(path: Path, codec: Codec, ratios: tuple[int, ...], out: Path) -> None:
         blob = classic_fit(img, "JPEG", {}, budget)
         if blob:
             with Image.open(io.BytesIO(blob)) as jp:
-                sheet.paste(jp.convert("RGB").crop(box), (256 * i, 276))
+                sheet.paste(jp.convert("RGB").crop(box), (256 * i, 296))
         draw.text((256 * i + 4, 4), f"AIC {r}x", fill="black")
-        draw.text((256 * i + 4, 260), f"JPEG {r}x" if blob else f"JPEG {r}x: no file fits", fill="black")
+        draw.text((256 * i + 4, 280), f"JPEG {r}x" if blob else f"JPEG {r}x: no file fits", fill="black")
     sheet.save(out)
 
 

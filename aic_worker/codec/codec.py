@@ -155,8 +155,13 @@ class Codec:
         if ratio < hd.achieved_ratio * (1 - 1e-6):
             raise ValueError(f"cannot truncate towards a lower ratio ({ratio:g} < {hd.achieved_ratio:.2f})")
         budget = math.floor(raw / ratio)
-        for keep in range(len(f.groups), -1, -1):
+        for keep in range(len(f.groups), 0, -1):
             out = bitstream.truncate_groups(data, keep, float(ratio))
             if len(out) <= budget:
                 return out
-        raise ValueError(f"ratio {ratio:g} cannot be met: the header alone is bigger than {budget} bytes")
+        if not f.groups and len(data) <= budget:
+            return bitstream.truncate_groups(data, 0, float(ratio))
+        raise ValueError(
+            f"ratio {ratio:g} cannot be reached by truncation: even the first channel group "
+            f"does not fit {budget} bytes (recompress from the original instead)"
+        )

@@ -155,3 +155,9 @@ def test_bomb_sized_header_refused_before_decoding(codec: Codec) -> None:
     bomb = bitstream.pack(bitstream.AicFile(huge, f.metadata, []))
     with pytest.raises(AicFormatError, match="decompression-bomb"):
         codec.decompress(bomb)
+
+
+def test_truncate_refuses_to_keep_no_channel_group(codec: Codec) -> None:
+    data = codec.compress(photo_like(128, 128), ratio=24)
+    with pytest.raises(ValueError, match="first channel group"):
+        codec.truncate(data, ratio=300)
