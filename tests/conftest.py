@@ -150,14 +150,15 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     )
     server = RedisServer(f"redis://127.0.0.1:{port}/0", private=True)
     try:
-        wait_for(lambda: _pings(server.client), 10, "redis-server to start", 0.05)
+        wait_for(lambda: pings(server.client), 10, "redis-server to start", 0.05)
         yield server
     finally:
         process.terminate()
         process.wait(10)
 
 
-def _pings(client: redis.Redis) -> bool:
+def pings(client: redis.Redis) -> bool:
+    """Whether a Redis server answers (False while it is down or starting)."""
     try:
         return bool(client.ping())
     except redis.ConnectionError:

@@ -14,6 +14,7 @@ import redis
 
 from aic_worker.config import WorkerConfig
 from aic_worker.queue import make_app, publish, queued_job_ids
+from tests.conftest import pings
 from tests.watch.conftest import Catalog, Harness, png, wait_until
 
 pytestmark = pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
@@ -53,20 +54,13 @@ class PrivateRedis:
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis(port=self.port)
-        wait_until(lambda: _pings(client), timeout=10, interval=0.05)
+        wait_until(lambda: pings(client), timeout=10, interval=0.05)
 
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
             self.process.wait(10)
             self.process = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
 
 
 @pytest.fixture
