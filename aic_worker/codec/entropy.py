@@ -34,6 +34,8 @@ from aic_worker.codec import laplace_tables as tables
 from aic_worker.codec.errors import AicFormatError
 
 PREVIOUS = 4                     # channels of context
+ESCAPE_BITS = 16                 # |q| ≥ LIMIT: the table codes ±LIMIT, then |q| − LIMIT in 16 bits
+MAX_SYMBOL = tables.LIMIT + (1 << ESCAPE_BITS) - 1
 MAX_BUCKET = 15
 SLOPES = np.arange(0, 16, 2)     # candidates the encoder tries
 BASE_OFFSET = 128                # base byte b means base b - 128
@@ -102,7 +104,8 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
     """
     m = q.shape[0]
     buckets_n = MAX_BUCKET + 1
-    sym = q[:, mask]
+    sym = np.clip(q[:, mask], -tables.LIMIT, tables.LIMIT)
+    escape_bits = ESCAPE_BITS * (np.abs(sym) == tables.LIMIT).sum(axis=1)
     lim = int(np.abs(sym).max(initial=0))
     width = 2 * lim + 1
     idx = (np.arange(m)[:, None] * buckets_n + k[:, mask]) * width + (sym + lim)
@@ -116,7 +119,7 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
         rows = _scale_rows(BASES[:, None], slope, kk[None, :])               # (B, K)
         cost = per_row[:, kk[None, :], rows].sum(axis=2)                      # (M, B)
         pick = cost.argmin(axis=1)
-        best_bits[si] = cost[np.arange(m), pick]
+        best_bits[si] = cost[np.arange(m), pick] + escape_bits
         best_base[si] = BASES[pick]
     per_group = best_bits.reshape(len(SLOPES), m // group, group).sum(axis=2)   # (S, G)
     pick = per_group.argmin(axis=0)
@@ -144,21 +147,37 @@ def _model(row: int) -> constriction.stream.model.Categorical:
     return constriction.stream.model.Categorical(tables.frequencies()[row].astype(np.float64), perfect=False)
 
 
+_ESCAPE = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
+
+
 def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    """Encode (q_pass given) or decode the symbols of one pass, grouped by scale row."""
+    """Encode (q_pass given) or decode the symbols of one pass, grouped by scale row.
+
+    Each row's symbols go as one batch, followed by the escape values of those
+    at ±LIMIT (in the batch's order), so the decoder knows how many to read.
+    """
+    lim = tables.LIMIT
     out = None if q_pass is not None else np.zeros(rows.shape, dtype=np.int64)
     for row in np.unique(rows):
         sel = rows == row
         if q_pass is not None:
-            coder.encode((q_pass[sel] + tables.LIMIT).astype(np.int32), _model(int(row)))
+            values = q_pass[sel]
+            coder.encode((np.clip(values, -lim, lim) + lim).astype(np.int32), _model(int(row)))
+            extra = np.abs(values[np.abs(values) >= lim]) - lim
+            if extra.size:
+                coder.encode(extra.astype(np.int32), _ESCAPE)
         else:
-            out[sel] = coder.decode(_model(int(row)), int(sel.sum())).astype(np.int64) - tables.LIMIT
+            values = coder.decode(_model(int(row)), int(sel.sum())).astype(np.int64) - lim
+            esc = np.abs(values) == lim
+            if esc.any():
+                values[esc] = np.sign(values[esc]) * (lim + coder.decode(_ESCAPE, int(esc.sum())))
+            out[sel] = values
     return out
 
 
 def encode(q: np.ndarray, group: int) -> list[bytes]:
     """Encode the whole (M, h, w) latent; one payload per channel group."""
-    q = np.clip(q, -tables.LIMIT, tables.LIMIT).astype(np.int64)
+    q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
     first, second, _ = _analyse(q, group)
     absq = np.abs(q)
     k_a, k_b = buckets(_previous_sums(absq), absq)
