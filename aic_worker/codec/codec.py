@@ -111,9 +111,7 @@ class Codec:
     def decompress(self, data: bytes) -> Image.Image:
         """A PIL image of the original's size and mode (see ``image_modes``)."""
         f = self.check(data)
-        hd = f.header
-        rgb = self.decode_rgb(f)
-        return image_modes.restore(rgb, hd.mode, f.metadata)
+        return image_modes.restore(self.decode_rgb(f), f.header.mode, f.metadata)
 
     def check(self, data: bytes) -> bitstream.AicFile:
         """Unpack and validate a file for this codec's model, before any big allocation."""

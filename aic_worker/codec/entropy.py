@@ -129,17 +129,28 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
 
 def estimate_bits(q: np.ndarray, group: int) -> np.ndarray:
     """Payload bits of each group, side information included (rate control's fast path)."""
-    return _analyse(q, group)[2]
+    return _analyse(q, group).bits
 
 
-def _analyse(q: np.ndarray, group: int) -> tuple[_Choice, _Choice, np.ndarray]:
+@dataclass
+class _Analysis:
+    """Context buckets of both passes and the encoder's choices for them."""
+
+    k_a: np.ndarray
+    k_b: np.ndarray
+    first: _Choice
+    second: _Choice
+    bits: np.ndarray    # (G,) payload bits, side information included
+
+
+def _analyse(q: np.ndarray, group: int) -> _Analysis:
     absq = np.abs(q)
     k_a, k_b = buckets(_previous_sums(absq), absq)
     anchors = anchor_mask(*q.shape[1:])
     first = _choose(q, k_a, anchors, group)
     second = _choose(q, k_b, ~anchors, group)
     side_bits = 8 * (2 + 2 * group)
-    return first, second, first.bits + second.bits + side_bits
+    return _Analysis(k_a, k_b, first, second, first.bits + second.bits + side_bits)
 
 
 @cache
@@ -178,9 +189,8 @@ def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray
 def encode(q: np.ndarray, group: int) -> list[bytes]:
     """Encode the whole (M, h, w) latent; one payload per channel group."""
     q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
-    first, second, _ = _analyse(q, group)
-    absq = np.abs(q)
-    k_a, k_b = buckets(_previous_sums(absq), absq)
+    analysis = _analyse(q, group)
+    first, second, k_a, k_b = analysis.first, analysis.second, analysis.k_a, analysis.k_b
     anchors = anchor_mask(*q.shape[1:])
     payloads = []
     for g in range(q.shape[0] // group):
