@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, required=True, help="wall-clock budget")
     p.add_argument("--out", type=Path, required=True, help="weights file to write (.safetensors)")
     p.add_argument("--resume", type=Path, help="checkpoint to continue from")
+    p.add_argument("--init", type=Path, help="weights to warm-start from (fresh optimizer)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     p.set_defaults(func=train)
 
@@ -122,7 +123,7 @@ def train(args: argparse.Namespace) -> int:
         bar.n = min(bar.total, round(time.monotonic() - start))
         bar.set_postfix(step=step, loss=f"{loss:.3f}", bpp=f"{bpp:.3f}")
 
-    out = run(args.data, args.minutes, args.out, args.resume, lr=args.lr, report=report)
+    out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr, report=report)
     bar.close()
     print(f"weights written to {out}")
     return 0

@@ -10,6 +10,7 @@ and back through ``bitstream.unpack`` → ``entropy.decode`` → ``tiling.synthe
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -33,6 +34,11 @@ def resolve_device(device: str) -> torch.device:
 
 def default_model_path() -> Path:
     return Path(str(resources.files("aic_worker.codec") / "models" / DEFAULT_MODEL))
+
+
+def _check_ratio(ratio: float) -> None:
+    if not ratio > 0 or not math.isfinite(ratio):
+        raise ValueError(f"ratio must be a positive number, got {ratio!r}")
 
 
 class Codec:
@@ -67,12 +73,54 @@ class Codec:
     # -- compress ---------------------------------------------------------------------------
     def compress(self, image: Image.Image, ratio: float) -> bytes:
         """The largest ``.aic`` file of at most W·H·3/ratio bytes."""
-        if not ratio > 0 or not math.isfinite(ratio):
-            raise ValueError(f"ratio must be a positive number, got {ratio!r}")
+        _check_ratio(ratio)
         prepared = image_modes.prepare(image)
+        return self._encode(prepared, self.latent(prepared.rgb), ratio)
+
+    def compress_batch(self, images: Sequence[Image.Image], ratios: Sequence[float]) -> list[bytes | Exception]:
+        """``compress`` of each image at its ratio, the analysis of all of them in shared passes.
+
+        Same bytes as ``compress`` image by image (batched convolutions compute each sample
+        as if alone); only the forward passes are shared, rate control and entropy coding
+        stay per image. An image that ``compress`` would refuse gets its exception in its
+        slot, and the others are still encoded.
+        """
+        if len(images) != len(ratios):
+            raise ValueError(f"{len(images)} images but {len(ratios)} ratios")
+        results: list[bytes | Exception] = [ValueError("not encoded")] * len(images)
+        prepared: dict[int, image_modes.Prepared] = {}
+        for i, (image, ratio) in enumerate(zip(images, ratios, strict=True)):
+            try:
+                _check_ratio(ratio)
+                prepared[i] = image_modes.prepare(image)
+            except Exception as exc:  # noqa: BLE001 - this image's failure, not the batch's
+                results[i] = exc
+        latents = self._latents_or_errors([p.rgb for p in prepared.values()], max(len(images), 1))
+        for (i, p), y in zip(prepared.items(), latents, strict=True):
+            try:
+                results[i] = y if isinstance(y, Exception) else self._encode(p, y, ratios[i])
+            except Exception as exc:  # noqa: BLE001 - as above
+                results[i] = exc
+        return results
+
+    def _latents_or_errors(self, rgbs: list[np.ndarray], max_batch: int) -> list[np.ndarray | Exception]:
+        """Latents of all images in shared passes; if that fails, of each alone, so one bad apple fails alone."""
+        try:
+            return self.latents(rgbs, max_batch)
+        except Exception:  # noqa: BLE001 - retried image by image below
+            pass
+        out: list[np.ndarray | Exception] = []
+        for rgb in rgbs:
+            try:
+                out.append(self.latent(rgb))
+            except Exception as exc:  # noqa: BLE001 - this image's failure
+                out.append(exc)
+        return out
+
+    def _encode(self, prepared: image_modes.Prepared, y: np.ndarray, ratio: float) -> bytes:
+        """Rate control and entropy coding of one image's latent ``y`` into a file within its budget."""
         h, w = prepared.rgb.shape[:2]
         budget = math.floor(w * h * 3 / ratio)
-        y = self.latent(prepared.rgb)
         header = self._header(w, h, prepared.mode, ratio, 0, y.shape[1:])
 
         def sizer(payloads: list[bytes]) -> int:
@@ -90,13 +138,22 @@ class Codec:
 
     def latent(self, rgb: np.ndarray) -> np.ndarray:
         """The (M, h, w) float latent of an (H, W, 3) uint8 image."""
+        return tiling.analyse(self.model, self._pixels(rgb))[0].float().cpu().numpy()
+
+    def latents(self, rgbs: Sequence[np.ndarray], max_batch: int) -> list[np.ndarray]:
+        """``latent`` of each image, tiles of one shape ``max_batch`` to a forward pass."""
+        ys = tiling.analyse_batch(self.model, [self._pixels(rgb) for rgb in rgbs], max_batch)
+        return [y[0].float().cpu().numpy() for y in ys]
+
+    def _pixels(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 → (1, 3, H', W') in [0, 1], edge-padded to multiples of 16, on the device."""
         h, w = rgb.shape[:2]
         ph, pw = -h % tiling.SCALE, -w % tiling.SCALE
         padded = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
         x = torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).float().div_(255).to(self.device)
         if self.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)
-        return tiling.analyse(self.model, x)[0].float().cpu().numpy()
+        return x
 
     def _header(self, w: int, h: int, mode: str, ratio: float, code: int, latent_hw) -> bitstream.AicHeader:
         cfg = self.model.cfg
@@ -136,8 +193,9 @@ class Codec:
             q = entropy.decode(f.groups, hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
         except (ValueError, RuntimeError, OverflowError) as exc:
             raise AicFormatError(f"latent data cannot be decoded: {exc}") from exc
-        y = torch.from_numpy(q.astype(np.float32) * rate_control.step_of(hd.step_code)).unsqueeze(0)
-        x = tiling.synthesise(self.model, y.to(self.device))
+        step = rate_control.step_of(hd.step_code)
+        y = torch.from_numpy(q.astype(np.float32) * step).unsqueeze(0)
+        x = tiling.synthesise(self.model, y.to(self.device), step)
         rgb = x[0, :, : hd.height, : hd.width].mul(255).round_().byte().permute(1, 2, 0).cpu().numpy()
         return np.ascontiguousarray(rgb)
 

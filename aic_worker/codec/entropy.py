@@ -39,18 +39,24 @@ MAX_SYMBOL = tables.LIMIT + (1 << ESCAPE_BITS) - 1
 MAX_BUCKET = 15
 SLOPES = np.arange(0, 16, 2)     # candidates the encoder tries
 BASE_OFFSET = 128                # base byte b means base b - 128
-_THRESHOLDS = 1 << np.arange(MAX_BUCKET)
+
+
+def _bordered(a: np.ndarray) -> np.ndarray:
+    """``a`` with a border of one zero on each side of the last two axes."""
+    p = np.zeros((*a.shape[:-2], a.shape[-2] + 2, a.shape[-1] + 2), dtype=a.dtype)
+    p[..., 1:-1, 1:-1] = a
+    return p
 
 
 def _box3(a: np.ndarray) -> np.ndarray:
     """3x3 box sum over the last two axes, zero outside."""
-    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    p = _bordered(a)
     rows = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
     return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
 
 
 def _neighbours4(a: np.ndarray) -> np.ndarray:
-    p = np.pad(a, [(0, 0)] * (a.ndim - 2) + [(1, 1), (1, 1)])
+    p = _bordered(a)
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:]
 
 
@@ -68,8 +74,12 @@ def buckets(prev_abs: np.ndarray, cur_abs: np.ndarray) -> tuple[np.ndarray, np.n
     base = _box3(prev_abs)
     anchors = anchor_mask(*cur_abs.shape[-2:])
     second = base + 2 * _neighbours4(np.where(anchors, cur_abs, 0))
-    return (np.searchsorted(_THRESHOLDS, base, side="right"),
-            np.searchsorted(_THRESHOLDS, second, side="right"))
+    return _bit_length(base), _bit_length(second)
+
+
+def _bit_length(a: np.ndarray) -> np.ndarray:
+    """min(bit_length(a), MAX_BUCKET) for integers a ≥ 0; frexp is exact IEEE arithmetic."""
+    return np.minimum(np.frexp(a)[1], MAX_BUCKET)
 
 
 def _scale_rows(base: np.ndarray, slope: int | np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -78,9 +88,10 @@ def _scale_rows(base: np.ndarray, slope: int | np.ndarray, k: np.ndarray) -> np.
 
 def _previous_sums(absq: np.ndarray) -> np.ndarray:
     """For every channel c: Σ |q| over channels max(0, c-PREVIOUS) .. c-1."""
-    cs = np.concatenate([np.zeros_like(absq[:1]), np.cumsum(absq, axis=0)])
-    idx = np.arange(absq.shape[0])
-    return cs[idx] - cs[np.maximum(idx - PREVIOUS, 0)]
+    out = np.zeros_like(absq)
+    for shift in range(1, PREVIOUS + 1):
+        out[shift:] += absq[:-shift]
+    return out
 
 
 @dataclass
@@ -98,26 +109,40 @@ BASES = np.arange(-64, 64)
 def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choice:
     """The (base, slope) of least code length for one pass of every channel.
 
-    Exact and cheap: a histogram of (channel, bucket, symbol) times the table of
-    code lengths gives each channel's cost of every (bucket, row) pair, from
-    which every (base, slope) candidate is a small gather.
+    Exact and cheap: a histogram of (channel, bucket, |symbol|) times the table of
+    code lengths (the tables are symmetric) gives each channel's cost of every
+    (bucket, row) pair, from which every (base, slope) candidate is a small gather.
+    Channels are histogrammed in tiers of their largest magnitude, so the many
+    small high-frequency channels do not pay for the width of the few big ones.
     """
     m = q.shape[0]
     buckets_n = MAX_BUCKET + 1
-    sym = np.clip(q[:, mask], -tables.LIMIT, tables.LIMIT)
-    escape_bits = ESCAPE_BITS * (np.abs(sym) == tables.LIMIT).sum(axis=1)
-    lim = int(np.abs(sym).max(initial=0))
-    width = 2 * lim + 1
-    idx = (np.arange(m)[:, None] * buckets_n + k[:, mask]) * width + (sym + lim)
-    hist = np.bincount(idx.ravel(), minlength=m * buckets_n * width).reshape(m * buckets_n, width)
-    code_len = tables.bits()[:, tables.LIMIT - lim : tables.LIMIT + lim + 1]
-    per_row = (hist @ code_len.T).reshape(m, buckets_n, tables.SCALES)       # (M, K, rows)
-    kk = np.arange(buckets_n)
+    mag = np.minimum(np.abs(q[:, mask]), tables.LIMIT).astype(np.int32)
+    kp = k[:, mask].astype(np.int32)
+    escape_bits = ESCAPE_BITS * (mag == tables.LIMIT).sum(axis=1)
+    tier = np.frexp(mag.max(axis=1, initial=0))[1]          # bit length of each channel's peak
+    per_row = np.empty((m, buckets_n, tables.SCALES), dtype=np.float32)
+    for t in np.unique(tier):
+        chans = np.flatnonzero(tier == t)
+        width = 1 << int(t)
+        idx = (np.arange(len(chans), dtype=np.int32)[:, None] * buckets_n + kp[chans]) * width + mag[chans]
+        hist = np.bincount(idx.ravel(), minlength=len(chans) * buckets_n * width).reshape(-1, width)
+        code_len = _code_lengths(width)
+        per_row[chans] = (hist.astype(np.float32) @ code_len).reshape(len(chans), buckets_n, tables.SCALES)
+    # row(base, k) = clip(base + (slope·k >> 2)): pad the row axis with its edge rows, and
+    # each bucket's cost over all bases becomes one contiguous slice.
+    offsets = (SLOPES[:, None] * np.arange(buckets_n)[None, :]) >> 2           # (S, K)
+    lo = -int(BASES[0])
+    padded = np.empty((m, buckets_n, len(BASES) + int(offsets.max())), dtype=np.float32)
+    padded[:, :, :lo] = per_row[:, :, :1]
+    padded[:, :, lo : lo + tables.SCALES] = per_row
+    padded[:, :, lo + tables.SCALES :] = per_row[:, :, -1:]
     best_bits = np.empty((len(SLOPES), m))
     best_base = np.empty((len(SLOPES), m), dtype=np.int64)
-    for si, slope in enumerate(SLOPES):
-        rows = _scale_rows(BASES[:, None], slope, kk[None, :])               # (B, K)
-        cost = per_row[:, kk[None, :], rows].sum(axis=2)                      # (M, B)
+    for si in range(len(SLOPES)):
+        cost = np.zeros((m, len(BASES)), dtype=np.float32)
+        for k, off in enumerate(offsets[si]):
+            cost += padded[:, k, off : off + len(BASES)]
         pick = cost.argmin(axis=1)
         best_bits[si] = cost[np.arange(m), pick] + escape_bits
         best_base[si] = BASES[pick]
@@ -125,6 +150,12 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
     pick = per_group.argmin(axis=0)
     base = best_base[np.repeat(pick, group), np.arange(m)]
     return _Choice(base, SLOPES[pick], per_group[pick, np.arange(m // group)])
+
+
+@cache
+def _code_lengths(width: int) -> np.ndarray:
+    """(width, SCALES) float32: bits of |symbol| 0 .. width-1 under each row."""
+    return np.ascontiguousarray(tables.bits()[:, tables.LIMIT : tables.LIMIT + width].T, dtype=np.float32)
 
 
 def estimate_bits(q: np.ndarray, group: int) -> np.ndarray:
@@ -144,7 +175,7 @@ class _Analysis:
 
 
 def _analyse(q: np.ndarray, group: int) -> _Analysis:
-    absq = np.abs(q)
+    absq = np.abs(q).astype(np.int32)
     k_a, k_b = buckets(_previous_sums(absq), absq)
     anchors = anchor_mask(*q.shape[1:])
     first = _choose(q, k_a, anchors, group)
@@ -164,25 +195,34 @@ _ESCAPE = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
 def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
     """Encode (q_pass given) or decode the symbols of one pass, grouped by scale row.
 
-    Each row's symbols go as one batch, followed by the escape values of those
-    at ±LIMIT (in the batch's order), so the decoder knows how many to read.
+    Each row's symbols (in raster order) go as one batch, followed by the escape
+    values of those at ±LIMIT (in the batch's order), so the decoder knows how many
+    to read. A stable sort by row gives every batch as one slice.
     """
     lim = tables.LIMIT
-    out = None if q_pass is not None else np.zeros(rows.shape, dtype=np.int64)
-    for row in np.unique(rows):
-        sel = rows == row
-        if q_pass is not None:
-            values = q_pass[sel]
-            coder.encode((np.clip(values, -lim, lim) + lim).astype(np.int32), _model(int(row)))
-            extra = np.abs(values[np.abs(values) >= lim]) - lim
+    order = np.argsort(rows, kind="stable")
+    counts = np.bincount(rows, minlength=tables.SCALES)
+    ends = np.cumsum(counts)
+    if q_pass is not None:
+        values = q_pass[order]
+        symbols = (np.clip(values, -lim, lim) + lim).astype(np.int32)
+        for row in np.flatnonzero(counts):
+            start, end = ends[row] - counts[row], ends[row]
+            coder.encode(symbols[start:end], _model(int(row)))
+            chunk = values[start:end]
+            extra = np.abs(chunk[np.abs(chunk) >= lim]) - lim
             if extra.size:
                 coder.encode(extra.astype(np.int32), _ESCAPE)
-        else:
-            values = coder.decode(_model(int(row)), int(sel.sum())).astype(np.int64) - lim
-            esc = np.abs(values) == lim
-            if esc.any():
-                values[esc] = np.sign(values[esc]) * (lim + coder.decode(_ESCAPE, int(esc.sum())))
-            out[sel] = values
+        return None
+    decoded = np.empty(rows.shape, dtype=np.int64)
+    for row in np.flatnonzero(counts):
+        values = coder.decode(_model(int(row)), int(counts[row])).astype(np.int64) - lim
+        esc = np.abs(values) == lim
+        if esc.any():
+            values[esc] = np.sign(values[esc]) * (lim + coder.decode(_ESCAPE, int(esc.sum())))
+        decoded[ends[row] - counts[row] : ends[row]] = values
+    out = np.empty_like(decoded)
+    out[order] = decoded
     return out
 
 
@@ -207,9 +247,15 @@ def encode(q: np.ndarray, group: int) -> list[bytes]:
 
 
 def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> np.ndarray:
-    """Decode the groups present; channels of missing (dropped) groups are zero."""
+    """Decode the groups present; channels of missing (dropped) groups are zero.
+
+    Computes the same buckets as ``buckets``, channel by channel, on zero-bordered
+    buffers of |q| so that no per-channel padding or full-array pass is needed.
+    """
     q = np.zeros((channels, h, w), dtype=np.int64)
+    absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int64)   # channel c at c + PREVIOUS
     anchors = anchor_mask(h, w)
+    others = ~anchors
     head = 2 + 2 * group
     for g, payload in enumerate(payloads):
         if len(payload) < head or (len(payload) - head) % 4:
@@ -223,9 +269,18 @@ def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> 
             c = g * group + j
             base_a = payload[2 + 2 * j] - BASE_OFFSET
             base_b = payload[3 + 2 * j] - BASE_OFFSET
-            prev = np.abs(q[max(0, c - PREVIOUS):c]).sum(axis=0)
-            k_a, _ = buckets(prev, np.zeros((h, w), dtype=np.int64))
-            q[c][anchors] = _code_pass(dec, None, _scale_rows(base_a, slopes[0], k_a[anchors]))
-            _, k_b = buckets(prev, np.abs(q[c]))
-            q[c][~anchors] = _code_pass(dec, None, _scale_rows(base_b, slopes[1], k_b[~anchors]))
+            prev = absq[c : c + PREVIOUS].sum(axis=0)
+            rows3 = prev[:-2] + prev[1:-1] + prev[2:]
+            context = rows3[:, :-2] + rows3[:, 1:-1] + rows3[:, 2:]
+            first = _code_pass(dec, None, _scale_rows(base_a, slopes[0], _bit_length(context[anchors])))
+            cur = absq[c + PREVIOUS]
+            inner = cur[1:-1, 1:-1]
+            inner[anchors] = np.abs(first)
+            near = cur[:-2, 1:-1] + cur[2:, 1:-1] + cur[1:-1, :-2] + cur[1:-1, 2:]
+            second = _code_pass(
+                dec, None, _scale_rows(base_b, slopes[1], _bit_length((context + 2 * near)[others]))
+            )
+            inner[others] = np.abs(second)
+            q[c][anchors] = first
+            q[c][others] = second
     return q

@@ -8,6 +8,9 @@ rounding, so there are no seams.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import torch
 
 from aic_worker.codec.transforms import Autoencoder
@@ -24,32 +27,90 @@ def _spans(n: int) -> list[tuple[int, int]]:
 @torch.inference_mode()
 def analyse(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
     """(1, 3, H, W) with H, W multiples of 16 → latent (1, M, H/16, W/16)."""
-    h, w = x.shape[2] // SCALE, x.shape[3] // SCALE
-    if h <= TILE and w <= TILE:
-        return model.g_a(x)
-    out = torch.empty((1, model.cfg.latent_channels, h, w), device=x.device)
-    for y0, y1 in _spans(h):
-        for x0, x1 in _spans(w):
-            a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
-            a1, b1 = min(h, y1 + HALO), min(w, x1 + HALO)
-            part = model.g_a(x[:, :, a0 * SCALE : a1 * SCALE, b0 * SCALE : b1 * SCALE])
-            out[:, :, y0:y1, x0:x1] = part[:, :, y0 - a0 : y1 - a0, x0 - b0 : x1 - b0]
-    return out
+    return analyse_batch(model, [x], 1)[0]
 
 
 @torch.inference_mode()
-def synthesise(model: Autoencoder, y: torch.Tensor) -> torch.Tensor:
-    """Latent (1, M, h, w) → image (1, 3, 16h, 16w) in [0, 1]."""
+def synthesise(model: Autoencoder, y: torch.Tensor, step: float = 1.0) -> torch.Tensor:
+    """Latent (1, M, h, w) quantised with step Δ → image (1, 3, 16h, 16w) in [0, 1]."""
     h, w = y.shape[2], y.shape[3]
     if h <= TILE and w <= TILE:
-        return model.g_s(y).clamp_(0, 1)
+        return model.g_s(y, step).clamp_(0, 1)
     out = torch.empty((1, 3, h * SCALE, w * SCALE), device=y.device)
     for y0, y1 in _spans(h):
         for x0, x1 in _spans(w):
             a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
             a1, b1 = min(h, y1 + HALO), min(w, x1 + HALO)
-            part = model.g_s(y[:, :, a0:a1, b0:b1]).clamp_(0, 1)
+            part = model.g_s(y[:, :, a0:a1, b0:b1], step).clamp_(0, 1)
             out[:, :, y0 * SCALE : y1 * SCALE, x0 * SCALE : x1 * SCALE] = part[
                 :, :, (y0 - a0) * SCALE : (y1 - a0) * SCALE, (x0 - b0) * SCALE : (x1 - b0) * SCALE
             ]
     return out
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One forward pass's input: a whole image, or a tile with its halo, and where its centre goes."""
+
+    image: int                        # index of the image it belongs to
+    pixels: torch.Tensor              # (1, 3, 16·(a1−a0), 16·(b1−b0))
+    keep: tuple[slice, slice]         # the centre, in the piece's latent
+    place: tuple[slice, slice]        # where the centre goes in the image's latent
+
+
+def _pieces(index: int, x: torch.Tensor) -> list[_Piece]:
+    h, w = x.shape[2] // SCALE, x.shape[3] // SCALE
+    if h <= TILE and w <= TILE:
+        return [_Piece(index, x, (slice(None), slice(None)), (slice(None), slice(None)))]
+    pieces = []
+    for y0, y1 in _spans(h):
+        for x0, x1 in _spans(w):
+            a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
+            a1, b1 = min(h, y1 + HALO), min(w, x1 + HALO)
+            pixels = x[:, :, a0 * SCALE : a1 * SCALE, b0 * SCALE : b1 * SCALE]
+            keep = (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
+            pieces.append(_Piece(index, pixels, keep, (slice(y0, y1), slice(x0, x1))))
+    return pieces
+
+
+@torch.inference_mode()
+def analyse_batch(model: Autoencoder, xs: Sequence[torch.Tensor], max_batch: int) -> list[torch.Tensor]:
+    """``analyse`` of each (1, 3, H, W) in ``xs``, with pieces of one shape stacked into shared passes.
+
+    Whole images up to one tile and the tiles of bigger ones are grouped by shape, across
+    images, and run ``max_batch`` at a time (that bounds the memory a pass needs): a wider
+    pass keeps a GPU busy and saves per-call overhead on a CPU. Each sample of a batched
+    convolution is computed as if alone, so the latents are those of ``analyse``.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+    outs: list[torch.Tensor | None] = [None] * len(xs)
+    groups: dict[tuple[int, ...], list[_Piece]] = {}
+    for index, x in enumerate(xs):
+        pieces = _pieces(index, x)
+        if len(pieces) > 1:
+            h, w = x.shape[2] // SCALE, x.shape[3] // SCALE
+            outs[index] = torch.empty((1, model.cfg.latent_channels, h, w), device=x.device)
+        for piece in pieces:
+            groups.setdefault(tuple(piece.pixels.shape), []).append(piece)
+    for group in groups.values():
+        for start in range(0, len(group), max_batch):
+            chunk = group[start : start + max_batch]
+            latents = model.g_a(_stack([p.pixels for p in chunk]))
+            for piece, latent in zip(chunk, latents.split(1), strict=True):
+                target = outs[piece.image]
+                if target is None:      # a whole image: its latent is the result
+                    outs[piece.image] = latent
+                else:
+                    target[:, :, piece.place[0], piece.place[1]] = latent[:, :, piece.keep[0], piece.keep[1]]
+    assert all(out is not None for out in outs), "every image got its latent"
+    return outs  # type: ignore[return-value]
+
+
+def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Same-shape (1, C, H, W) parts as one batch, channels last if they are (the CPU codec's layout)."""
+    if len(parts) == 1:
+        return parts[0]
+    batch = torch.cat(parts)
+    channels_last = parts[0].stride(1) == 1 < parts[0].shape[1]
+    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch

@@ -34,6 +34,8 @@ class ModelConfig:
     channels: int = 96
     latent_channels: int = 192
     group_size: int = 8
+    step_input: int = 0     # 1: the synthesis also sees log2 of the file's step Δ
+
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -76,19 +78,31 @@ class SynthesisTransform(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        n, m = cfg.channels, cfg.latent_channels
-        self.latent_refine = nn.Sequential(_conv3(m, 2 * n), nn.LeakyReLU(0.1), _zero(_conv3(2 * n, m)))
+        n, m, s = cfg.channels, cfg.latent_channels, cfg.step_input
+        self.step_input = s
+        self.latent_refine = nn.Sequential(_conv3(m + s, 2 * n), nn.LeakyReLU(0.1), _zero(_conv3(2 * n, m)))
         self.block = nn.ConvTranspose2d(m, 3, BLOCK, stride=BLOCK)
         self.post = nn.Sequential(
-            nn.PixelUnshuffle(4), _conv3(48, n), nn.LeakyReLU(0.1),
+            nn.PixelUnshuffle(4), _conv3(48 + s, n), nn.LeakyReLU(0.1),
             _conv3(n, n), nn.LeakyReLU(0.1),
             _conv3(n, n), nn.LeakyReLU(0.1),
             _zero(_conv3(n, 48)), nn.PixelShuffle(4),
         )
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        base = self.block(y + self.latent_refine(y))
-        return base + self.post(base)
+    def forward(self, y: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
+        """``step``: the quantisation step Δ of ``y`` (a number, or one per image (N, 1, 1, 1))."""
+        base = self.block(y + self.latent_refine(self._with_step(y, step)))
+        post_in = self._with_step(self.post[0](base), step)
+        return base + self.post[1:](post_in)
+
+    def _with_step(self, t: torch.Tensor, step: float | torch.Tensor) -> torch.Tensor:
+        """Append a plane of log2(Δ)/4 when the model is step-aware: its filters then know
+        how coarse the latent is, staying out of the way at fine steps and deblocking at coarse ones."""
+        if not self.step_input:
+            return t
+        level = torch.log2(torch.as_tensor(step, dtype=t.dtype, device=t.device)) / 4
+        plane = level.reshape(-1, 1, 1, 1).expand(t.shape[0], 1, *t.shape[2:])
+        return torch.cat([t, plane.to(memory_format=torch.contiguous_format)], dim=1)
 
 
 class Autoencoder(nn.Module):

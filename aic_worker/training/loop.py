@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from aic_worker.codec.transforms import Autoencoder, ModelConfig
-from aic_worker.codec.weights import save_model
+from aic_worker.codec.weights import load_model_bytes, save_model
 from aic_worker.training.checkpoint import load_checkpoint, save_checkpoint
 from aic_worker.training.dataset import CropSampler
 from aic_worker.training.objective import BLOCK_GAIN, batch_loss
@@ -34,6 +34,7 @@ def train(
     out: Path,
     resume: Path | None = None,
     *,
+    init: Path | None = None,
     crop: int = 128,
     batch: int = 8,
     lr: float = 1e-3,
@@ -43,6 +44,10 @@ def train(
     report: Report | None = None,
 ) -> Path:
     """Train for ``minutes`` of wall time; write weights to ``out`` and a checkpoint beside it.
+
+    ``resume`` continues a checkpoint (weights, Adam state, step); ``init`` warm-starts
+    from a weights file (a shipped model, say) with a fresh optimizer; with neither, a
+    new model starts from the KLT of the training patches.
 
     By default the analysis stays the KLT it was initialised to and only the
     synthesis learns (pure distortion at every step size): measured on these
@@ -55,8 +60,11 @@ def train(
         sampler = CropSampler.from_folder(data, crop, seed=step)
     else:
         sampler = CropSampler.from_folder(data, crop)
-        model = Autoencoder(config or ModelConfig())
-        model.init_block_transform(*block_pca(sampler), gain=BLOCK_GAIN)
+        if init is not None:
+            model, _ = load_model_bytes(init.read_bytes())
+        else:
+            model = Autoencoder(config or ModelConfig())
+            model.init_block_transform(*block_pca(sampler), gain=BLOCK_GAIN)
         model = model.to(memory_format=torch.channels_last)
         opt = _optimizer(model, lr, train_analysis)
         step, total_s = 0, 0.0

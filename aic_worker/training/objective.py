@@ -24,7 +24,7 @@ from aic_worker.codec.transforms import Autoencoder
 # the block transform at gain BLOCK_GAIN, so each Δ trains at the trade-off it is used at.
 LAMBDA_REF = 0.04
 BLOCK_GAIN = 10.0     # latent units per unit of KLT coefficient (pixels in [0, 1])
-STEP_MIN, STEP_MAX = 0.3, 32.0
+STEP_MIN, STEP_MAX = 0.1, 16.0
 
 
 @dataclass
@@ -75,7 +75,7 @@ def batch_loss(model: Autoencoder, x: torch.Tensor, with_rate: bool = True) -> B
     y = model.g_a(x) / step
     noisy = y + torch.rand_like(y) - 0.5
     rounded = y + (torch.round(y) - y).detach() if with_rate else torch.round(y)
-    x_hat = model.g_s(rounded * mask * step)
+    x_hat = model.g_s(rounded * mask * step, step)
     pixels = x.shape[2] * x.shape[3]
     bpp = laplace_bits(noisy, mask) / pixels
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
