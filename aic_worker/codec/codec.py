@@ -77,7 +77,9 @@ class Codec:
         prepared = image_modes.prepare(image)
         return self._encode(prepared, self.latent(prepared.rgb), ratio)
 
-    def compress_batch(self, images: Sequence[Image.Image], ratios: Sequence[float]) -> list[bytes | Exception]:
+    def compress_batch(
+        self, images: Sequence[Image.Image], ratios: Sequence[float]
+    ) -> list[bytes | Exception]:
         """``compress`` of each image at its ratio, the analysis of all of them in shared passes.
 
         Same bytes as ``compress`` image by image (batched convolutions compute each sample
@@ -93,27 +95,27 @@ class Codec:
             try:
                 _check_ratio(ratio)
                 prepared[i] = image_modes.prepare(image)
-            except Exception as exc:  # noqa: BLE001 - this image's failure, not the batch's
+            except Exception as exc:  # this image's failure, not the batch's
                 results[i] = exc
         latents = self._latents_or_errors([p.rgb for p in prepared.values()], max(len(images), 1))
         for (i, p), y in zip(prepared.items(), latents, strict=True):
             try:
                 results[i] = y if isinstance(y, Exception) else self._encode(p, y, ratios[i])
-            except Exception as exc:  # noqa: BLE001 - as above
+            except Exception as exc:
                 results[i] = exc
         return results
 
     def _latents_or_errors(self, rgbs: list[np.ndarray], max_batch: int) -> list[np.ndarray | Exception]:
-        """Latents of all images in shared passes; if that fails, of each alone, so one bad apple fails alone."""
+        """Latents in shared passes; if memory runs out, each alone, so that a huge image fails alone."""
         try:
             return self.latents(rgbs, max_batch)
-        except Exception:  # noqa: BLE001 - retried image by image below
+        except (RuntimeError, MemoryError):  # torch's out-of-memory errors are RuntimeErrors
             pass
         out: list[np.ndarray | Exception] = []
         for rgb in rgbs:
             try:
                 out.append(self.latent(rgb))
-            except Exception as exc:  # noqa: BLE001 - this image's failure
+            except Exception as exc:
                 out.append(exc)
         return out
 
