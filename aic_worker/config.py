@@ -13,6 +13,7 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 | AIC_TASK_TIME_LIMIT     | 3600                       | hard limit of one task (soft: 90 % of it)      |
 | AIC_DB_RETRY_SECONDS    | 600                        | how long a finished job waits for the database |
 | AIC_TORCH_THREADS       | cores / concurrency        | torch threads per worker process               |
+| AIC_BATCH               | 4                          | compress jobs of one model encoded together    |
 | AIC_LOG_FORMAT          | text                       | json: one JSON object per line (log_format.py) |
 | AIC_METRICS_PORT        | (off)                      | /metrics and /healthz (metrics_http.py)        |
 | AIC_METRICS_ADDRESS     | 0.0.0.0                    | the address they listen on                     |
@@ -53,6 +54,13 @@ def _number(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = (env.get(name) or str(default)).strip()
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     broker_url: str
@@ -62,6 +70,7 @@ class WorkerConfig:
     reap_seconds: float
     task_time_limit: float
     db_retry_seconds: float
+    batch_size: int = 4  # compress jobs waiting for one model that a task claims and encodes together
 
     @property
     def soft_time_limit(self) -> float:
@@ -85,4 +94,5 @@ class WorkerConfig:
             reap_seconds=_number(env, "AIC_REAP_SECONDS", 60),
             task_time_limit=_number(env, "AIC_TASK_TIME_LIMIT", 3600),
             db_retry_seconds=_number(env, "AIC_DB_RETRY_SECONDS", 600),
+            batch_size=_count(env, "AIC_BATCH", 4),
         )

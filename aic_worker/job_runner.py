@@ -10,6 +10,7 @@ catalog's backoff (anything else; the reaper publishes it again once the backoff
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -55,19 +56,27 @@ def execute(
     length = timedelta(seconds=config.lease_seconds)
     with LeaseHeartbeat(sessions, job.id, owner, length) as heartbeat:
         ctx = JobContext(sessions, owner, codecs, config.db_retry_seconds, heartbeat.lost)
-        try:
-            RUNNERS[job.kind](ctx, job)
-        except LeaseLostError as error:
-            log.warning("job %s: %s; its work was dropped", job.id, error)
-            return "lease lost"
-        except PermanentJobError as error:
-            _record_failure(ctx, job, error.reason, retry=False, bad_input=error.bad_input)
-            return "quarantined"
-        except SoftTimeLimitExceeded:
-            _record_failure(ctx, job, f"time limit of {config.soft_time_limit:.0f}s exceeded", retry=True)
-            return "failed"
-        except Exception as error:
-            log.exception("job %s failed", job.id)
-            _record_failure(ctx, job, f"{type(error).__name__}: {error}", retry=True)
-            return "failed"
-    return "done"
+        return settle(ctx, job, config, lambda: RUNNERS[job.kind](ctx, job)) or "done"
+
+
+def settle(ctx: JobContext, job: Job, config: WorkerConfig, work: Callable[[], None]) -> str | None:
+    """Run `work` for `job`; None if it returned, else the outcome its error gave the job (recorded).
+
+    One place that maps errors to outcomes, for a job run alone and for a stage of a batch.
+    """
+    try:
+        work()
+    except LeaseLostError as error:
+        log.warning("job %s: %s; its work was dropped", job.id, error)
+        return "lease lost"
+    except PermanentJobError as error:
+        _record_failure(ctx, job, error.reason, retry=False, bad_input=error.bad_input)
+        return "quarantined"
+    except SoftTimeLimitExceeded:
+        _record_failure(ctx, job, f"time limit of {config.soft_time_limit:.0f}s exceeded", retry=True)
+        return "failed"
+    except Exception as error:
+        log.exception("job %s failed", job.id)
+        _record_failure(ctx, job, f"{type(error).__name__}: {error}", retry=True)
+        return "failed"
+    return None

@@ -2,15 +2,17 @@
 
 | metric                             | type      | labels           | counts                               |
 |------------------------------------|-----------|------------------|--------------------------------------|
-| aic_worker_jobs_total              | counter   | kind, outcome    | tasks run, by what became of the job |
+| aic_worker_jobs_total              | counter   | kind, outcome    | tasks and batched jobs, by outcome   |
 | aic_worker_job_seconds             | histogram | kind             | wall time of a task                  |
-| aic_worker_encode_seconds          | histogram |                  | time in codec.compress               |
+| aic_worker_encode_seconds          | histogram |                  | encoding time per image              |
 | aic_worker_bytes_in_total          | counter   | kind             | bytes read: originals, .aic files    |
 | aic_worker_bytes_out_total         | counter   | kind             | bytes written: .aic files, PNGs      |
 | aic_worker_model_loaded            | gauge     | model_id, device | 1 for each model a pool process has  |
 
 Outcomes: done, quarantined, failed, lease_lost, nothing_to_do (a duplicate or stale
 message), retry (the database was away at the claim), failure (an unexpected error).
+A job batched into another's task (compress_batch.py) counts its own outcome, and a batch's
+encoding time is shared out equally among its images.
 The values are counted in the pool processes that run jobs; with PROMETHEUS_MULTIPROC_DIR
 set (aic-worker sets it) each process writes them to its own file there and the worker's
 main process adds them up when scraped. Torch-free.

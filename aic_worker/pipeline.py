@@ -151,10 +151,17 @@ def encode(codec: Codec, image: Image.Image, ratio: float, name: Path) -> bytes:
     try:
         with metrics.ENCODE_SECONDS.time():
             return codec.compress(image, ratio)
-    except UnsupportedImageError as error:
-        raise PermanentJobError(f"{name}: {error}", bad_input=True) from error
     except ValueError as error:
-        raise PermanentJobError(f"{name}: {error}") from error
+        raise encoding_error(error, name) from error
+
+
+def encoding_error(error: Exception, name: Path) -> Exception:
+    """What the codec's refusal to encode `name` means for its job (any other error stays itself)."""
+    if isinstance(error, UnsupportedImageError):
+        return PermanentJobError(f"{name}: {error}", bad_input=True)
+    if isinstance(error, ValueError):
+        return PermanentJobError(f"{name}: {error}")
+    return error
 
 
 def rgb_of(image: Image.Image) -> np.ndarray:
@@ -226,7 +233,19 @@ def write_version(
         raise
 
 
-def compress(ctx: JobContext, job: Job) -> None:
+@dataclass(frozen=True)
+class CompressInput:
+    """A compress job read and checked, ready for the codec: what compress_batch.py gathers."""
+
+    params: CompressParameters
+    sha256: str
+    original: Original
+    image: Image.Image
+    codec: Codec
+
+
+def read_compress(ctx: JobContext, job: Job) -> CompressInput:
+    """A compress job's parameters, its original (content checked) decoded, and its codec."""
     try:
         params = CompressParameters.from_json(job.parameters)
     except ValueError as error:
@@ -236,15 +255,26 @@ def compress(ctx: JobContext, job: Job) -> None:
     if original is None:
         raise PermanentJobError(f"{params.path}: the original is gone or its content changed")
     image = open_image(original.data, original.path)
-    codec = ctx.codec(job.model_id)
-    data = encode(codec, image, float(job.target_ratio), original.path)
+    return CompressInput(params, facts.sha256, original, image, ctx.codec(job.model_id))
+
+
+def write_compress(ctx: JobContext, job: Job, read: CompressInput, data: bytes) -> None:
+    """The encoded `data` of a compress job through invariant 2: stage, verify, place, commit, policy."""
+    params, original = read.params, read.original
     preferred = archive.archive_path(params.archive_root, params.folder, params.path)
-    version = write_version(ctx, job, codec, data, rgb_of(image), list(archive.candidates(preferred)))
+    names = list(archive.candidates(preferred))
+    version = write_version(ctx, job, read.codec, data, rgb_of(read.image), names)
     metrics.count_io(job.kind, read=len(original.data), written=len(data))
     log.info("job %s: %s -> %s (ratio %.1f, PSNR %.2f dB)", job.id, original.path, version.path,
              version.achieved_ratio, version.psnr)
     if original.path == params.path and params.policy is not Policy.KEEP:
-        _apply_policy(ctx, params, facts.sha256)
+        _apply_policy(ctx, params, read.sha256)
+
+
+def compress(ctx: JobContext, job: Job) -> None:
+    read = read_compress(ctx, job)
+    data = encode(read.codec, read.image, float(job.target_ratio), read.original.path)
+    write_compress(ctx, job, read, data)
 
 
 def _apply_policy(ctx: JobContext, params: CompressParameters, sha256: str) -> None:

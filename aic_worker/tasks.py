@@ -4,7 +4,9 @@ Start a worker with `aic-worker` (worker_main.py) or
 `celery -A aic_worker.tasks worker -Q aic --concurrency 1`.
 
 Each task takes a job id only. The catalog's lease makes a message idempotent: one whose
-job is done, quarantined or held by a live worker claims nothing and does nothing.
+job is done, quarantined or held by a live worker claims nothing and does nothing. A
+compress task also claims up to AIC_BATCH − 1 other waiting compress jobs of its model and
+encodes them together (compress_batch.py); their messages then find nothing to do.
 Outcomes (job_runner.py): done; quarantined (PermanentJobError: the reason is recorded, the
 original is left untouched, bad content quarantines its source too); failed with the
 catalog's backoff (anything else — the reaper publishes the job again when its backoff has
@@ -34,8 +36,9 @@ from aic_worker.catalog.engine import create_catalog_engine, database_url, sessi
 from aic_worker.catalog.migrate import prepare_catalog
 from aic_worker.catalog.models import JobKind
 from aic_worker.codec_cache import CodecCache
+from aic_worker.compress_batch import execute_batched
 from aic_worker.config import WorkerConfig
-from aic_worker.job_runner import claim, execute
+from aic_worker.job_runner import claim
 from aic_worker.queue import TASK_NAMES, app
 from aic_worker.reaper import reap_round
 from aic_worker.transient import backoff_delay, is_transient
@@ -95,7 +98,7 @@ def run_job(task: Task, job_id: int, kind: JobKind) -> str:
         return "nothing to do"  # done, quarantined, held by a live worker, or backing off
     if job.kind is not kind:
         log.warning("job %s is a %s job, sent as %s: running it as the catalog says", job_id, job.kind, kind)
-    return execute(rt.sessions, rt.codecs, job, owner, CONFIG)
+    return execute_batched(rt.sessions, rt.codecs, job, owner, CONFIG)
 
 
 @app.task(name=TASK_NAMES[JobKind.COMPRESS], bind=True)

@@ -1,7 +1,7 @@
 """`aic-worker`: start a Celery worker for AIC jobs, with the options an operator needs.
 
 Equivalent to `celery -A aic_worker.tasks worker -Q aic --pool prefork --concurrency N`, plus
-AIC_DEVICE and a torch thread count that shares the cores among the pool's processes.
+AIC_DEVICE, AIC_BATCH and a torch thread count that shares the cores among the pool's processes.
 
 Pools and CUDA: the default prefork pool works on a GPU because nothing in the parent
 touches CUDA — each child resolves AIC_DEVICE and loads the model on its first job, after
@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-Q", "--queues", default=QUEUE, help=f"comma-separated queues (default {QUEUE})")
     parser.add_argument("-P", "--pool", default="prefork", choices=["prefork", "solo"],
                         help="prefork (default; time limits enforced) or solo")
+    parser.add_argument("--batch", type=int,
+                        help="compress jobs of a model encoded together (default: AIC_BATCH, else 4; 1: off)")
     parser.add_argument("-n", "--hostname", help="worker name, e.g. gpu1@%%h")
     parser.add_argument("-l", "--loglevel", default="INFO")
     return parser
@@ -64,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.concurrency < 1:
         raise SystemExit("aic-worker: --concurrency must be at least 1")
+    if args.batch is not None and args.batch < 1:
+        raise SystemExit("aic-worker: --batch must be at least 1")
     try:
         json_logs = log_format() == "json"
         made = _metrics_dir(MetricsSettings.from_env())
@@ -71,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"aic-worker: {error}") from None
     if args.device:
         os.environ["AIC_DEVICE"] = args.device
+    if args.batch is not None:
+        os.environ["AIC_BATCH"] = str(args.batch)
     cores = os.cpu_count() or 1
     os.environ.setdefault("AIC_TORCH_THREADS", str(max(1, cores // args.concurrency)))
     from aic_worker.tasks import app  # after the environment is set: it reads it on import

@@ -80,6 +80,7 @@ def claim(
     *,
     job_id: int | None = None,
     kinds: Collection[JobKind] | None = None,
+    model_id: str | None = None,
     lease: timedelta = DEFAULT_LEASE,
     now: datetime | None = None,
 ) -> Job | None:
@@ -87,6 +88,7 @@ def claim(
 
     None for a given `job_id` means there is nothing to do: it is done, quarantined, held by
     another worker, or waiting out its backoff (a redelivered message is harmless).
+    `kinds` and `model_id` narrow the search for the oldest (a batch's companions).
     """
     now = now or utcnow()
     query = select(Job).where(_claimable(now)).order_by(Job.id).limit(1).with_for_update(skip_locked=True)
@@ -94,6 +96,8 @@ def claim(
         query = query.where(Job.id == job_id)
     if kinds is not None:
         query = query.where(Job.kind.in_(kinds))
+    if model_id is not None:
+        query = query.where(Job.model_id == model_id)
     job = session.scalars(query).one_or_none()
     if job is None:
         return None

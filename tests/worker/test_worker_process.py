@@ -144,3 +144,20 @@ def test_pool_process_killed_message_requeued_job_completes(services: Services, 
     assert max(received.count(task_id) for task_id in received) >= 2
     assert sorted(versions_per_source(catalog).values()) == [1]
     assert not temp_files(services.archive)
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_waiting_jobs_batched_by_a_real_worker_archived_once(services: Services, catalog: Engine) -> None:
+    write_photos(services.watched, 6)
+    add_folder(services)  # all six pending, with their messages, before the worker starts
+    worker = services.start_worker(AIC_BATCH="4")
+    worker.wait_ready()
+    wait_for(all_finished(catalog, 6), 120, "all jobs to finish")
+    wait_for(lambda: services.broker.client.llen("aic") == 0, 60, "the companions' messages to be consumed")
+    assert all(j.state is JobState.DONE and j.attempts == 1 for j in jobs(catalog))
+    assert sorted(versions_per_source(catalog).values()) == [1] * 6
+    assert len(list(services.archive.glob("*.aic"))) == 6 and not temp_files(services.archive)
+    output = worker.output()
+    assert re.search(r"job \d+: batched with job\(s\) \d+, \d+, \d+", output), output
+    duplicates_did_nothing = lambda: worker.output().count("'nothing to do'") >= 3  # noqa: E731
+    wait_for(duplicates_did_nothing, 60, "the companions' messages to do nothing")
