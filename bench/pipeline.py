@@ -93,8 +93,15 @@ def _wait_done(sessions, n: int, timeout: float = 3600) -> None:
     raise TimeoutError(f"jobs not finished after {timeout}s")
 
 
-def pipeline_run(images: list[Path], ratio: float, model: Path, work: Path) -> float:
-    """Seconds from the first publish to the last job committed, after a warm-up job."""
+def pipeline_run(
+    images: list[Path], ratio: float, model: Path, work: Path, *,
+    batch: int | None = None, burst: bool = False,
+) -> float:
+    """Seconds from the first publish to the last job committed, after a warm-up job.
+
+    `batch`: the worker's AIC_BATCH (None: its default). `burst`: record every job in the
+    catalog before publishing any, so that they all wait together, as after a big drop.
+    """
     broker_url, broker = _start_broker(work)
     url = f"sqlite:///{work / 'catalog.sqlite3'}"
     engine = create_catalog_engine(url)
@@ -102,6 +109,8 @@ def pipeline_run(images: list[Path], ratio: float, model: Path, work: Path) -> f
     sessions = session_factory(engine)
     env = {**os.environ, "AIC_DATABASE_URL": url, "AIC_BROKER_URL": broker_url, "AIC_MODEL": str(model),
            "AIC_DEVICE": "cpu", "AIC_TORCH_THREADS": str(torch.get_num_threads())}
+    if batch is not None:
+        env["AIC_BATCH"] = str(batch)
     app = make_app(WorkerConfig.from_env(env))
     log = open(work / "worker.log", "wb")  # noqa: SIM115 - closed below
     worker = subprocess.Popen([sys.executable, "-m", "aic_worker.worker_main", "-c", "1", "-l", "WARNING"],
@@ -112,7 +121,7 @@ def pipeline_run(images: list[Path], ratio: float, model: Path, work: Path) -> f
         for path in images:
             shutil.copy(path, folder / path.name)
 
-        def submit(path: Path, job_ratio: float) -> int:
+        def record(path: Path, job_ratio: float) -> int:
             data = path.read_bytes()
             with Image.open(path) as image:
                 size, mode = image.size, image.mode
@@ -124,14 +133,17 @@ def pipeline_run(images: list[Path], ratio: float, model: Path, work: Path) -> f
                 params = CompressParameters(path, folder, work / "archive").to_json()
                 job, _ = enqueue_job(session, JobKind.COMPRESS, source.id, target_ratio=job_ratio,
                                      model_id=model_row.id, parameters=params)
-            publish(job.id, celery_app=app)
             return job.id
 
-        submit(folder / images[0].name, ratio * 1.5)  # warm-up: starts the pool, loads the model
+        publish(record(folder / images[0].name, ratio * 1.5), celery_app=app)  # warm-up: pool, model
         _wait_done(sessions, 1, timeout=600)
         start = time.perf_counter()
-        for path in images:
-            submit(folder / path.name, ratio)
+        if burst:
+            for job_id in [record(folder / path.name, ratio) for path in images]:
+                publish(job_id, celery_app=app)
+        else:
+            for path in images:
+                publish(record(folder / path.name, ratio), celery_app=app)
         _wait_done(sessions, 1 + len(images))
         elapsed = time.perf_counter() - start
         with sessions() as session:
