@@ -18,7 +18,8 @@ from aic_worker.archive import file_sha256
 from aic_worker.catalog.codec_models import default_model, register_model
 from aic_worker.catalog.models import CodecModel
 
-SHIPPED_MODEL = Path(__file__).resolve().parent / "codec" / "models" / "default.safetensors"
+SHIPPED_DIR = Path(__file__).resolve().parent / "codec" / "models"
+SHIPPED_MODEL = SHIPPED_DIR / "default.safetensors"
 
 
 class NoModelError(LookupError):
@@ -51,4 +52,19 @@ def weights_candidates(
         yield Path(row.path)
     if override := env.get("AIC_MODEL"):
         yield Path(override).expanduser()
-    yield SHIPPED_MODEL
+    if (shipped := shipped_weights(model_id)) is not None:
+        yield shipped
+
+
+def shipped_weights(model_id: str) -> Path | None:
+    """The package's weights file for model `model_id`, if the package has it.
+
+    Every model the package ever shipped as its default stays in it, named by its id,
+    so archives written by an older release still decode (DESIGN.md, invariant 4).
+    """
+    named = SHIPPED_DIR / f"{model_id}.safetensors"
+    if named.is_file():
+        return named
+    if SHIPPED_MODEL.is_file() and file_sha256(SHIPPED_MODEL) == model_id:
+        return SHIPPED_MODEL
+    return None

@@ -12,6 +12,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from aic_worker.codec import AicFormatError, Codec, bitstream
+from aic_worker.model_choice import shipped_weights
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN.aic")
     p.add_argument("-o", "--output", type=Path, required=True,
                    help="a file for one input, a folder for several")
-    p.add_argument("--model", type=Path)
+    p.add_argument("--model", type=Path, help="weights file (default: the shipped model the file names)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=decompress)
 
@@ -79,10 +80,22 @@ def compress(args: argparse.Namespace) -> int:
 
 
 def decompress(args: argparse.Namespace) -> int:
-    codec = Codec.load(args.model, args.device)
+    codecs: dict[str, Codec] = {}
+
+    def codec_for(data: bytes) -> Codec:
+        """``--model``, else the shipped model each file names (older releases' included)."""
+        model_id = "" if args.model else bitstream.unpack(data).header.model_id.hex()
+        if model_id not in codecs:
+            path = args.model or shipped_weights(model_id)
+            if path is None:
+                raise ValueError(f"made by model {model_id[:16]}…, which this installation does not ship "
+                                 "(give its weights with --model)")
+            codecs[model_id] = Codec.load(path, args.device)
+        return codecs[model_id]
 
     def work(src: Path, dst: Path) -> None:
-        img = codec.decompress(src.read_bytes())
+        data = src.read_bytes()
+        img = codec_for(data).decompress(data)
         extra = {k: img.info[k] for k in ("exif", "icc_profile") if k in img.info}
         img.save(dst, format="PNG", **extra)
 

@@ -51,3 +51,28 @@ def test_ratio_is_required(model_file: Path, tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["compress", str(tmp_path / "a.png"), "-o", str(tmp_path / "a.aic")])
     assert exc.value.code == 2
+
+
+def test_decompress_finds_the_shipped_model_each_file_names(
+    model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written with an earlier release's default model still decodes without --model."""
+    import shutil
+
+    from aic_worker import model_choice
+    from aic_worker.archive import file_sha256
+
+    shipped = tmp_path / "models"
+    shipped.mkdir()
+    old_id = file_sha256(model_file)
+    shutil.copy(model_file, shipped / f"{old_id}.safetensors")
+    monkeypatch.setattr(model_choice, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(model_choice, "SHIPPED_MODEL", shipped / "default.safetensors")
+    src, aic, out = tmp_path / "a.png", tmp_path / "a.aic", tmp_path / "a.out.png"
+    photo_like(64, 48).save(src)
+    assert main(["compress", str(src), "--ratio", "16", "-o", str(aic), "--model", str(model_file)]) == 0
+    assert main(["decompress", str(aic), "-o", str(out)]) == 0
+    with Image.open(out) as img:
+        assert img.size == (64, 48)
+    (shipped / f"{old_id}.safetensors").unlink()
+    assert main(["decompress", str(aic), "-o", str(out)]) == 1

@@ -13,7 +13,7 @@ from aic_worker.codec import Codec
 from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import save_model
 
-SMALL = ModelConfig(channels=16, latent_channels=32, group_size=8)
+SMALL = ModelConfig(channels=16, latent_channels=32, group_size=8, step_input=1)
 
 
 def make_model(seed: int, gain: float = 300.0) -> Autoencoder:

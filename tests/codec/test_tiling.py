@@ -38,6 +38,6 @@ def test_tiled_synthesis_matches_whole_image(small_tiles: None) -> None:
     model = _trained_looking()
     y = torch.randn(1, 32, 7, 10)
     with torch.inference_mode():
-        whole = model.g_s(y).clamp(0, 1)
-    tiled = tiling.synthesise(model, y)
+        whole = model.g_s(y, 2.5).clamp(0, 1)
+    tiled = tiling.synthesise(model, y, 2.5)
     assert torch.allclose(whole, tiled, atol=1e-4)

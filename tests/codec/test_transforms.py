@@ -1,0 +1,44 @@
+"""The transforms' contract: a step-aware synthesis conditions on Δ; older layouts still load."""
+
+from __future__ import annotations
+
+import torch
+
+from aic_worker.codec import Codec
+from aic_worker.codec.transforms import Autoencoder, ModelConfig
+from aic_worker.codec.weights import load_model_bytes, model_bytes
+from tests.codec.conftest import make_model, photo_like
+
+
+def test_fresh_branches_leave_the_block_transform_alone_at_every_step() -> None:
+    model = make_model(3).eval()
+    y = torch.randn(1, 32, 3, 4) * 50
+    with torch.no_grad():
+        plain = model.g_s.block(y)
+        for step in (0.1, 1.0, 16.0):
+            assert torch.allclose(model.g_s(y, step), plain, atol=1e-5)
+
+
+def test_trained_branches_see_the_step() -> None:
+    model = make_model(3).eval()
+    with torch.no_grad():
+        for p in model.g_s.post.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    y = torch.randn(1, 32, 3, 4) * 50
+    with torch.no_grad():
+        assert not torch.allclose(model.g_s(y, 0.5), model.g_s(y, 8.0))
+        batch = model.g_s(torch.cat([y, y]), torch.tensor([0.5, 8.0]).view(2, 1, 1, 1))
+        assert torch.allclose(batch[0], model.g_s(y, 0.5)[0], atol=1e-5)
+        assert torch.allclose(batch[1], model.g_s(y, 8.0)[0], atol=1e-5)
+
+
+def test_a_model_without_step_input_still_round_trips() -> None:
+    """Weights of an earlier release (no step plane) load and decode as they did."""
+    torch.manual_seed(0)
+    old = Autoencoder(ModelConfig(channels=16, latent_channels=32, group_size=8))
+    model, _ = load_model_bytes(model_bytes(old))
+    assert model.cfg.step_input == 0
+    codec = Codec.from_model(model)
+    img = photo_like(40, 33)
+    out = codec.decompress(codec.compress(img, ratio=12))
+    assert out.size == img.size
