@@ -133,10 +133,30 @@ class Codec:
             result = rate_control.fit(y, budget, self.group_size, sizer)
         except rate_control.RatioUnreachableError as exc:
             raise ValueError(f"ratio {ratio:g} cannot be met for a {w}x{h} image: {exc}") from exc
-        header = self._header(w, h, prepared.mode, ratio, result.code, y.shape[1:])
+        code = result.code
+        if not self._filter_helps(prepared.rgb, result.latent(y, self.group_size), code):
+            code |= rate_control.PLAIN
+        header = self._header(w, h, prepared.mode, ratio, code, y.shape[1:])
         data = bitstream.pack(bitstream.AicFile(header, prepared.metadata, result.payloads))
         assert len(data) <= budget, "rate control exceeded its budget"
         return data
+
+    def _filter_helps(self, rgb: np.ndarray, q: np.ndarray, code: int) -> bool:
+        """Whether the learned synthesis branches beat the block transform alone on this image.
+
+        The branches win at coarse steps (deblocking) and can cost a little at the finest
+        ones; the encoder has the original, so it measures both and flags its choice in the
+        header's step_code (``rate_control.PLAIN``), like a video codec's loop-filter flag.
+        """
+        on, off = (np.mean((self._reconstruct(q, code, f, rgb.shape) - rgb) ** 2) for f in (True, False))
+        return on <= off
+
+    def _reconstruct(self, q: np.ndarray, code: int, filtered: bool, shape: tuple[int, ...]) -> np.ndarray:
+        """Decoded (H, W, 3) pixels as float, exactly as ``decode_rgb`` rounds them."""
+        step = rate_control.step_of(code)
+        y = torch.from_numpy(q.astype(np.float32) * step).unsqueeze(0).to(self.device)
+        x = tiling.synthesise(self.model, y, step, filtered)[0, :, : shape[0], : shape[1]]
+        return x.mul(255).round_().permute(1, 2, 0).cpu().numpy().astype(np.float32)
 
     def latent(self, rgb: np.ndarray) -> np.ndarray:
         """The (M, h, w) float latent of an (H, W, 3) uint8 image."""
@@ -185,7 +205,7 @@ class Codec:
             raise AicFormatError("file's latent layout does not match its model")
         if hd.width * hd.height > 2 * (Image.MAX_IMAGE_PIXELS or 1 << 62):
             raise AicFormatError(f"image of {hd.width}x{hd.height} exceeds the decompression-bomb limit")
-        if not rate_control.CODE_MIN <= hd.step_code <= rate_control.CODE_MAX:
+        if not rate_control.CODE_MIN <= rate_control.split_code(hd.step_code)[0] <= rate_control.CODE_MAX:
             raise AicFormatError(f"quantisation step code {hd.step_code} is out of range")
         return f
 
@@ -195,11 +215,8 @@ class Codec:
             q = entropy.decode(f.groups, hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
         except (ValueError, RuntimeError, OverflowError) as exc:
             raise AicFormatError(f"latent data cannot be decoded: {exc}") from exc
-        step = rate_control.step_of(hd.step_code)
-        y = torch.from_numpy(q.astype(np.float32) * step).unsqueeze(0)
-        x = tiling.synthesise(self.model, y.to(self.device), step)
-        rgb = x[0, :, : hd.height, : hd.width].mul(255).round_().byte().permute(1, 2, 0).cpu().numpy()
-        return np.ascontiguousarray(rgb)
+        code, filtered = rate_control.split_code(hd.step_code)
+        return self._reconstruct(q, code, filtered, (hd.height, hd.width)).astype(np.uint8)
 
     # -- truncate ---------------------------------------------------------------------------
     def truncate(self, data: bytes, ratio: float) -> bytes:

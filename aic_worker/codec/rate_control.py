@@ -26,6 +26,12 @@ CODE_MIN = 4 * CODES_PER_OCTAVE      # Δ = 1/16
 CODE_MAX = 14 * CODES_PER_OCTAVE     # Δ = 64
 STEP_ONE = 8 * CODES_PER_OCTAVE      # the code of Δ = 1
 DEAD_ZONE = 0.1
+PLAIN = 0x8000                       # header step_code bit: decode with the block transform alone
+
+
+def split_code(step_code: int) -> tuple[int, bool]:
+    """A header's step_code → (step code, whether the learned synthesis branches are on)."""
+    return step_code & ~PLAIN, not step_code & PLAIN
 
 
 class RatioUnreachableError(ValueError):
@@ -65,6 +71,13 @@ class RateResult:
     code: int
     payloads: list[bytes]
     size: int                  # bytes of the whole file
+
+    def latent(self, y: np.ndarray, group: int) -> np.ndarray:
+        """The quantised latent these payloads carry (all of ``y``'s channels, dropped ones zero)."""
+        q = np.zeros(y.shape, dtype=np.int64)
+        kept = quantise(y, self.code, group)[: len(self.payloads) * group]
+        q[: kept.shape[0]] = kept
+        return q
 
 
 Sizer = Callable[[list[bytes]], int]   # payloads → total file bytes (header + metadata + sections)

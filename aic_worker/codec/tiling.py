@@ -31,17 +31,17 @@ def analyse(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def synthesise(model: Autoencoder, y: torch.Tensor, step: float = 1.0) -> torch.Tensor:
+def synthesise(model: Autoencoder, y: torch.Tensor, step: float = 1.0, filtered: bool = True) -> torch.Tensor:
     """Latent (1, M, h, w) quantised with step Δ → image (1, 3, 16h, 16w) in [0, 1]."""
     h, w = y.shape[2], y.shape[3]
     if h <= TILE and w <= TILE:
-        return model.g_s(y, step).clamp_(0, 1)
+        return model.g_s(y, step, filtered).clamp_(0, 1)
     out = torch.empty((1, 3, h * SCALE, w * SCALE), device=y.device)
     for y0, y1 in _spans(h):
         for x0, x1 in _spans(w):
             a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
             a1, b1 = min(h, y1 + HALO), min(w, x1 + HALO)
-            part = model.g_s(y[:, :, a0:a1, b0:b1], step).clamp_(0, 1)
+            part = model.g_s(y[:, :, a0:a1, b0:b1], step, filtered).clamp_(0, 1)
             out[:, :, y0 * SCALE : y1 * SCALE, x0 * SCALE : x1 * SCALE] = part[
                 :, :, (y0 - a0) * SCALE : (y1 - a0) * SCALE, (x0 - b0) * SCALE : (x1 - b0) * SCALE
             ]

@@ -89,8 +89,13 @@ class SynthesisTransform(nn.Module):
             _zero(_conv3(n, 48)), nn.PixelShuffle(4),
         )
 
-    def forward(self, y: torch.Tensor, step: float | torch.Tensor = 1.0) -> torch.Tensor:
-        """``step``: the quantisation step Δ of ``y`` (a number, or one per image (N, 1, 1, 1))."""
+    def forward(
+        self, y: torch.Tensor, step: float | torch.Tensor = 1.0, filtered: bool = True
+    ) -> torch.Tensor:
+        """``step``: the quantisation step Δ of ``y`` (a number, or one per image (N, 1, 1, 1));
+        ``filtered=False``: the block transform alone, without the learned branches."""
+        if not filtered:
+            return self.block(y)
         base = self.block(y + self.latent_refine(self._with_step(y, step)))
         post_in = self._with_step(self.post[0](base), step)
         return base + self.post[1:](post_in)
