@@ -30,6 +30,7 @@ from aic_worker.codec_cache import CodecCache
 from aic_worker.config import WorkerConfig
 from aic_worker.heartbeat import LeaseHeartbeat
 from aic_worker.job_runner import execute, settle
+from aic_worker.log_format import job_scope
 from aic_worker.pipeline import CompressInput, JobContext, encoding_error, read_compress, write_compress
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def execute_batched(
     outcome, *others = execute_batch(sessions, codecs, [job, *companions], owner, config)
     for companion, other in zip(companions, others, strict=True):
         metrics.JOBS.labels(companion.kind.value, other.replace(" ", "_")).inc()  # no task of their own
+        metrics.BATCHED.labels(companion.kind.value).inc()
     return outcome
 
 
@@ -89,10 +91,12 @@ def execute_batch(
         outcomes: list[str | None] = [None] * len(jobs)
         reads: dict[int, CompressInput] = {}
         for i, (ctx, job) in enumerate(zip(contexts, jobs, strict=True)):
-            outcomes[i] = settle(ctx, job, config, partial(_read, reads, i, ctx, job))
+            with job_scope(job.id):
+                outcomes[i] = settle(ctx, job, config, partial(_read, reads, i, ctx, job))
         for i, result in _encode(reads, jobs).items():
             write = partial(_write, contexts[i], jobs[i], reads[i], result)
-            outcomes[i] = settle(contexts[i], jobs[i], config, write)
+            with job_scope(jobs[i].id):
+                outcomes[i] = settle(contexts[i], jobs[i], config, write)
     return [outcome or "done" for outcome in outcomes]
 
 

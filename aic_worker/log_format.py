@@ -10,12 +10,13 @@ escaped, lone surrogates included. Torch- and Celery-free: the watcher uses it t
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 FORMATS = ("text", "json")
@@ -35,6 +36,17 @@ def log_format(env: Mapping[str, str] | None = None) -> str:
 def enter_job(job_id: int | None) -> None:
     """Tag the lines this thread logs from now on with `job_id` (None: no job)."""
     _current_job.set(job_id)
+
+
+@contextlib.contextmanager
+def job_scope(job_id: int) -> Iterator[None]:
+    """Tag lines with `job_id` inside the block, then go back to the task's own job
+    (a batch runs several jobs in one task, and each line must name its own)."""
+    token = _current_job.set(job_id)
+    try:
+        yield
+    finally:
+        _current_job.reset(token)
 
 
 class JsonFormatter(logging.Formatter):

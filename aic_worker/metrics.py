@@ -4,6 +4,7 @@
 |------------------------------------|-----------|------------------|--------------------------------------|
 | aic_worker_jobs_total              | counter   | kind, outcome    | tasks and batched jobs, by outcome   |
 | aic_worker_job_seconds             | histogram | kind             | wall time of a task                  |
+| aic_worker_batched_jobs_total      | counter   | kind             | jobs run inside another job's task   |
 | aic_worker_encode_seconds          | histogram |                  | encoding time per image              |
 | aic_worker_bytes_in_total          | counter   | kind             | bytes read: originals, .aic files    |
 | aic_worker_bytes_out_total         | counter   | kind             | bytes written: .aic files, PNGs      |
@@ -27,6 +28,7 @@ from aic_worker.catalog.models import JobKind
 SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 60, 150, 300, 600, 1800, 3600)
 
 JOBS = Counter("aic_worker_jobs", "Tasks run, by job kind and what became of the job", ["kind", "outcome"])
+BATCHED = Counter("aic_worker_batched_jobs", "Jobs run inside another job's task (batching)", ["kind"])
 JOB_SECONDS = Histogram("aic_worker_job_seconds", "Wall time of a task", ["kind"], buckets=SECONDS_BUCKETS)
 ENCODE_SECONDS = Histogram("aic_worker_encode_seconds", "Time spent encoding an image (codec.compress)",
                            buckets=SECONDS_BUCKETS)

@@ -101,6 +101,9 @@ def session(catalog: Engine) -> Iterator[Session]:
 
 
 RATIO = 24  # reachable by the small test model on images of 64x64 and up
+# A photo whose job stays staged (verified: decoded, measured) long enough for a test to
+# catch it mid-job and kill something; the codec got faster, so it must be big.
+BIG = 3072
 
 
 def free_port() -> int:

@@ -79,11 +79,11 @@ def buckets(prev_abs: np.ndarray, cur_abs: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _bit_length(a: np.ndarray) -> np.ndarray:
     """min(bit_length(a), MAX_BUCKET) for integers a ≥ 0; frexp is exact IEEE arithmetic."""
-    return np.minimum(np.frexp(a)[1], MAX_BUCKET)
+    return np.minimum(np.frexp(a)[1], MAX_BUCKET).astype(np.int8)
 
 
 def _scale_rows(base: np.ndarray, slope: int | np.ndarray, k: np.ndarray) -> np.ndarray:
-    return np.clip(base + ((slope * k) >> 2), 0, tables.SCALES - 1)
+    return np.clip(base + ((slope * k.astype(np.int32)) >> 2), 0, tables.SCALES - 1)
 
 
 def _previous_sums(absq: np.ndarray) -> np.ndarray:
@@ -228,7 +228,7 @@ def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray
 
 def encode(q: np.ndarray, group: int) -> list[bytes]:
     """Encode the whole (M, h, w) latent; one payload per channel group."""
-    q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int64)
+    q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
     analysis = _analyse(q, group)
     first, second, k_a, k_b = analysis.first, analysis.second, analysis.k_a, analysis.k_b
     anchors = anchor_mask(*q.shape[1:])
@@ -252,8 +252,8 @@ def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> 
     Computes the same buckets as ``buckets``, channel by channel, on zero-bordered
     buffers of |q| so that no per-channel padding or full-array pass is needed.
     """
-    q = np.zeros((channels, h, w), dtype=np.int64)
-    absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int64)   # channel c at c + PREVIOUS
+    q = np.zeros((channels, h, w), dtype=np.int32)
+    absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int32)   # channel c at c + PREVIOUS
     anchors = anchor_mask(h, w)
     others = ~anchors
     head = 2 + 2 * group

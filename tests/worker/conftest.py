@@ -22,6 +22,7 @@ from aic_worker.codec_cache import CodecCache
 from aic_worker.job_parameters import CompressParameters
 from aic_worker.pipeline import RUNNERS, JobContext
 from tests.conftest import (
+    BIG,
     RATIO,
     RedisServer,
     Services,
@@ -36,6 +37,7 @@ from tests.conftest import (
 )
 
 __all__ = [
+    "BIG",
     "CODECS",
     "RATIO",
     "Harness",

@@ -21,7 +21,16 @@ import pytest
 from aic_worker.catalog.engine import create_catalog_engine
 from aic_worker.catalog.migrate import upgrade
 from aic_worker.catalog.models import JobState
-from tests.worker.conftest import RedisServer, Services, all_finished, free_port, jobs, wait_for, write_photos
+from tests.worker.conftest import (
+    BIG,
+    RedisServer,
+    Services,
+    all_finished,
+    free_port,
+    jobs,
+    wait_for,
+    write_photos,
+)
 from tests.worker.test_worker_process import add_folder
 
 
@@ -88,7 +97,7 @@ def test_database_restart_during_a_job(
     engine = create_catalog_engine(private_postgres.url)
     upgrade(engine)
     services = Services(tmp_path, private_postgres.url, broker, model_file)
-    [big] = write_photos(services.watched, 1, size=1536, prefix="big")
+    [big] = write_photos(services.watched, 1, size=BIG, prefix="big")
     write_photos(services.watched, 1, prefix="small")
     # A lease that outlasts the outage: the job must survive it, not be reaped and redone.
     worker = services.start_worker(AIC_LEASE_SECONDS="60")

@@ -14,6 +14,7 @@ from sqlalchemy import Engine, func, select
 
 from aic_worker.catalog.models import ArchiveVersion, JobState, Source, SourceState
 from tests.worker.conftest import (
+    BIG,
     RATIO,
     Services,
     all_finished,
@@ -83,7 +84,7 @@ def _temp_appears(root: Path) -> bool:
 
 @pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
 def test_kill_9_mid_job_then_restart_completes_it_once(services: Services, catalog: Engine) -> None:
-    [big] = write_photos(services.watched, 1, size=1024, prefix="big")
+    [big] = write_photos(services.watched, 1, size=BIG, prefix="big")
     small = write_photos(services.watched, 2, prefix="small")
     worker = services.start_worker()
     add_folder(services)
@@ -129,7 +130,7 @@ def _pool_children(pid: int) -> list[int]:
 
 @pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
 def test_pool_process_killed_message_requeued_job_completes(services: Services, catalog: Engine) -> None:
-    write_photos(services.watched, 1, size=1024, prefix="big")
+    write_photos(services.watched, 1, size=BIG, prefix="big")
     worker = services.start_worker()
     add_folder(services)
     worker.wait_ready()
