@@ -21,6 +21,9 @@ from aic_worker.training.objective import BLOCK_GAIN, batch_loss
 from aic_worker.training.pca import block_pca
 
 Report = Callable[[int, float, float, float], None]
+# A fresh model: the complete KLT (768 coefficients of a 16x16 RGB block) and a step-aware
+# synthesis, the shape of the shipped model (docs/model.md).
+FRESH = ModelConfig(latent_channels=768, step_input=1)
 
 
 def learning_rate(peak: float, step: int, fraction: float, warmup: int = 300, floor: float = 0.03) -> float:
@@ -63,7 +66,7 @@ def train(
         if init is not None:
             model, _ = load_model_bytes(init.read_bytes())
         else:
-            model = Autoencoder(config or ModelConfig())
+            model = Autoencoder(config or FRESH)
             model.init_block_transform(*block_pca(sampler), gain=BLOCK_GAIN)
         model = model.to(memory_format=torch.channels_last)
         opt = _optimizer(model, lr, train_analysis)

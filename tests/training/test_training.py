@@ -81,3 +81,18 @@ def test_short_run_writes_weights_and_resumes(photos: Path, tmp_path: Path) -> N
     train(photos, minutes=0.05, out=out, resume=ckpt, crop=32, batch=2)
     _, _, steps_after, seconds = load_checkpoint(ckpt, lambda m: torch.optim.Adam(m.parameters()))
     assert steps_after > steps and seconds > 0
+
+
+def test_init_warm_starts_from_weights_with_a_fresh_optimizer(photos: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first.safetensors"
+    train(photos, minutes=0.05, out=first, crop=32, batch=2, config=TINY)
+    warm = tmp_path / "warm.safetensors"
+    train(photos, minutes=0.05, out=warm, crop=32, batch=2, init=first)
+    before, _ = load_model_bytes(first.read_bytes())
+    after, _ = load_model_bytes(warm.read_bytes())
+    assert after.cfg == before.cfg
+    # the analysis is frozen, so a warm start keeps it exactly; the synthesis goes on learning
+    assert torch.equal(after.g_a.block.weight, before.g_a.block.weight)
+    ckpt = warm.with_suffix(".ckpt.safetensors")
+    _, _, steps, _ = load_checkpoint(ckpt, lambda m: torch.optim.Adam(m.parameters()))
+    assert steps > 0
