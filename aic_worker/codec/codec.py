@@ -148,15 +148,15 @@ class Codec:
         ones; the encoder has the original, so it measures both and flags its choice in the
         header's step_code (``rate_control.PLAIN``), like a video codec's loop-filter flag.
         """
-        on, off = (np.mean((self._reconstruct(q, code, f, rgb.shape) - rgb) ** 2) for f in (True, False))
+        on, off = (_squared_error(self._reconstruct(q, code, f, rgb.shape), rgb) for f in (True, False))
         return on <= off
 
     def _reconstruct(self, q: np.ndarray, code: int, filtered: bool, shape: tuple[int, ...]) -> np.ndarray:
-        """Decoded (H, W, 3) pixels as float, exactly as ``decode_rgb`` rounds them."""
+        """Decoded (H, W, 3) uint8 pixels, as ``decode_rgb`` gives them."""
         step = rate_control.step_of(code)
         y = torch.from_numpy(q.astype(np.float32) * step).unsqueeze(0).to(self.device)
         x = tiling.synthesise(self.model, y, step, filtered)[0, :, : shape[0], : shape[1]]
-        return x.mul(255).round_().permute(1, 2, 0).cpu().numpy().astype(np.float32)
+        return np.ascontiguousarray(x.mul(255).round_().byte().permute(1, 2, 0).cpu().numpy())
 
     def latent(self, rgb: np.ndarray) -> np.ndarray:
         """The (M, h, w) float latent of an (H, W, 3) uint8 image."""
@@ -216,7 +216,7 @@ class Codec:
         except (ValueError, RuntimeError, OverflowError) as exc:
             raise AicFormatError(f"latent data cannot be decoded: {exc}") from exc
         code, filtered = rate_control.split_code(hd.step_code)
-        return self._reconstruct(q, code, filtered, (hd.height, hd.width)).astype(np.uint8)
+        return self._reconstruct(q, code, filtered, (hd.height, hd.width))
 
     # -- truncate ---------------------------------------------------------------------------
     def truncate(self, data: bytes, ratio: float) -> bytes:
@@ -240,3 +240,12 @@ class Codec:
             f"ratio {ratio:g} cannot be reached by truncation: even the first channel group "
             f"does not fit {budget} bytes (recompress from the original instead)"
         )
+
+
+def _squared_error(a: np.ndarray, b: np.ndarray, rows: int = 256) -> int:
+    """Σ (a − b)² of two uint8 images, a band of rows at a time (bounded memory)."""
+    total = 0
+    for i in range(0, a.shape[0], rows):
+        d = a[i : i + rows].astype(np.int32) - b[i : i + rows]
+        total += int(np.square(d, out=d).sum(dtype=np.int64))
+    return total

@@ -78,8 +78,14 @@ def buckets(prev_abs: np.ndarray, cur_abs: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def _bit_length(a: np.ndarray) -> np.ndarray:
-    """min(bit_length(a), MAX_BUCKET) for integers a ≥ 0; frexp is exact IEEE arithmetic."""
-    return np.minimum(np.frexp(a)[1], MAX_BUCKET).astype(np.int8)
+    """min(bit_length(a), MAX_BUCKET) for integers a ≥ 0, as int8.
+
+    Exact integer work: below 2^24 a float32 holds the integer exactly, and its exponent
+    field is bit_length + 126 (zero for 0); no float rounding is involved.
+    """
+    f = np.minimum(a, 1 << (MAX_BUCKET - 1)).astype(np.float32)
+    exponent = f.view(np.int32) >> 23
+    return np.maximum(exponent - 126, 0).astype(np.int8)
 
 
 def _scale_rows(base: np.ndarray, slope: int | np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -117,8 +123,10 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
     """
     m = q.shape[0]
     buckets_n = MAX_BUCKET + 1
-    mag = np.minimum(np.abs(q[:, mask]), tables.LIMIT).astype(np.int32)
-    kp = k[:, mask].astype(np.int32)
+    mag = q[:, mask].astype(np.int32, copy=False)          # a fresh copy: worked on in place
+    np.abs(mag, out=mag)
+    np.minimum(mag, tables.LIMIT, out=mag)
+    kp = k[:, mask]
     escape_bits = ESCAPE_BITS * (mag == tables.LIMIT).sum(axis=1)
     tier = np.frexp(mag.max(axis=1, initial=0))[1]          # bit length of each channel's peak
     per_row = np.empty((m, buckets_n, tables.SCALES), dtype=np.float32)
@@ -174,9 +182,16 @@ class _Analysis:
     bits: np.ndarray    # (G,) payload bits, side information included
 
 
+CHUNK = 32      # channels whose contexts are worked out at once: bounds big images' temporaries
+
+
 def _analyse(q: np.ndarray, group: int) -> _Analysis:
-    absq = np.abs(q).astype(np.int32)
-    k_a, k_b = buckets(_previous_sums(absq), absq)
+    absq = np.abs(q).astype(np.int32, copy=False)
+    prev = _previous_sums(absq)
+    k_a, k_b = np.empty(q.shape, dtype=np.int8), np.empty(q.shape, dtype=np.int8)
+    for c in range(0, q.shape[0], CHUNK):
+        k_a[c : c + CHUNK], k_b[c : c + CHUNK] = buckets(prev[c : c + CHUNK], absq[c : c + CHUNK])
+    del prev, absq
     anchors = anchor_mask(*q.shape[1:])
     first = _choose(q, k_a, anchors, group)
     second = _choose(q, k_b, ~anchors, group)

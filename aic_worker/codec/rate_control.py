@@ -59,8 +59,13 @@ def quantise(y: np.ndarray, code: int, group: int) -> np.ndarray:
     training photos, 9 % fewer bits for 0.23 dB at ~1 bpp and 17 % fewer for
     0.26 dB at ~0.2 bpp, both a net gain at equal size. The decoder is unchanged.
     """
-    a = np.floor(np.abs(y) / step_of(code) + (0.5 - DEAD_ZONE))
-    q = np.clip(np.copysign(a, y), -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL).astype(np.int32)
+    a = np.abs(y)                    # in place from here: big images hold one float copy only
+    a /= step_of(code)
+    a += 0.5 - DEAD_ZONE
+    np.floor(a, out=a)
+    np.copysign(a, y, out=a)
+    q = np.clip(a, -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL, out=a).astype(np.int32)
+    del a
     groups = q.reshape(-1, group, *q.shape[1:]).any(axis=(1, 2, 3))
     keep = int(np.flatnonzero(groups)[-1]) + 1 if groups.any() else 0
     return q[: keep * group]
