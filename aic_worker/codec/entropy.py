@@ -186,12 +186,11 @@ CHUNK = 32      # channels whose contexts are worked out at once: bounds big ima
 
 
 def _analyse(q: np.ndarray, group: int) -> _Analysis:
-    absq = np.abs(q).astype(np.int32, copy=False)
-    prev = _previous_sums(absq)
     k_a, k_b = np.empty(q.shape, dtype=np.int8), np.empty(q.shape, dtype=np.int8)
     for c in range(0, q.shape[0], CHUNK):
-        k_a[c : c + CHUNK], k_b[c : c + CHUNK] = buckets(prev[c : c + CHUNK], absq[c : c + CHUNK])
-    del prev, absq
+        lo = max(0, c - PREVIOUS)                        # the chunk and its context channels
+        absq = np.abs(q[lo : c + CHUNK]).astype(np.int32, copy=False)
+        k_a[c : c + CHUNK], k_b[c : c + CHUNK] = buckets(_previous_sums(absq)[c - lo :], absq[c - lo :])
     anchors = anchor_mask(*q.shape[1:])
     first = _choose(q, k_a, anchors, group)
     second = _choose(q, k_b, ~anchors, group)
