@@ -37,15 +37,31 @@ def synthesise(model: Autoencoder, y: torch.Tensor, step: float = 1.0, filtered:
     if h <= TILE and w <= TILE:
         return model.g_s(y, step, filtered).clamp_(0, 1)
     out = torch.empty((1, 3, h * SCALE, w * SCALE), device=y.device)
+    for halo, keep, place in _tiles(h, w):
+        part = model.g_s(y[:, :, halo[0], halo[1]], step, filtered).clamp_(0, 1)
+        out[:, :, _pixels(place[0]), _pixels(place[1])] = part[:, :, _pixels(keep[0]), _pixels(keep[1])]
+    return out
+
+
+Box = tuple[slice, slice]
+
+
+def _tiles(h: int, w: int) -> list[tuple[Box, Box, Box]]:
+    """For an (h, w) latent: each tile's (box with halo, its centre within that box, the centre's place)."""
+    tiles = []
     for y0, y1 in _spans(h):
         for x0, x1 in _spans(w):
             a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
             a1, b1 = min(h, y1 + HALO), min(w, x1 + HALO)
-            part = model.g_s(y[:, :, a0:a1, b0:b1], step, filtered).clamp_(0, 1)
-            out[:, :, y0 * SCALE : y1 * SCALE, x0 * SCALE : x1 * SCALE] = part[
-                :, :, (y0 - a0) * SCALE : (y1 - a0) * SCALE, (x0 - b0) * SCALE : (x1 - b0) * SCALE
-            ]
-    return out
+            tiles.append(((slice(a0, a1), slice(b0, b1)),
+                          (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0)),
+                          (slice(y0, y1), slice(x0, x1))))
+    return tiles
+
+
+def _pixels(span: slice) -> slice:
+    """A latent span as the pixel span it covers."""
+    return slice(span.start * SCALE, span.stop * SCALE)
 
 
 @dataclass(frozen=True)
@@ -54,23 +70,16 @@ class _Piece:
 
     image: int                        # index of the image it belongs to
     pixels: torch.Tensor              # (1, 3, 16·(a1−a0), 16·(b1−b0))
-    keep: tuple[slice, slice]         # the centre, in the piece's latent
-    place: tuple[slice, slice]        # where the centre goes in the image's latent
+    keep: Box                         # the centre, in the piece's latent
+    place: Box                        # where the centre goes in the image's latent
 
 
 def _pieces(index: int, x: torch.Tensor) -> list[_Piece]:
     h, w = x.shape[2] // SCALE, x.shape[3] // SCALE
     if h <= TILE and w <= TILE:
         return [_Piece(index, x, (slice(None), slice(None)), (slice(None), slice(None)))]
-    pieces = []
-    for y0, y1 in _spans(h):
-        for x0, x1 in _spans(w):
-            a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
-            a1, b1 = min(h, y1 + HALO), min(w, x1 + HALO)
-            pixels = x[:, :, a0 * SCALE : a1 * SCALE, b0 * SCALE : b1 * SCALE]
-            keep = (slice(y0 - a0, y1 - a0), slice(x0 - b0, x1 - b0))
-            pieces.append(_Piece(index, pixels, keep, (slice(y0, y1), slice(x0, x1))))
-    return pieces
+    return [_Piece(index, x[:, :, _pixels(halo[0]), _pixels(halo[1])], keep, place)
+            for halo, keep, place in _tiles(h, w)]
 
 
 @torch.inference_mode()
