@@ -133,10 +133,12 @@ class Codec:
             result = rate_control.fit(y, budget, self.group_size, sizer)
         except rate_control.RatioUnreachableError as exc:
             raise ValueError(f"ratio {ratio:g} cannot be met for a {w}x{h} image: {exc}") from exc
+        latent_hw = y.shape[1:]
+        del y                       # the caller's reference may live on; this one need not
         code = result.code
-        if not self._filter_helps(prepared.rgb, result.latent(y, self.group_size), code):
+        if not self._filter_helps(prepared.rgb, result.q, code):
             code |= rate_control.PLAIN
-        header = self._header(w, h, prepared.mode, ratio, code, y.shape[1:])
+        header = self._header(w, h, prepared.mode, ratio, code, latent_hw)
         data = bitstream.pack(bitstream.AicFile(header, prepared.metadata, result.payloads))
         assert len(data) <= budget, "rate control exceeded its budget"
         return data
@@ -152,11 +154,9 @@ class Codec:
         return on <= off
 
     def _reconstruct(self, q: np.ndarray, code: int, filtered: bool, shape: tuple[int, ...]) -> np.ndarray:
-        """Decoded (H, W, 3) uint8 pixels, as ``decode_rgb`` gives them."""
-        step = rate_control.step_of(code)
-        y = torch.from_numpy(q.astype(np.float32) * step).unsqueeze(0).to(self.device)
-        x = tiling.synthesise(self.model, y, step, filtered)[0, :, : shape[0], : shape[1]]
-        return np.ascontiguousarray(x.mul(255).round_().byte().permute(1, 2, 0).cpu().numpy())
+        """Decoded (H, W, 3) uint8 pixels of symbols ``q`` (leading channels), as ``decode_rgb`` has them."""
+        x = tiling.synthesise(self.model, q, rate_control.step_of(code), filtered, self.device)
+        return np.ascontiguousarray(x[: shape[0], : shape[1]])
 
     def latent(self, rgb: np.ndarray) -> np.ndarray:
         """The (M, h, w) float latent of an (H, W, 3) uint8 image."""
@@ -168,14 +168,14 @@ class Codec:
         return [y[0].float().cpu().numpy() for y in ys]
 
     def _pixels(self, rgb: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 → (1, 3, H', W') in [0, 1], edge-padded to multiples of 16, on the device."""
+        """(H, W, 3) uint8 → (1, 3, H', W') uint8, edge-padded to multiples of 16, on the device.
+
+        Still bytes: ``tiling`` turns each tile into floats as it runs it.
+        """
         h, w = rgb.shape[:2]
         ph, pw = -h % tiling.SCALE, -w % tiling.SCALE
         padded = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
-        x = torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).float().div_(255).to(self.device)
-        if self.device.type == "cpu":
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return torch.from_numpy(padded).permute(2, 0, 1).unsqueeze(0).to(self.device)
 
     def _header(self, w: int, h: int, mode: str, ratio: float, code: int, latent_hw) -> bitstream.AicHeader:
         cfg = self.model.cfg

@@ -37,8 +37,10 @@ PREVIOUS = 4                     # channels of context
 ESCAPE_BITS = 16                 # |q| ≥ LIMIT: the table codes ±LIMIT, then |q| − LIMIT in 16 bits
 MAX_SYMBOL = tables.LIMIT + (1 << ESCAPE_BITS) - 1
 MAX_BUCKET = 15
+TOP = 1 << (MAX_BUCKET - 1)      # activities from here on share the top bucket
 SLOPES = np.arange(0, 16, 2)     # candidates the encoder tries
 BASE_OFFSET = 128                # base byte b means base b - 128
+CHUNK = 32                       # channels worked on at once: bounds big images' temporaries
 
 
 def _bordered(a: np.ndarray) -> np.ndarray:
@@ -83,7 +85,7 @@ def _bit_length(a: np.ndarray) -> np.ndarray:
     Exact integer work: below 2^24 a float32 holds the integer exactly, and its exponent
     field is bit_length + 126 (zero for 0); no float rounding is involved.
     """
-    f = np.minimum(a, 1 << (MAX_BUCKET - 1)).astype(np.float32)
+    f = np.minimum(a, TOP).astype(np.float32)
     exponent = f.view(np.int32) >> 23
     return np.maximum(exponent - 126, 0).astype(np.int8)
 
@@ -123,20 +125,11 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
     """
     m = q.shape[0]
     buckets_n = MAX_BUCKET + 1
-    mag = q[:, mask].astype(np.int32, copy=False)          # a fresh copy: worked on in place
-    np.abs(mag, out=mag)
-    np.minimum(mag, tables.LIMIT, out=mag)
-    kp = k[:, mask]
-    escape_bits = ESCAPE_BITS * (mag == tables.LIMIT).sum(axis=1)
-    tier = np.frexp(mag.max(axis=1, initial=0))[1]          # bit length of each channel's peak
     per_row = np.empty((m, buckets_n, tables.SCALES), dtype=np.float32)
-    for t in np.unique(tier):
-        chans = np.flatnonzero(tier == t)
-        width = 1 << int(t)
-        idx = (np.arange(len(chans), dtype=np.int32)[:, None] * buckets_n + kp[chans]) * width + mag[chans]
-        hist = np.bincount(idx.ravel(), minlength=len(chans) * buckets_n * width).reshape(-1, width)
-        code_len = _code_lengths(width)
-        per_row[chans] = (hist.astype(np.float32) @ code_len).reshape(len(chans), buckets_n, tables.SCALES)
+    escape_bits = np.empty(m, dtype=np.int64)
+    for c in range(0, m, CHUNK):        # a chunk of channels at a time: bounded temporaries
+        part = slice(c, c + CHUNK)
+        per_row[part], escape_bits[part] = _row_costs(q[part], k[part], mask)
     # row(base, k) = clip(base + (slope·k >> 2)): pad the row axis with its edge rows, and
     # each bucket's cost over all bases becomes one contiguous slice.
     offsets = (SLOPES[:, None] * np.arange(buckets_n)[None, :]) >> 2           # (S, K)
@@ -158,6 +151,26 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
     pick = per_group.argmin(axis=0)
     base = best_base[np.repeat(pick, group), np.arange(m)]
     return _Choice(base, SLOPES[pick], per_group[pick, np.arange(m // group)])
+
+
+def _row_costs(q: np.ndarray, k: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's code length under every (bucket, row) pair, and its escape bits."""
+    buckets_n = MAX_BUCKET + 1
+    mag = q[:, mask].astype(np.int32, copy=False)          # a fresh copy: worked on in place
+    np.abs(mag, out=mag)
+    np.minimum(mag, tables.LIMIT, out=mag)
+    kp = k[:, mask]
+    escape_bits = ESCAPE_BITS * (mag == tables.LIMIT).sum(axis=1)
+    tier = np.frexp(mag.max(axis=1, initial=0))[1]          # bit length of each channel's peak
+    per_row = np.empty((q.shape[0], buckets_n, tables.SCALES), dtype=np.float32)
+    for t in np.unique(tier):
+        chans = np.flatnonzero(tier == t)
+        width = 1 << int(t)
+        idx = (np.arange(len(chans), dtype=np.int32)[:, None] * buckets_n + kp[chans]) * width + mag[chans]
+        hist = np.bincount(idx.ravel(), minlength=len(chans) * buckets_n * width).reshape(-1, width)
+        code_len = _code_lengths(width)
+        per_row[chans] = (hist.astype(np.float32) @ code_len).reshape(len(chans), buckets_n, tables.SCALES)
+    return per_row, escape_bits
 
 
 @cache
@@ -182,7 +195,6 @@ class _Analysis:
     bits: np.ndarray    # (G,) payload bits, side information included
 
 
-CHUNK = 32      # channels whose contexts are worked out at once: bounds big images' temporaries
 
 
 def _analyse(q: np.ndarray, group: int) -> _Analysis:
@@ -242,7 +254,9 @@ def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray
 
 def encode(q: np.ndarray, group: int) -> list[bytes]:
     """Encode the whole (M, h, w) latent; one payload per channel group."""
-    q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
+    q = np.asarray(q, dtype=np.int32)       # no copy of what ``quantise`` gives
+    if q.size and (q.min() < -MAX_SYMBOL or q.max() > MAX_SYMBOL):
+        q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL)
     analysis = _analyse(q, group)
     first, second, k_a, k_b = analysis.first, analysis.second, analysis.k_a, analysis.k_b
     anchors = anchor_mask(*q.shape[1:])
@@ -264,10 +278,12 @@ def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> 
     """Decode the groups present; channels of missing (dropped) groups are zero.
 
     Computes the same buckets as ``buckets``, channel by channel, on zero-bordered
-    buffers of |q| so that no per-channel padding or full-array pass is needed.
+    buffers of |q| so that no per-channel padding or full-array pass is needed. The
+    buffers hold min(|q|, 2^14) as int16: any larger term already puts its sums in the
+    top bucket, so the buckets are unchanged and the buffer is half the size.
     """
     q = np.zeros((channels, h, w), dtype=np.int32)
-    absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int32)   # channel c at c + PREVIOUS
+    absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int16)   # channel c at c + PREVIOUS
     anchors = anchor_mask(h, w)
     others = ~anchors
     head = 2 + 2 * group
@@ -289,12 +305,13 @@ def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> 
             first = _code_pass(dec, None, _scale_rows(base_a, slopes[0], _bit_length(context[anchors])))
             cur = absq[c + PREVIOUS]
             inner = cur[1:-1, 1:-1]
-            inner[anchors] = np.abs(first)
-            near = cur[:-2, 1:-1] + cur[2:, 1:-1] + cur[1:-1, :-2] + cur[1:-1, 2:]
+            inner[anchors] = np.minimum(np.abs(first), TOP)
+            wide = cur.astype(np.int32)
+            near = wide[:-2, 1:-1] + wide[2:, 1:-1] + wide[1:-1, :-2] + wide[1:-1, 2:]
             second = _code_pass(
                 dec, None, _scale_rows(base_b, slopes[1], _bit_length((context + 2 * near)[others]))
             )
-            inner[others] = np.abs(second)
+            inner[others] = np.minimum(np.abs(second), TOP)
             q[c][anchors] = first
             q[c][others] = second
     return q

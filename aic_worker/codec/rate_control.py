@@ -58,16 +58,20 @@ def quantise(y: np.ndarray, code: int, group: int) -> np.ndarray:
     near a decision boundary to the cheaper, smaller magnitude: measured on
     training photos, 9 % fewer bits for 0.23 dB at ~1 bpp and 17 % fewer for
     0.26 dB at ~0.2 bpp, both a net gain at equal size. The decoder is unchanged.
+    Works a group of channels at a time: a big image's float temporaries stay small.
     """
-    a = np.abs(y)                    # in place from here: big images hold one float copy only
-    a /= step_of(code)
-    a += 0.5 - DEAD_ZONE
-    np.floor(a, out=a)
-    np.copysign(a, y, out=a)
-    q = np.clip(a, -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL, out=a).astype(np.int32)
-    del a
-    groups = q.reshape(-1, group, *q.shape[1:]).any(axis=(1, 2, 3))
-    keep = int(np.flatnonzero(groups)[-1]) + 1 if groups.any() else 0
+    q = np.empty(y.shape, dtype=np.int32)
+    step = step_of(code)
+    keep = 0
+    for c in range(0, y.shape[0], group):
+        a = np.abs(y[c : c + group])
+        a /= step
+        a += 0.5 - DEAD_ZONE
+        np.floor(a, out=a)
+        np.copysign(a, y[c : c + group], out=a)
+        q[c : c + group] = np.clip(a, -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL, out=a)
+        if q[c : c + group].any():
+            keep = c // group + 1
     return q[: keep * group]
 
 
@@ -76,13 +80,7 @@ class RateResult:
     code: int
     payloads: list[bytes]
     size: int                  # bytes of the whole file
-
-    def latent(self, y: np.ndarray, group: int) -> np.ndarray:
-        """The quantised latent these payloads carry (all of ``y``'s channels, dropped ones zero)."""
-        q = np.zeros(y.shape, dtype=np.int32)
-        kept = quantise(y, self.code, group)[: len(self.payloads) * group]
-        q[: kept.shape[0]] = kept
-        return q
+    q: np.ndarray              # the symbols the payloads carry: their groups' leading channels
 
 
 Sizer = Callable[[list[bytes]], int]   # payloads → total file bytes (header + metadata + sections)
@@ -124,15 +122,18 @@ def fit(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
     # The estimate is the exact ideal code length, so the first exact encode
     # almost always fits; the range coder's few bytes of slack may cost a step.
     for code in range(hi, CODE_MAX + 1):
-        payloads = entropy.encode(quantise(y, code, group), group)
+        q = quantise(y, code, group)
+        payloads = entropy.encode(q, group)
         if (size := sizer(payloads)) <= budget:
-            return RateResult(code, payloads, size)
+            return RateResult(code, payloads, size, q)
+        del q                       # one quantised copy at a time
     return _truncated(y, budget, group, sizer)
 
 
 def _truncated(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
     """Coarsest step and still too big: drop trailing groups until the file fits."""
-    payloads = entropy.encode(quantise(y, CODE_MAX, group), group)
+    q = quantise(y, CODE_MAX, group)
+    payloads = entropy.encode(q, group)
     while payloads and sizer(payloads) > budget:
         payloads.pop()
-    return RateResult(CODE_MAX, payloads, sizer(payloads))
+    return RateResult(CODE_MAX, payloads, sizer(payloads), q[: len(payloads) * group])

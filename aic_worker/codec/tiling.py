@@ -4,6 +4,10 @@ Each tile carries a halo of HALO latent units (64 pixels) on every side, wider
 than the transforms' reach through their zero padding (~30 pixels), and only
 its centre is kept: the stitched result equals a whole-image pass up to float
 rounding, so there are no seams.
+
+Nothing image-sized is held in floats: analysis converts each tile's uint8
+pixels as it runs it, and synthesis dequantises each tile's integer symbols and
+writes uint8 pixels, so a 6000x4000 image stays within the memory bound of #2.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from aic_worker.codec.transforms import Autoencoder
@@ -26,20 +31,30 @@ def _spans(n: int) -> list[tuple[int, int]]:
 
 @torch.inference_mode()
 def analyse(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) with H, W multiples of 16 → latent (1, M, H/16, W/16)."""
+    """(1, 3, H, W) uint8 with H, W multiples of 16 → latent (1, M, H/16, W/16)."""
     return analyse_batch(model, [x], 1)[0]
 
 
 @torch.inference_mode()
-def synthesise(model: Autoencoder, y: torch.Tensor, step: float = 1.0, filtered: bool = True) -> torch.Tensor:
-    """Latent (1, M, h, w) quantised with step Δ → image (1, 3, 16h, 16w) in [0, 1]."""
-    h, w = y.shape[2], y.shape[3]
-    if h <= TILE and w <= TILE:
-        return model.g_s(y, step, filtered).clamp_(0, 1)
-    out = torch.empty((1, 3, h * SCALE, w * SCALE), device=y.device)
+def synthesise(
+    model: Autoencoder, q: np.ndarray, step: float, filtered: bool = True, device: torch.device | None = None
+) -> np.ndarray:
+    """Integer symbols (M', h, w), M' ≤ M leading channels, step Δ → uint8 pixels (16h, 16w, 3).
+
+    Channels past M' (dropped groups) are zero. Each tile is dequantised (q·Δ in float32)
+    and rounded to uint8 on its own, exactly as a whole-image pass would do it.
+    """
+    device = device or torch.device("cpu")
+    m, (h, w) = model.cfg.latent_channels, q.shape[1:]
+    out = np.empty((h * SCALE, w * SCALE, 3), dtype=np.uint8)
     for halo, keep, place in _tiles(h, w):
-        part = model.g_s(y[:, :, halo[0], halo[1]], step, filtered).clamp_(0, 1)
-        out[:, :, _pixels(place[0]), _pixels(place[1])] = part[:, :, _pixels(keep[0]), _pixels(keep[1])]
+        part = q[:, halo[0], halo[1]]
+        y = torch.zeros((1, m, *part.shape[1:]), device=device)
+        y[0, : part.shape[0]] = torch.from_numpy(part).to(device)
+        y *= step
+        x = model.g_s(y, step, filtered)[0, :, _pixels(keep[0]), _pixels(keep[1])]
+        pixels = x.clamp_(0, 1).mul_(255).round_().byte().permute(1, 2, 0).cpu().numpy()
+        out[_pixels(place[0]), _pixels(place[1])] = pixels
     return out
 
 
@@ -69,7 +84,7 @@ class _Piece:
     """One forward pass's input: a whole image, or a tile with its halo, and where its centre goes."""
 
     image: int                        # index of the image it belongs to
-    pixels: torch.Tensor              # (1, 3, 16·(a1−a0), 16·(b1−b0))
+    pixels: torch.Tensor              # (1, 3, 16·(a1−a0), 16·(b1−b0)) uint8
     keep: Box                         # the centre, in the piece's latent
     place: Box                        # where the centre goes in the image's latent
 
@@ -117,9 +132,8 @@ def analyse_batch(model: Autoencoder, xs: Sequence[torch.Tensor], max_batch: int
 
 
 def _stack(parts: list[torch.Tensor]) -> torch.Tensor:
-    """Same-shape (1, C, H, W) parts as one batch, channels last if they are (the CPU codec's layout)."""
-    if len(parts) == 1:
-        return parts[0]
-    batch = torch.cat(parts)
-    channels_last = parts[0].stride(1) == 1 < parts[0].shape[1]
-    return batch.contiguous(memory_format=torch.channels_last) if channels_last else batch
+    """Same-shape (1, 3, H, W) uint8 parts as one float batch in [0, 1], channels last on a CPU."""
+    batch = (parts[0] if len(parts) == 1 else torch.cat(parts)).float().div_(255)
+    if batch.device.type == "cpu":
+        batch = batch.contiguous(memory_format=torch.channels_last)
+    return batch
