@@ -11,7 +11,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from aic_worker.codec import AicFormatError, Codec, bitstream
+from aic_worker.codec import AicFormatError, Codec, bitstream, rate_control
 from aic_worker.model_choice import shipped_weights
 
 
@@ -110,11 +110,13 @@ def info(args: argparse.Namespace) -> int:
         print(f"aic-admin: {args.file}: {exc}", file=sys.stderr)
         return 1
     hd = f.header
+    code, filtered = rate_control.split_code(hd.step_code)
     record = {
         "file": str(args.file), "bytes": len(data), "format_version": bitstream.FORMAT_VERSION,
         "model_id": hd.model_id.hex(), "width": hd.width, "height": hd.height, "mode": hd.mode,
         "target_ratio": round(hd.target_ratio, 3), "achieved_ratio": round(hd.achieved_ratio, 3),
-        "step_code": hd.step_code, "groups": len(f.groups),
+        "step_code": hd.step_code, "step": round(rate_control.step_of(code), 6),
+        "synthesis": "learned" if filtered else "block transform only", "groups": len(f.groups),
         "max_groups": hd.latent_channels // hd.group_size,
         "metadata": {k: len(v) for k, v in f.metadata.items()},
     }

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from aic_worker.admin.main import main
+from aic_worker.codec import rate_control
 from tests.codec.conftest import photo_like
 
 
@@ -24,6 +25,9 @@ def test_compress_info_decompress_one_file(model_file: Path, tmp_path: Path, cap
     info = json.loads(capsys.readouterr().out)
     assert (info["width"], info["height"], info["mode"]) == (96, 80, "RGB")
     assert info["achieved_ratio"] >= 32
+    code, filtered = rate_control.split_code(info["step_code"])
+    assert info["step"] == pytest.approx(rate_control.step_of(code), rel=1e-5)
+    assert info["synthesis"] == ("learned" if filtered else "block transform only")
     out = tmp_path / "a.out.png"
     assert main(["decompress", str(aic), "-o", str(out), "--model", str(model_file)]) == 0
     with Image.open(out) as img:

@@ -21,6 +21,20 @@ def test_fresh_branches_leave_the_block_transform_alone_at_every_step() -> None:
             assert torch.allclose(model.g_s(y, step), plain, atol=1e-5)
 
 
+def test_analysis_skips_a_zero_refine_branch_only_at_inference() -> None:
+    model = make_model(3)
+    x = torch.rand(2, 3, 32, 48)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model.g_a(x), model.g_a.block(x))
+        model.g_a.refine[-1].bias.fill_(0.5)
+        assert torch.allclose(model.g_a(x), model.g_a.block(x) + 0.5)
+        model.g_a.refine[-1].bias.zero_()
+    model.train()                    # a zero branch must still learn: its gradient flows
+    model.g_a(x).square().sum().backward()
+    assert model.g_a.refine[-1].weight.grad is not None and model.g_a.refine[-1].weight.grad.any()
+
+
 def test_trained_branches_see_the_step() -> None:
     model = make_model(3).eval()
     with torch.no_grad():
