@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from aic_watch.config import FolderConfig
 
@@ -157,6 +157,8 @@ def decode_check(source: str | BinaryIO) -> ImageInfo:
             if image.format == "JPEG":
                 image.draft(image.mode, (max(image.width // 8, 1), max(image.height // 8, 1)))
             image.load()
+    except UnidentifiedImageError:
+        raise NotAnImage("not an image format Pillow can read") from None
     except OSError as error:
         if error.errno is not None:
             raise  # unreadable (permissions, I/O, gone): retried later, not the content's fault
