@@ -98,7 +98,8 @@ def test_decode_check_accepts_images_and_names_the_problem_otherwise(tmp_path: P
     assert (decode_check(str(jpeg)).width, decode_check(str(jpeg)).height) == (64, 48)
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(jpeg.read_bytes()[:-200])
-    for bad, words in [(truncated, "(?i)truncated"), (tmp_path / "text.png", "^not an image format Pillow can read$")]:
+    unknown = (tmp_path / "text.png", "^not an image format Pillow can read$")
+    for bad, words in [(truncated, "(?i)truncated"), unknown]:
         if not bad.exists():
             bad.write_text("hello")
         with pytest.raises(NotAnImage, match=words):
