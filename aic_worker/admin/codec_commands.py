@@ -112,7 +112,7 @@ def info(args: argparse.Namespace) -> int:
     hd = f.header
     code, filtered = rate_control.split_code(hd.step_code)
     record = {
-        "file": str(args.file), "bytes": len(data), "format_version": bitstream.FORMAT_VERSION,
+        "file": str(args.file), "bytes": len(data), "format_version": hd.version,
         "model_id": hd.model_id.hex(), "width": hd.width, "height": hd.height, "mode": hd.mode,
         "target_ratio": round(hd.target_ratio, 3), "achieved_ratio": round(hd.achieved_ratio, 3),
         "step_code": hd.step_code, "step": round(rate_control.step_of(code), 6),

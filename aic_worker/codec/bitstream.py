@@ -1,4 +1,7 @@
-"""The ``.aic`` container, version 1: a fixed header, named metadata blocks, channel-group sections.
+"""The ``.aic`` container, versions 1 and 2: a fixed header, named metadata blocks, channel-group sections.
+
+The two versions share this layout; they differ only inside group payloads
+(``entropy``), so the container carries each file's version through unchanged.
 
 Pure Python (``struct`` and ``zlib`` only) so that the catalog and the watcher
 can read and truncate files without importing torch, and so that every byte of
@@ -22,8 +25,8 @@ from dataclasses import dataclass, replace
 from aic_worker.codec.errors import AicFormatError
 
 MAGIC = b"\x89AIC"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
 
 MAX_PIXELS = 1 << 28  # refuse bigger images before allocating anything
 MAX_DIMENSION = 0xFFFF
@@ -71,6 +74,7 @@ class AicHeader:
     group_size: int  # u8 >= 1, divides latent_channels
     latent_height: int  # ceil(height / 16)
     latent_width: int  # ceil(width / 16)
+    version: int = FORMAT_VERSION  # the payload layout; a file read keeps its own
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ def _ratio(header: AicHeader, file_len: int) -> float:
 
 def _header_problem(h: AicHeader) -> str | None:
     """What is wrong with the fields both the writer and the reader check, or None."""
+    if h.version not in SUPPORTED_VERSIONS:
+        return f"format version {h.version} is not one of {SUPPORTED_VERSIONS}"
     if len(h.model_id) != MODEL_ID_SIZE:
         return f"model_id must be {MODEL_ID_SIZE} bytes, got {len(h.model_id)}"
     if not (1 <= h.width <= MAX_DIMENSION and 1 <= h.height <= MAX_DIMENSION):
@@ -161,7 +167,7 @@ def _count_problem(h: AicHeader, n_groups: int, n_meta: int) -> str | None:
 
 def _pack_header(h: AicHeader, achieved: float, n_groups: int, n_meta: int) -> bytes:
     fields = _HEADER.pack(
-        FORMAT_VERSION,
+        h.version,
         h.model_id,
         h.width,
         h.height,
@@ -183,6 +189,7 @@ def _pack_header(h: AicHeader, achieved: float, n_groups: int, n_meta: int) -> b
 
 
 _INT_FIELDS = (
+    "version",
     "width",
     "height",
     "step_code",
@@ -341,7 +348,7 @@ def _parse_header(data: bytes) -> tuple[AicHeader, int, int]:
     (stored_crc,) = _CRC.unpack_from(data, _CRC_START)
     if zlib.crc32(fields) != stored_crc:
         raise AicFormatError("corrupt .aic file: header CRC mismatch")
-    (_, model_id, width, height, raw_mode, target, achieved, step_code, channels, group_size,
+    (version, model_id, width, height, raw_mode, target, achieved, step_code, channels, group_size,
      latent_h, latent_w, n_groups, n_meta) = _HEADER.unpack(fields)  # fmt: skip
     mode_raw = raw_mode.rstrip(b"\0")
     if not _is_name(mode_raw, MAX_MODE_LEN):
@@ -361,6 +368,7 @@ def _parse_header(data: bytes) -> tuple[AicHeader, int, int]:
         group_size=group_size,
         latent_height=latent_h,
         latent_width=latent_w,
+        version=version,
     )
     problem = _header_problem(header) or _count_problem(header, n_groups, n_meta)
     if problem:

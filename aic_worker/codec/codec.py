@@ -212,7 +212,8 @@ class Codec:
     def decode_rgb(self, f: bitstream.AicFile) -> np.ndarray:
         hd = f.header
         try:
-            q = entropy.decode(f.groups, hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
+            shape = (hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
+            q = entropy.decode(f.groups, *shape, version=hd.version)
         except (ValueError, RuntimeError, OverflowError) as exc:
             raise AicFormatError(f"latent data cannot be decoded: {exc}") from exc
         code, filtered = rate_control.split_code(hd.step_code)

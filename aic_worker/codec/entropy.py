@@ -14,7 +14,11 @@ the rest, which see their four decoded neighbours. The encoder picks ``base``
 (one byte per channel and pass) and ``slope`` (one byte per group and pass) to
 minimise the exact code length, and sends them at the head of the payload:
 
-    payload = slope[2] | base[group_size · 2] | range-coded words (u32 LE)
+    version 1: payload = slope[2] | base[group_size · 2] | range-coded words (u32 LE)
+    version 2: payload = slope[2] | base[group_size · 2] | predicted[⌈group_size/8⌉] | words
+
+In version 2 a channel whose ``predicted`` bit is set is coded as its row
+differences (``prediction``); "q" above then means those differences, contexts included.
 
 Within a channel and pass, symbols are coded grouped by scale row (ascending),
 each group in raster order; the decoder recomputes the rows, so it knows the
@@ -31,7 +35,10 @@ import constriction
 import numpy as np
 
 from aic_worker.codec import laplace_tables as tables
+from aic_worker.codec import prediction
+from aic_worker.codec.bitstream import FORMAT_VERSION
 from aic_worker.codec.errors import AicFormatError
+from aic_worker.codec.prediction import Symbols
 
 PREVIOUS = 4                     # channels of context
 ESCAPE_BITS = 16                 # |q| ≥ LIMIT: the table codes ±LIMIT, then |q| − LIMIT in 16 bits
@@ -114,7 +121,7 @@ class _Choice:
 BASES = np.arange(-64, 64)
 
 
-def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choice:
+def _choose(q: Symbols, k: np.ndarray, mask: np.ndarray, group: int) -> _Choice:
     """The (base, slope) of least code length for one pass of every channel.
 
     Exact and cheap: a histogram of (channel, bucket, |symbol|) times the table of
@@ -129,7 +136,7 @@ def _choose(q: np.ndarray, k: np.ndarray, mask: np.ndarray, group: int) -> _Choi
     escape_bits = np.empty(m, dtype=np.int64)
     for c in range(0, m, CHUNK):        # a chunk of channels at a time: bounded temporaries
         part = slice(c, c + CHUNK)
-        per_row[part], escape_bits[part] = _row_costs(q[part], k[part], mask)
+        per_row[part], escape_bits[part] = _row_costs(q.channels(c, c + CHUNK), k[part], mask)
     # row(base, k) = clip(base + (slope·k >> 2)): pad the row axis with its edge rows, and
     # each bucket's cost over all bases becomes one contiguous slice.
     offsets = (SLOPES[:, None] * np.arange(buckets_n)[None, :]) >> 2           # (S, K)
@@ -180,8 +187,9 @@ def _code_lengths(width: int) -> np.ndarray:
 
 
 def estimate_bits(q: np.ndarray, group: int) -> np.ndarray:
-    """Payload bits of each group, side information included (rate control's fast path)."""
-    return _analyse(q, group).bits
+    """Payload bits of each group as ``encode`` writes it, side information included
+    (rate control's fast path)."""
+    return _analyse(_symbols(q, FORMAT_VERSION), group, FORMAT_VERSION).bits
 
 
 @dataclass
@@ -197,16 +205,28 @@ class _Analysis:
 
 
 
-def _analyse(q: np.ndarray, group: int) -> _Analysis:
+def _symbols(q: np.ndarray, version: int) -> Symbols:
+    """What a file of ``version`` codes for ``q``: version 2 predicts the channels it pays to."""
+    if version >= 2:
+        return Symbols(q, prediction.choose(q, MAX_SYMBOL))
+    return Symbols(q, np.zeros(q.shape[0], dtype=bool))
+
+
+def _side_bytes(group: int, version: int) -> int:
+    """Bytes at the head of a payload: slopes, bases and (version 2) the predicted bits."""
+    return 2 + 2 * group + (-(-group // 8) if version >= 2 else 0)
+
+
+def _analyse(q: Symbols, group: int, version: int) -> _Analysis:
     k_a, k_b = np.empty(q.shape, dtype=np.int8), np.empty(q.shape, dtype=np.int8)
     for c in range(0, q.shape[0], CHUNK):
         lo = max(0, c - PREVIOUS)                        # the chunk and its context channels
-        absq = np.abs(q[lo : c + CHUNK]).astype(np.int32, copy=False)
+        absq = np.abs(q.channels(lo, c + CHUNK)).astype(np.int32, copy=False)
         k_a[c : c + CHUNK], k_b[c : c + CHUNK] = buckets(_previous_sums(absq)[c - lo :], absq[c - lo :])
     anchors = anchor_mask(*q.shape[1:])
     first = _choose(q, k_a, anchors, group)
     second = _choose(q, k_b, ~anchors, group)
-    side_bits = 8 * (2 + 2 * group)
+    side_bits = 8 * _side_bytes(group, version)
     return _Analysis(k_a, k_b, first, second, first.bits + second.bits + side_bits)
 
 
@@ -252,12 +272,13 @@ def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray
     return out
 
 
-def encode(q: np.ndarray, group: int) -> list[bytes]:
-    """Encode the whole (M, h, w) latent; one payload per channel group."""
+def encode(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> list[bytes]:
+    """Encode the whole (M, h, w) latent; one payload per channel group, laid out as ``version``."""
     q = np.asarray(q, dtype=np.int32)       # no copy of what ``quantise`` gives
     if q.size and (q.min() < -MAX_SYMBOL or q.max() > MAX_SYMBOL):
         q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL)
-    analysis = _analyse(q, group)
+    symbols = _symbols(q, version)
+    analysis = _analyse(symbols, group, version)
     first, second, k_a, k_b = analysis.first, analysis.second, analysis.k_a, analysis.k_b
     anchors = anchor_mask(*q.shape[1:])
     payloads = []
@@ -266,16 +287,32 @@ def encode(q: np.ndarray, group: int) -> list[bytes]:
         side = bytearray([int(first.slope[g]), int(second.slope[g])])
         for c in chans:
             side += bytes([int(first.base[c]) + BASE_OFFSET, int(second.base[c]) + BASE_OFFSET])
+        if version >= 2:
+            side += _pack_bits(symbols.predicted[g * group : (g + 1) * group])
         enc = constriction.stream.queue.RangeEncoder()
         for c in chans:
-            _code_pass(enc, q[c][anchors], _scale_rows(first.base[c], first.slope[g], k_a[c][anchors]))
-            _code_pass(enc, q[c][~anchors], _scale_rows(second.base[c], second.slope[g], k_b[c][~anchors]))
+            s = symbols.channels(c, c + 1)[0]
+            _code_pass(enc, s[anchors], _scale_rows(first.base[c], first.slope[g], k_a[c][anchors]))
+            _code_pass(enc, s[~anchors], _scale_rows(second.base[c], second.slope[g], k_b[c][~anchors]))
         payloads.append(bytes(side) + enc.get_compressed().astype("<u4").tobytes())
     return payloads
 
 
-def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> np.ndarray:
-    """Decode the groups present; channels of missing (dropped) groups are zero.
+def _pack_bits(flags: np.ndarray) -> bytes:
+    """Flags as bits, least significant first, in ⌈n/8⌉ bytes."""
+    return np.packbits(flags, bitorder="little").tobytes()
+
+
+def _unpack_bits(raw: bytes, n: int, g: int) -> np.ndarray:
+    """The inverse of ``_pack_bits``; bits past ``n`` must be zero."""
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
+    if bits[n:].any():
+        raise AicFormatError(f"group {g} sets predicted bits past its channels")
+    return bits[:n]
+
+
+def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, *, version: int) -> np.ndarray:
+    """Decode the groups present, laid out as ``version``; channels of missing (dropped) groups are zero.
 
     Computes the same buckets as ``buckets``, channel by channel, on zero-bordered
     buffers of |q| so that no per-channel padding or full-array pass is needed. The
@@ -286,13 +323,16 @@ def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> 
     absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int16)   # channel c at c + PREVIOUS
     anchors = anchor_mask(h, w)
     others = ~anchors
-    head = 2 + 2 * group
+    head = _side_bytes(group, version)
+    predicted = np.zeros(group, dtype=bool)
     for g, payload in enumerate(payloads):
         if len(payload) < head or (len(payload) - head) % 4:
             raise AicFormatError(f"group {g} payload has an invalid length ({len(payload)} bytes)")
         slopes = payload[0], payload[1]
         if max(slopes) > 63:
             raise AicFormatError(f"group {g} has an invalid context slope")
+        if version >= 2:
+            predicted = _unpack_bits(payload[2 + 2 * group : head], group, g)
         words = np.frombuffer(payload[head:], dtype="<u4").astype(np.uint32)
         dec = constriction.stream.queue.RangeDecoder(words)
         for j in range(group):
@@ -314,4 +354,6 @@ def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int) -> 
             inner[others] = np.minimum(np.abs(second), TOP)
             q[c][anchors] = first
             q[c][others] = second
+            if predicted[j]:
+                q[c] = prediction.restore(q[c])
     return q

@@ -20,6 +20,7 @@ from aic_worker.codec.bitstream import (
     HEADER_SIZE,
     MAGIC,
     MAX_PIXELS,
+    SUPPORTED_VERSIONS,
     AicFile,
     AicHeader,
     file_overhead,
@@ -85,7 +86,7 @@ def _raw(
     *,
     n_groups: int = 0,
     n_meta: int = 0,
-    version: int = 1,
+    version: int = FORMAT_VERSION,
     achieved: float | None = None,
     mode: bytes = b"RGB",
     crc_delta: int = 0,
@@ -140,7 +141,7 @@ def _rejects(data: bytes, match: str) -> None:
 
 def test_constants() -> None:
     assert MAGIC == b"\x89AIC"
-    assert FORMAT_VERSION == 1
+    assert FORMAT_VERSION == 2 and SUPPORTED_VERSIONS == (1, 2)
     assert HEADER_SIZE == 81
     assert MAX_PIXELS == 1 << 28
     assert issubclass(AicFormatError, ValueError)
@@ -252,8 +253,13 @@ def test_magic_and_version() -> None:
     _rejects(b"\x89PNG\r\n\x1a\n" + bytes(100), "not an .aic file")
     _rejects(b"GIF89a", "not an .aic file")
     _rejects(MAGIC, "version byte is missing")
-    for version in (0, 2, 255):
-        _rejects(_raw(version=version), rf"unsupported .aic version {version}: .*supports version 1")
+    for version in (0, 3, 255):
+        _rejects(_raw(version=version), rf"unsupported .aic version {version}: .*supports version 1, 2")
+    for version in SUPPORTED_VERSIONS:      # each file keeps its own version through unpack and truncation
+        data = pack(_file(header=_header(version=version)))
+        assert unpack(data).header.version == version
+        assert unpack(truncate_groups(data, 1, 99.0)).header.version == version
+
 
 
 def test_header_truncated_and_crc() -> None:

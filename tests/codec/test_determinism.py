@@ -13,7 +13,9 @@ from tests.codec.conftest import photo_like
 
 def _symbols(f: bitstream.AicFile) -> np.ndarray:
     hd = f.header
-    return entropy.decode(f.groups, hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
+    return entropy.decode(
+        f.groups, hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width, version=hd.version
+    )
 
 
 def test_encode_one_thread_decode_two(codec: Codec) -> None:
