@@ -11,14 +11,15 @@ Probabilities come only from integers, so any machine decodes the same symbols
 
 Positions go in two passes, a checkerboard: anchors (i + j even) first, then
 the rest, which see their four decoded neighbours. The encoder picks ``base``
-(one byte per channel and pass) and ``slope`` (one byte per group and pass) to
-minimise the exact code length, and sends them at the head of the payload:
+(per channel and pass) and ``slope`` (per group and pass) to minimise the code length,
+and sends them ahead of the symbols:
 
-    version 1: payload = slope[2] | base[group_size · 2] | range-coded words (u32 LE)
-    version 2: payload = slope[2] | base[group_size · 2] | predicted[⌈group_size/8⌉] | words
+    version 1: payload = slope[2] | base[group_size · 2] (bytes) | range-coded words (u32 LE)
+    version 2: payload = range-coded words: slopes, predicted flags, base differences, symbols
 
-In version 2 a channel whose ``predicted`` bit is set is coded as its row
-differences (``prediction``); "q" above then means those differences, contexts included.
+Version 2 codes the side information (at 256x it was a seventh of the file) and lets
+the encoder predict channels: a channel flagged as predicted is coded as its row
+differences (``prediction``), and "q" above then means those differences, contexts included.
 
 Within a channel and pass, symbols are coded grouped by scale row (ascending),
 each group in raster order; the decoder recomputes the rows, so it knows the
@@ -46,7 +47,8 @@ MAX_SYMBOL = tables.LIMIT + (1 << ESCAPE_BITS) - 1
 MAX_BUCKET = 15
 TOP = 1 << (MAX_BUCKET - 1)      # activities from here on share the top bucket
 SLOPES = np.arange(0, 16, 2)     # candidates the encoder tries
-BASE_OFFSET = 128                # base byte b means base b - 128
+BASE_OFFSET = 128                # base byte b means base b - 128 (version 1)
+SIDE_ROW = 25                    # table row coding the bases' differences (version 2)
 CHUNK = 32                       # channels worked on at once: bounds big images' temporaries
 
 
@@ -121,7 +123,7 @@ class _Choice:
 BASES = np.arange(-64, 64)
 
 
-def _choose(q: Symbols, k: np.ndarray, mask: np.ndarray, group: int) -> _Choice:
+def _choose(q: Symbols, k: np.ndarray, mask: np.ndarray, group: int, version: int) -> _Choice:
     """The (base, slope) of least code length for one pass of every channel.
 
     Exact and cheap: a histogram of (channel, bucket, |symbol|) times the table of
@@ -129,6 +131,7 @@ def _choose(q: Symbols, k: np.ndarray, mask: np.ndarray, group: int) -> _Choice:
     (bucket, row) pair, from which every (base, slope) candidate is a small gather.
     Channels are histogrammed in tiers of their largest magnitude, so the many
     small high-frequency channels do not pay for the width of the few big ones.
+    In version 2 the bases are coded too (``_chain``), and their cost counts.
     """
     m = q.shape[0]
     buckets_n = MAX_BUCKET + 1
@@ -151,8 +154,12 @@ def _choose(q: Symbols, k: np.ndarray, mask: np.ndarray, group: int) -> _Choice:
         cost = np.zeros((m, len(BASES)), dtype=np.float32)
         for k, off in enumerate(offsets[si]):
             cost += padded[:, k, off : off + len(BASES)]
-        pick = cost.argmin(axis=1)
-        best_bits[si] = cost[np.arange(m), pick] + escape_bits
+        if version >= 2:
+            pick, bits = _chain(cost.reshape(m // group, group, len(BASES)))
+        else:
+            pick = cost.argmin(axis=1)
+            bits = cost[np.arange(m), pick]
+        best_bits[si] = bits + escape_bits
         best_base[si] = BASES[pick]
     per_group = best_bits.reshape(len(SLOPES), m // group, group).sum(axis=2)   # (S, G)
     pick = per_group.argmin(axis=0)
@@ -178,6 +185,30 @@ def _row_costs(q: np.ndarray, k: np.ndarray, mask: np.ndarray) -> tuple[np.ndarr
         code_len = _code_lengths(width)
         per_row[chans] = (hist.astype(np.float32) @ code_len).reshape(len(chans), buckets_n, tables.SCALES)
     return per_row, escape_bits
+
+
+def _chain(cost: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bases for (G, group, bases) costs when each base is coded as the difference from the
+    previous channel's (the first from 0): greedily, channel by channel, the base of least
+    symbol bits plus difference bits. Returns base indices and those bits, both (G·group,)."""
+    n_groups, group, n_bases = cost.shape
+    diff_bits = _base_diff_bits()
+    prev = np.full(n_groups, -int(BASES[0]))                 # the index of base 0
+    picks = np.empty((n_groups, group), dtype=np.int64)
+    bits = np.empty((n_groups, group), dtype=np.float32)
+    rows = np.arange(n_groups)
+    for j in range(group):
+        total = cost[:, j, :] + diff_bits[np.arange(n_bases)[None, :] - prev[:, None] + n_bases - 1]
+        prev = picks[:, j] = total.argmin(axis=1)
+        bits[:, j] = total[rows, prev]
+    return picks.ravel(), bits.ravel()
+
+
+@cache
+def _base_diff_bits() -> np.ndarray:
+    """Bits of each base difference −127 … 127 under the side-information row."""
+    span = len(BASES) - 1
+    return tables.bits()[SIDE_ROW, tables.LIMIT - span : tables.LIMIT + span + 1].astype(np.float32)
 
 
 @cache
@@ -212,9 +243,16 @@ def _symbols(q: np.ndarray, version: int) -> Symbols:
     return Symbols(q, np.zeros(q.shape[0], dtype=bool))
 
 
-def _side_bytes(group: int, version: int) -> int:
-    """Bytes at the head of a payload: slopes, bases and (version 2) the predicted bits."""
-    return 2 + 2 * group + (-(-group // 8) if version >= 2 else 0)
+def _side_bits(q: Symbols, group: int, version: int) -> np.ndarray:
+    """(G,) bits of each group's side information other than its bases (those are in ``_chain``'s
+    bits in version 2): the slopes and bases as bytes in version 1; in version 2 the coded slopes
+    and predicted flags."""
+    n_groups = q.shape[0] // group
+    if version < 2:
+        return np.full(n_groups, 8.0 * (2 + 2 * group))
+    flags = q.predicted.reshape(n_groups, group)
+    contexts = np.concatenate([np.zeros((n_groups, 1), dtype=np.int64), 1 + flags[:, :-1]], axis=1)
+    return 2 * np.log2(len(SLOPES)) + _flag_bits()[contexts, flags.astype(np.int64)].sum(axis=1)
 
 
 def _analyse(q: Symbols, group: int, version: int) -> _Analysis:
@@ -224,10 +262,9 @@ def _analyse(q: Symbols, group: int, version: int) -> _Analysis:
         absq = np.abs(q.channels(lo, c + CHUNK)).astype(np.int32, copy=False)
         k_a[c : c + CHUNK], k_b[c : c + CHUNK] = buckets(_previous_sums(absq)[c - lo :], absq[c - lo :])
     anchors = anchor_mask(*q.shape[1:])
-    first = _choose(q, k_a, anchors, group)
-    second = _choose(q, k_b, ~anchors, group)
-    side_bits = 8 * _side_bytes(group, version)
-    return _Analysis(k_a, k_b, first, second, first.bits + second.bits + side_bits)
+    first = _choose(q, k_a, anchors, group, version)
+    second = _choose(q, k_b, ~anchors, group, version)
+    return _Analysis(k_a, k_b, first, second, first.bits + second.bits + _side_bits(q, group, version))
 
 
 @cache
@@ -284,31 +321,71 @@ def encode(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> list[byt
     payloads = []
     for g in range(q.shape[0] // group):
         chans = range(g * group, (g + 1) * group)
-        side = bytearray([int(first.slope[g]), int(second.slope[g])])
-        for c in chans:
-            side += bytes([int(first.base[c]) + BASE_OFFSET, int(second.base[c]) + BASE_OFFSET])
-        if version >= 2:
-            side += _pack_bits(symbols.predicted[g * group : (g + 1) * group])
         enc = constriction.stream.queue.RangeEncoder()
+        if version >= 2:
+            side = b""
+            _encode_side(enc, first, second, symbols.predicted[chans.start : chans.stop], g)
+        else:
+            side = bytes([int(first.slope[g]), int(second.slope[g])]) + bytes(
+                int(choice.base[c]) + BASE_OFFSET for c in chans for choice in (first, second)
+            )
         for c in chans:
             s = symbols.channels(c, c + 1)[0]
             _code_pass(enc, s[anchors], _scale_rows(first.base[c], first.slope[g], k_a[c][anchors]))
             _code_pass(enc, s[~anchors], _scale_rows(second.base[c], second.slope[g], k_b[c][~anchors]))
-        payloads.append(bytes(side) + enc.get_compressed().astype("<u4").tobytes())
+        payloads.append(side + enc.get_compressed().astype("<u4").tobytes())
     return payloads
 
 
-def _pack_bits(flags: np.ndarray) -> bytes:
-    """Flags as bits, least significant first, in ⌈n/8⌉ bytes."""
-    return np.packbits(flags, bitorder="little").tobytes()
+# Version 2 side information, range coded ahead of the group's symbols: each pass's slope
+# (uniform over SLOPES), each channel's predicted flag (given the previous channel's flag in
+# the group; even odds for the first) and each pass's bases (differences, row SIDE_ROW).
+_SLOPE = constriction.stream.model.Uniform(len(SLOPES))
+_FLAG_FREQUENCIES = ((1.0, 1.0), (15.0, 1.0), (1.0, 15.0))   # first channel; after 0; after 1
 
 
-def _unpack_bits(raw: bytes, n: int, g: int) -> np.ndarray:
-    """The inverse of ``_pack_bits``; bits past ``n`` must be zero."""
-    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
-    if bits[n:].any():
-        raise AicFormatError(f"group {g} sets predicted bits past its channels")
-    return bits[:n]
+@cache
+def _flag_model(context: int) -> constriction.stream.model.Categorical:
+    return constriction.stream.model.Categorical(np.array(_FLAG_FREQUENCIES[context]), perfect=False)
+
+
+def _flag_contexts(flags: np.ndarray) -> np.ndarray:
+    """Each flag's context: 0 for a group's first channel, else 1 + the previous flag."""
+    return np.concatenate([[0], 1 + flags[:-1].astype(np.int64)])
+
+
+@cache
+def _flag_bits() -> np.ndarray:
+    """(context, flag) → bits, as ``_flag_model`` codes them."""
+    freq = np.array(_FLAG_FREQUENCIES)
+    return -np.log2(freq / freq.sum(axis=1, keepdims=True))
+
+
+def _encode_side(enc, first: _Choice, second: _Choice, flags: np.ndarray, g: int) -> None:
+    for choice in (first, second):
+        enc.encode(int(np.flatnonzero(choice.slope[g] == SLOPES)[0]), _SLOPE)
+    for flag, context in zip(flags, _flag_contexts(flags), strict=True):
+        enc.encode(int(flag), _flag_model(int(context)))
+    group = len(flags)
+    for choice in (first, second):
+        diffs = np.diff(choice.base[g * group : (g + 1) * group], prepend=0)
+        enc.encode((diffs + tables.LIMIT).astype(np.int32), _model(SIDE_ROW))
+
+
+def _decode_side(dec, group: int, g: int) -> tuple[list[int], np.ndarray, list[np.ndarray]]:
+    """A version-2 group's (slopes, predicted flags, bases of each pass)."""
+    slopes = [int(SLOPES[dec.decode(_SLOPE)]) for _ in range(2)]
+    flags = np.zeros(group, dtype=bool)
+    for j in range(group):
+        context = 0 if j == 0 else 1 + int(flags[j - 1])
+        flags[j] = dec.decode(_flag_model(context)) == 1
+    bases = []
+    for _ in range(2):
+        pass_bases = np.cumsum(dec.decode(_model(SIDE_ROW), group).astype(np.int64) - tables.LIMIT)
+        if pass_bases.min() < BASES[0] or pass_bases.max() > BASES[-1]:
+            raise AicFormatError(f"group {g} has a context base outside {BASES[0]} … {BASES[-1]}")
+        bases.append(pass_bases)
+    return slopes, flags, bases
 
 
 def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, *, version: int) -> np.ndarray:
@@ -323,22 +400,24 @@ def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, *, 
     absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int16)   # channel c at c + PREVIOUS
     anchors = anchor_mask(h, w)
     others = ~anchors
-    head = _side_bytes(group, version)
+    head = 0 if version >= 2 else 2 + 2 * group        # bytes ahead of the coded words
     predicted = np.zeros(group, dtype=bool)
     for g, payload in enumerate(payloads):
         if len(payload) < head or (len(payload) - head) % 4:
             raise AicFormatError(f"group {g} payload has an invalid length ({len(payload)} bytes)")
-        slopes = payload[0], payload[1]
-        if max(slopes) > 63:
-            raise AicFormatError(f"group {g} has an invalid context slope")
-        if version >= 2:
-            predicted = _unpack_bits(payload[2 + 2 * group : head], group, g)
         words = np.frombuffer(payload[head:], dtype="<u4").astype(np.uint32)
         dec = constriction.stream.queue.RangeDecoder(words)
+        if version >= 2:
+            slopes, predicted, bases = _decode_side(dec, group, g)
+        else:
+            slopes = [payload[0], payload[1]]
+            if max(slopes) > 63:
+                raise AicFormatError(f"group {g} has an invalid context slope")
+            raw = np.frombuffer(payload[2:head], dtype=np.uint8).astype(np.int64) - BASE_OFFSET
+            bases = [raw[0::2], raw[1::2]]
         for j in range(group):
             c = g * group + j
-            base_a = payload[2 + 2 * j] - BASE_OFFSET
-            base_b = payload[3 + 2 * j] - BASE_OFFSET
+            base_a, base_b = int(bases[0][j]), int(bases[1][j])
             prev = absq[c : c + PREVIOUS].sum(axis=0)
             rows3 = prev[:-2] + prev[1:-1] + prev[2:]
             context = rows3[:, :-2] + rows3[:, 1:-1] + rows3[:, 2:]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import constriction
 import numpy as np
 import pytest
 
-from aic_worker.codec import AicFormatError, Codec, bitstream, entropy, prediction
+from aic_worker.codec import AicFormatError, Codec, bitstream, entropy, laplace_tables, prediction
 from aic_worker.codec.quality import psnr
 from aic_worker.model_choice import shipped_weights
 from tests.codec.conftest import photo_like
@@ -64,14 +65,17 @@ def test_version_2_codes_smooth_channels_in_fewer_bytes() -> None:
     assert entropy.estimate_bits(q, 8).sum() / 8 == pytest.approx(v2, rel=0.1)
 
 
-def test_predicted_bits_past_the_group_are_a_format_error() -> None:
-    q = _smooth_then_noisy(4)[:12]
-    payloads = entropy.encode(q, 4, version=2)
-    head = 2 + 2 * 4
-    bad = bytearray(payloads[0])
-    bad[head] |= 0x80                       # bit 7: a fifth channel in a group of four
-    with pytest.raises(AicFormatError, match="predicted bits"):
-        entropy.decode([bytes(bad), *payloads[1:]], 12, 4, 9, 13, version=2)
+def test_a_coded_base_out_of_range_is_a_format_error() -> None:
+    enc = constriction.stream.queue.RangeEncoder()
+    for _ in range(2):
+        enc.encode(0, entropy._SLOPE)
+    for j in range(8):
+        enc.encode(0, entropy._flag_model(0 if j == 0 else 1))
+    diffs = np.array([100] + [0] * 15)      # base 100: outside −64 … 63
+    enc.encode((diffs + laplace_tables.LIMIT).astype(np.int32), entropy._model(entropy.SIDE_ROW))
+    payload = enc.get_compressed().astype("<u4").tobytes()
+    with pytest.raises(AicFormatError, match="context base outside"):
+        entropy.decode([payload], 8, 8, 3, 3, version=2)
 
 
 def test_a_version_1_file_of_the_last_release_decodes_as_before() -> None:
