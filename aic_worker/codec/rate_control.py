@@ -7,8 +7,14 @@ trailing groups dropped (the truncation that ``Codec.truncate`` also does).
 docs/model.md gives the measurements behind this choice.
 
 Search: regula falsi on the size estimate (``entropy.estimate_bits``, the ideal
-code length of the coder's exact model choice), then an exact encode, so the
-result is always measured, not guessed.
+code length of the coder's exact model choice) finds the finest step at which every
+group fits. Then the trade: a finer step with trailing groups dropped often leaves a
+smaller error, because the last groups cost their side information and section
+overhead for little energy. Rate control walks finer, 1/8 octave at a time, while the
+latent's squared error (a stand-in for the pixels': the block transform is nearly
+orthonormal) keeps falling and the file stays full. Measured on training photos: +0.03 dB
+at 8x, +0.12 dB at 32x, +0.21 dB at 64x, +0.33 dB at 128x and +0.36 dB at 256x, for a
+quarter more encoding time. An exact encode ends it, so the result is measured, not guessed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ CODE_MAX = 14 * CODES_PER_OCTAVE     # Δ = 64
 STEP_ONE = 8 * CODES_PER_OCTAVE      # the code of Δ = 1
 DEAD_ZONE = 0.1
 PLAIN = 0x8000                       # header step_code bit: decode with the block transform alone
+TRADE_STRIDE = CODES_PER_OCTAVE // 8  # step codes between the finer steps the trade tries
+FILL = 1 / 1.04                      # a traded file must fill this much of the budget (ratio ≤ 1.04·R)
 
 
 def split_code(step_code: int) -> tuple[int, bool]:
@@ -119,6 +127,9 @@ def fit(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
                 hi, over_hi = mid, over
                 over_lo = over_lo / 2 if side == 1 else over_lo
                 side = 1
+    traded = _trade(y, hi, budget, group, sizer)
+    if traded is not None:
+        return traded
     # The estimate is the exact ideal code length, so the first exact encode
     # almost always fits; the range coder's few bytes of slack may cost a step.
     for code in range(hi, CODE_MAX + 1):
@@ -128,6 +139,63 @@ def fit(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
             return RateResult(code, payloads, size, q)
         del q                       # one quantised copy at a time
     return _truncated(y, budget, group, sizer)
+
+
+def _trade(y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer) -> RateResult | None:
+    """Finer steps than ``code`` (where every group fits) with trailing groups dropped, while
+    the squared error falls; the encoded best, or None when ``code`` itself is best."""
+    energy = _group_sums(y, None, 0, group)           # what dropping each group costs
+    best_error = _error(y, quantise(y, code, group), code, energy, group)
+    best: tuple[int, int] | None = None
+    finest = finest_code(y)
+    while (code := code - TRADE_STRIDE) >= finest:
+        q = quantise(y, code, group)
+        keep = _prefix_that_fits(entropy.estimate_bits(q, group), budget, sizer)
+        if keep is None:                              # too empty a file: the ratio would overshoot
+            continue
+        error = _error(y, q[: keep * group], code, energy, group)
+        if error >= best_error:
+            break
+        best, best_error = (code, keep), error
+    if best is None:
+        return None
+    code, keep = best
+    q = quantise(y, code, group)[: keep * group]
+    payloads = entropy.encode(q, group)
+    while payloads and sizer(payloads) > budget:
+        payloads.pop()
+    return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
+
+
+def _prefix_that_fits(bits: np.ndarray, budget: int, sizer: Sizer) -> int | None:
+    """The most leading groups whose estimated file fits ``budget``, or None if that file
+    would fill less than FILL of it."""
+    def size(k: int) -> int:
+        return sizer([b"\0" * (int(b // 8) + 4) for b in bits[:k]])
+
+    lo, hi = 0, len(bits)                             # size(lo) fits; find the largest that does
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if size(mid) <= budget else (lo, mid - 1)
+    return lo if lo and size(lo) >= FILL * budget else None
+
+
+def _group_sums(y: np.ndarray, q: np.ndarray | None, code: int, group: int) -> np.ndarray:
+    """Per group, Σ (y − q·Δ)² over the groups q has (Σ y² without q), in float64."""
+    n = y.shape[0] // group if q is None else q.shape[0] // group
+    out = np.empty(n)
+    step = np.float32(step_of(code))
+    for g in range(n):
+        part = slice(g * group, (g + 1) * group)
+        d = y[part] if q is None else y[part] - q[part] * step
+        out[g] = np.square(d).sum(dtype=np.float64)
+    return out
+
+
+def _error(y: np.ndarray, q: np.ndarray, code: int, energy: np.ndarray, group: int) -> float:
+    """Squared error of the latent decoded from ``q`` (its groups; the rest zero)."""
+    kept = _group_sums(y, q, code, group)
+    return float(kept.sum() + energy[len(kept) :].sum())
 
 
 def _truncated(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
