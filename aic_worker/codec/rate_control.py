@@ -152,8 +152,10 @@ def _trade(y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer) -> R
         q = quantise(y, code, group)
         keep = _prefix_that_fits(entropy.estimate_bits(q, group), budget, sizer)
         if keep is None:                              # too empty a file: the ratio would overshoot
+            del q
             continue
         error = _error(y, q[: keep * group], code, energy, group)
+        del q                                         # one quantised copy at a time
         if error >= best_error:
             break
         best, best_error = (code, keep), error

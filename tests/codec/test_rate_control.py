@@ -1,0 +1,53 @@
+"""Rate control: the step and kept groups of least latent error that fit the budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aic_worker.codec import rate_control
+
+GROUP = 8
+
+
+def _latent(seed: int = 0, decay: float = 0.45) -> np.ndarray:
+    """Eight groups whose energy falls off channel by channel, as the KLT's does."""
+    rng = np.random.default_rng(seed)
+    scale = 60 * decay ** np.arange(64)
+    return (rng.laplace(size=(64, 24, 32)) * scale[:, None, None]).astype(np.float32)
+
+
+def _sizer(payloads: list[bytes]) -> int:
+    return 100 + sum(len(p) + 6 for p in payloads)
+
+
+def _latent_error(y: np.ndarray, result: rate_control.RateResult) -> float:
+    energy = rate_control._group_sums(y, None, 0, GROUP)
+    return rate_control._error(y, result.q, result.code, energy, GROUP)
+
+
+@pytest.mark.parametrize("budget", [600, 1500, 4000])
+def test_the_file_fits_and_fills_the_budget(budget: int) -> None:
+    y = _latent()
+    result = rate_control.fit(y, budget, GROUP, _sizer)
+    assert _sizer(result.payloads) == result.size
+    assert rate_control.FILL * budget <= result.size <= budget
+    assert result.q.shape[0] == len(result.payloads) * GROUP
+
+
+def test_trading_tail_groups_for_a_finer_step_lowers_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    y = _latent(1, decay=0.75)        # the second group holds little for its cost
+    budget = 2000
+    traded = rate_control.fit(y, budget, GROUP, _sizer)
+    monkeypatch.setattr(rate_control, "_trade", lambda *args: None)
+    plain = rate_control.fit(y, budget, GROUP, _sizer)
+    assert traded.code < plain.code and len(traded.payloads) < len(plain.payloads)
+    assert _latent_error(y, traded) < _latent_error(y, plain)
+    assert traded.size <= budget
+
+
+def test_without_a_better_trade_every_group_that_quantises_nonzero_is_kept() -> None:
+    """A flat spectrum gives nothing to trade: dropping any group costs more than a finer step saves."""
+    y = (np.random.default_rng(2).laplace(size=(16, 24, 32)) * 20).astype(np.float32)
+    result = rate_control.fit(y, 2500, GROUP, _sizer)
+    assert len(result.payloads) == 2
