@@ -217,10 +217,10 @@ def _code_lengths(width: int) -> np.ndarray:
     return np.ascontiguousarray(tables.bits()[:, tables.LIMIT : tables.LIMIT + width].T, dtype=np.float32)
 
 
-def estimate_bits(q: np.ndarray, group: int) -> np.ndarray:
+def estimate_bits(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> np.ndarray:
     """Payload bits of each group as ``encode`` writes it, side information included
     (rate control's fast path)."""
-    return _analyse(_symbols(q, FORMAT_VERSION), group, FORMAT_VERSION).bits
+    return _analyse(_symbols(q, version), group, version).bits
 
 
 @dataclass

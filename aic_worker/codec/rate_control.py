@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from aic_worker.codec import entropy
+from aic_worker.codec.bitstream import FORMAT_VERSION
 
 CODES_PER_OCTAVE = 64
 CODE_MIN = 4 * CODES_PER_OCTAVE      # Δ = 1/16
@@ -94,31 +95,35 @@ class RateResult:
 Sizer = Callable[[list[bytes]], int]   # payloads → total file bytes (header + metadata + sections)
 
 
-def _estimate(y: np.ndarray, code: int, group: int, sizer: Sizer) -> int:
+def _estimate(y: np.ndarray, code: int, group: int, sizer: Sizer, version: int) -> int:
     q = quantise(y, code, group)
     if not q.shape[0]:
         return sizer([])
-    bits = entropy.estimate_bits(q, group)
+    bits = entropy.estimate_bits(q, group, version)
     return sizer([b"\0" * (int(b // 8) + 4) for b in bits])
 
 
-def fit(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
-    """Encode y (M, h, w) at the finest step whose file fits ``budget`` bytes."""
+def fit(
+    y: np.ndarray, budget: int, group: int, sizer: Sizer, *, version: int = FORMAT_VERSION, trade: bool = True
+) -> RateResult:
+    """Encode y (M, h, w) into payloads of format ``version`` whose file fits ``budget`` bytes:
+    the finest step at which every group fits, then (``trade``) finer steps with trailing
+    groups dropped while the latent's squared error falls."""
     if sizer([]) > budget:
         raise RatioUnreachableError(f"headers and metadata alone take {sizer([])} bytes, budget is {budget}")
     lo, hi = finest_code(y), CODE_MAX
-    over_lo = math.log(_estimate(y, lo, group, sizer) / budget)      # > 0: too big
+    over_lo = math.log(_estimate(y, lo, group, sizer, version) / budget)      # > 0: too big
     if over_lo <= 0:
         hi = lo
     else:
-        over_hi = math.log(max(_estimate(y, hi, group, sizer), 1) / budget)
+        over_hi = math.log(max(_estimate(y, hi, group, sizer, version), 1) / budget)
         # Regula falsi (Illinois) on log size, nearly linear in the step code: a handful of
         # estimates instead of a bisection's ten. Invariant: lo too big, hi fits or is CODE_MAX.
         side = 0
         while hi - lo > 1 and over_hi <= 0:
             mid = round(lo + (hi - lo) * over_lo / (over_lo - over_hi))
             mid = min(max(mid, lo + 1), hi - 1)
-            over = math.log(_estimate(y, mid, group, sizer) / budget)
+            over = math.log(_estimate(y, mid, group, sizer, version) / budget)
             if over > 0:
                 lo, over_lo = mid, over
                 over_hi = over_hi / 2 if side == -1 else over_hi
@@ -127,21 +132,23 @@ def fit(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
                 hi, over_hi = mid, over
                 over_lo = over_lo / 2 if side == 1 else over_lo
                 side = 1
-    traded = _trade(y, hi, budget, group, sizer)
+    traded = _trade(y, hi, budget, group, sizer, version) if trade else None
     if traded is not None:
         return traded
     # The estimate is the exact ideal code length, so the first exact encode
     # almost always fits; the range coder's few bytes of slack may cost a step.
     for code in range(hi, CODE_MAX + 1):
         q = quantise(y, code, group)
-        payloads = entropy.encode(q, group)
+        payloads = entropy.encode(q, group, version)
         if (size := sizer(payloads)) <= budget:
             return RateResult(code, payloads, size, q)
         del q                       # one quantised copy at a time
-    return _truncated(y, budget, group, sizer)
+    return _truncated(y, budget, group, sizer, version)
 
 
-def _trade(y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer) -> RateResult | None:
+def _trade(
+    y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int
+) -> RateResult | None:
     """Finer steps than ``code`` (where every group fits) with trailing groups dropped, while
     the squared error falls; the encoded best, or None when ``code`` itself is best."""
     energy = _group_sums(y, None, 0, group)           # what dropping each group costs
@@ -150,7 +157,7 @@ def _trade(y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer) -> R
     finest = finest_code(y)
     while (code := code - TRADE_STRIDE) >= finest:
         q = quantise(y, code, group)
-        keep = _prefix_that_fits(entropy.estimate_bits(q, group), budget, sizer)
+        keep = _prefix_that_fits(entropy.estimate_bits(q, group, version), budget, sizer)
         if keep is None:                              # too empty a file: the ratio would overshoot
             del q
             continue
@@ -163,7 +170,7 @@ def _trade(y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer) -> R
         return None
     code, keep = best
     q = quantise(y, code, group)[: keep * group]
-    payloads = entropy.encode(q, group)
+    payloads = entropy.encode(q, group, version)
     while payloads and sizer(payloads) > budget:
         payloads.pop()
     return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
@@ -200,10 +207,10 @@ def _error(y: np.ndarray, q: np.ndarray, code: int, energy: np.ndarray, group: i
     return float(kept.sum() + energy[len(kept) :].sum())
 
 
-def _truncated(y: np.ndarray, budget: int, group: int, sizer: Sizer) -> RateResult:
+def _truncated(y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int) -> RateResult:
     """Coarsest step and still too big: drop trailing groups until the file fits."""
     q = quantise(y, CODE_MAX, group)
-    payloads = entropy.encode(q, group)
+    payloads = entropy.encode(q, group, version)
     while payloads and sizer(payloads) > budget:
         payloads.pop()
     return RateResult(CODE_MAX, payloads, sizer(payloads), q[: len(payloads) * group])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aic_worker.codec import rate_control
+from aic_worker.codec import entropy, rate_control
 
 GROUP = 8
 
@@ -35,12 +35,19 @@ def test_the_file_fits_and_fills_the_budget(budget: int) -> None:
     assert result.q.shape[0] == len(result.payloads) * GROUP
 
 
-def test_trading_tail_groups_for_a_finer_step_lowers_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_payloads_are_of_the_version_asked_for(version: int) -> None:
+    y = _latent(3)
+    result = rate_control.fit(y, 3000, GROUP, _sizer, version=version)
+    decoded = entropy.decode(result.payloads, 64, GROUP, 24, 32, version=version)
+    assert np.array_equal(decoded[: result.q.shape[0]], result.q) and not decoded[result.q.shape[0] :].any()
+
+
+def test_trading_tail_groups_for_a_finer_step_lowers_the_error() -> None:
     y = _latent(1, decay=0.75)        # the second group holds little for its cost
     budget = 2000
     traded = rate_control.fit(y, budget, GROUP, _sizer)
-    monkeypatch.setattr(rate_control, "_trade", lambda *args: None)
-    plain = rate_control.fit(y, budget, GROUP, _sizer)
+    plain = rate_control.fit(y, budget, GROUP, _sizer, trade=False)
     assert traded.code < plain.code and len(traded.payloads) < len(plain.payloads)
     assert _latent_error(y, traded) < _latent_error(y, plain)
     assert traded.size <= budget
