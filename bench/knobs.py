@@ -33,6 +33,7 @@ def main() -> None:
     step: dict[int, list[float]] = {r: [] for r in RATIOS}
     cut: dict[int, list[float]] = {r: [] for r in RATIOS}
     groups: dict[int, list[int]] = {r: [] for r in RATIOS}
+    refused = dict.fromkeys(RATIOS, 0)
     for path in sorted(args.images.glob("*.png"))[: args.limit]:
         with Image.open(path) as im:
             img = im.convert("RGB")
@@ -40,12 +41,20 @@ def main() -> None:
         base = codec.compress(img, ratio=8)
         for r in RATIOS:
             step[r].append(psnr(ref, np.asarray(codec.decompress(codec.compress(img, ratio=r)))))
-            small = codec.truncate(base, ratio=r)
+            try:
+                small = codec.truncate(base, ratio=r)
+            except ValueError:          # not even the first group of the 8x file fits
+                refused[r] += 1
+                continue
             groups[r].append(len(bitstream.unpack(small).groups))
             cut[r].append(psnr(ref, np.asarray(codec.decompress(small))))
     print("| ratio | step size (compress) dB | truncation of the 8x file dB | groups kept (mean) |")
     print("|---|---|---|---|")
     for r in RATIOS:
+        if refused[r]:
+            print(f"| {r}x | {statistics.mean(step[r]):.2f} | refused for {refused[r]} of "
+                  f"{len(step[r])} images | — |")
+            continue
         print(f"| {r}x | {statistics.mean(step[r]):.2f} | {statistics.mean(cut[r]):.2f} | "
               f"{statistics.mean(groups[r]):.1f} |")
 
