@@ -211,11 +211,8 @@ class Codec:
 
     def decode_rgb(self, f: bitstream.AicFile) -> np.ndarray:
         hd = f.header
-        try:
-            shape = (hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
-            q = entropy.decode(f.groups, *shape, version=hd.version)
-        except (ValueError, RuntimeError, OverflowError) as exc:
-            raise AicFormatError(f"latent data cannot be decoded: {exc}") from exc
+        shape = (hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
+        q = entropy.decode(f.groups, *shape, version=hd.version)
         code, filtered = rate_control.split_code(hd.step_code)
         return self._reconstruct(q, code, filtered, (hd.height, hd.width))
 

@@ -391,6 +391,18 @@ def _decode_side(dec, group: int, g: int) -> tuple[list[int], np.ndarray, list[n
 def decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, *, version: int) -> np.ndarray:
     """Decode the groups present, laid out as ``version``; channels of missing (dropped) groups are zero.
 
+    Bad payloads raise only ``AicFormatError`` (constriction reports words that no valid
+    encoder could have written with an AssertionError, which must not escape as a crash).
+    """
+    try:
+        return _decode(payloads, channels, group, h, w, version)
+    except (AssertionError, ValueError, RuntimeError, OverflowError) as exc:
+        raise AicFormatError(f"latent data cannot be decoded: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, version: int) -> np.ndarray:
+    """``decode`` without the translation of coder errors.
+
     Computes the same buckets as ``buckets``, channel by channel, on zero-bordered
     buffers of |q| so that no per-channel padding or full-array pass is needed. The
     buffers hold min(|q|, 2^14) as int16: any larger term already puts its sums in the
