@@ -311,9 +311,11 @@ def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray
 
 def encode(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> list[bytes]:
     """Encode the whole (M, h, w) latent; one payload per channel group, laid out as ``version``."""
-    q = np.asarray(q, dtype=np.int32)       # no copy of what ``quantise`` gives
-    if q.size and (q.min() < -MAX_SYMBOL or q.max() > MAX_SYMBOL):
-        q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL)
+    q = np.asarray(q)
+    if q.dtype != np.int32:                 # clip before narrowing: nothing may wrap
+        q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL).astype(np.int32)
+    elif q.size and (q.min() < -MAX_SYMBOL or q.max() > MAX_SYMBOL):
+        q = np.clip(q, -MAX_SYMBOL, MAX_SYMBOL)   # (``quantise``'s output passes uncopied)
     symbols = _symbols(q, version)
     analysis = _analyse(symbols, group, version)
     first, second, k_a, k_b = analysis.first, analysis.second, analysis.k_a, analysis.k_b

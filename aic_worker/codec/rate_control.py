@@ -151,7 +151,8 @@ def _trade(
     y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int
 ) -> RateResult | None:
     """Finer steps than ``code`` (where every group fits) with trailing groups dropped, while
-    the squared error falls; the encoded best, or None when ``code`` itself is best."""
+    the squared error falls; the encoded best, or None when ``code`` itself is best or the
+    exact encode of the best no longer fits and fills the budget."""
     energy = _group_sums(y, None, 0, group)           # what dropping each group costs
     best_error = _error(y, quantise(y, code, group), code, energy, group)
     best: tuple[int, int] | None = None
@@ -174,6 +175,8 @@ def _trade(
     payloads = entropy.encode(q, group, version)
     while payloads and sizer(payloads) > budget:
         payloads.pop()
+    if not payloads or sizer(payloads) < FILL * budget:
+        return None                                   # the estimate was a byte too hopeful
     return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
 
 

@@ -58,6 +58,13 @@ def test_entropy_round_trip_in_each_version(version: int) -> None:
     assert np.array_equal(entropy.decode(payloads, 16, 8, 9, 13, version=version), q)
 
 
+def test_encode_clips_wide_integers_instead_of_wrapping() -> None:
+    q = np.zeros((8, 3, 3), dtype=np.int64)
+    q[0, 0, 0], q[0, 1, 1] = 2**32 + 7, -(2**32)
+    decoded = entropy.decode(entropy.encode(q, 8), 8, 8, 3, 3, version=2)
+    assert decoded[0, 0, 0] == entropy.MAX_SYMBOL and decoded[0, 1, 1] == -entropy.MAX_SYMBOL
+
+
 def test_version_2_codes_smooth_channels_in_fewer_bytes() -> None:
     q = _smooth_then_noisy(3)
     v1, v2 = (sum(map(len, entropy.encode(q, 8, version=v))) for v in (1, 2))

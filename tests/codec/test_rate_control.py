@@ -58,3 +58,14 @@ def test_without_a_better_trade_every_group_that_quantises_nonzero_is_kept() -> 
     y = (np.random.default_rng(2).laplace(size=(16, 24, 32)) * 20).astype(np.float32)
     result = rate_control.fit(y, 2500, GROUP, _sizer)
     assert len(result.payloads) == 2
+
+
+@pytest.mark.parametrize(("seed", "budget"), [(34, 3101), (28, 5031)])
+def test_a_trade_whose_exact_file_misses_the_fill_is_not_taken(seed: int, budget: int) -> None:
+    """Found in review: the size estimate can be a byte per group short, and dropping a group
+    to fit then left a file far below the budget (31 times the ratio asked for)."""
+    rng = np.random.default_rng(seed)
+    decay = rng.uniform(0.6, 0.85)
+    y = (rng.laplace(size=(64, 24, 32)) * (60 * decay ** np.arange(64))[:, None, None]).astype(np.float32)
+    result = rate_control.fit(y, budget, GROUP, _sizer)
+    assert result.payloads and rate_control.FILL * budget <= result.size <= budget
