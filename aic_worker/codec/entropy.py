@@ -234,8 +234,6 @@ class _Analysis:
     bits: np.ndarray    # (G,) payload bits, side information included
 
 
-
-
 def _symbols(q: np.ndarray, version: int) -> Symbols:
     """What a file of ``version`` codes for ``q``: version 2 predicts the channels it pays to."""
     if version >= 2:
@@ -251,8 +249,7 @@ def _side_bits(q: Symbols, group: int, version: int) -> np.ndarray:
     if version < 2:
         return np.full(n_groups, 8.0 * (2 + 2 * group))
     flags = q.predicted.reshape(n_groups, group)
-    contexts = np.concatenate([np.zeros((n_groups, 1), dtype=np.int64), 1 + flags[:, :-1]], axis=1)
-    return 2 * np.log2(len(SLOPES)) + _flag_bits()[contexts, flags.astype(np.int64)].sum(axis=1)
+    return 2 * np.log2(len(SLOPES)) + _flag_bits()[_flag_contexts(flags), flags.astype(np.int64)].sum(axis=1)
 
 
 def _analyse(q: Symbols, group: int, version: int) -> _Analysis:
@@ -351,9 +348,15 @@ def _flag_model(context: int) -> constriction.stream.model.Categorical:
     return constriction.stream.model.Categorical(np.array(_FLAG_FREQUENCIES[context]), perfect=False)
 
 
+def _flag_context(previous: int | None) -> int:
+    """A flag's context: 0 for a group's first channel, else 1 + the previous channel's flag."""
+    return 0 if previous is None else 1 + previous
+
+
 def _flag_contexts(flags: np.ndarray) -> np.ndarray:
-    """Each flag's context: 0 for a group's first channel, else 1 + the previous flag."""
-    return np.concatenate([[0], 1 + flags[:-1].astype(np.int64)])
+    """``_flag_context`` of every flag of (..., group) flags at once."""
+    first = np.zeros((*flags.shape[:-1], 1), dtype=np.int64)
+    return np.concatenate([first, 1 + flags[..., :-1].astype(np.int64)], axis=-1)
 
 
 @cache
@@ -379,8 +382,7 @@ def _decode_side(dec, group: int, g: int) -> tuple[list[int], np.ndarray, list[n
     slopes = [int(SLOPES[dec.decode(_SLOPE)]) for _ in range(2)]
     flags = np.zeros(group, dtype=bool)
     for j in range(group):
-        context = 0 if j == 0 else 1 + int(flags[j - 1])
-        flags[j] = dec.decode(_flag_model(context)) == 1
+        flags[j] = dec.decode(_flag_model(_flag_context(int(flags[j - 1]) if j else None))) == 1
     bases = []
     for _ in range(2):
         pass_bases = np.cumsum(dec.decode(_model(SIDE_ROW), group).astype(np.int64) - tables.LIMIT)

@@ -100,8 +100,19 @@ def _estimate(y: np.ndarray, code: int, group: int, sizer: Sizer, version: int) 
     q = quantise(y, code, group)
     if not q.shape[0]:
         return sizer([])
-    bits = entropy.estimate_bits(q, group, version)
+    return _estimated_size(entropy.estimate_bits(q, group, version), sizer)
+
+
+def _estimated_size(bits: np.ndarray, sizer: Sizer) -> int:
+    """File bytes for payloads of these estimated bits (4 bytes each for the coder's flush)."""
     return sizer([b"\0" * (int(b // 8) + 4) for b in bits])
+
+
+def _drop_until_fits(payloads: list[bytes], budget: int, sizer: Sizer) -> list[bytes]:
+    """Trailing payloads dropped until the file fits ``budget`` (in place; returned for brevity)."""
+    while payloads and sizer(payloads) > budget:
+        payloads.pop()
+    return payloads
 
 
 def fit(
@@ -172,9 +183,7 @@ def _trade(
         return None
     code, keep = best
     q = quantise(y, code, group)[: keep * group]
-    payloads = entropy.encode(q, group, version)
-    while payloads and sizer(payloads) > budget:
-        payloads.pop()
+    payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
     if not payloads or sizer(payloads) < FILL * budget:
         return None                                   # the estimate was a byte too hopeful
     return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
@@ -184,7 +193,7 @@ def _prefix_that_fits(bits: np.ndarray, budget: int, sizer: Sizer) -> int | None
     """The most leading groups whose estimated file fits ``budget``, or None if that file
     would fill less than FILL of it."""
     def size(k: int) -> int:
-        return sizer([b"\0" * (int(b // 8) + 4) for b in bits[:k]])
+        return _estimated_size(bits[:k], sizer)
 
     lo, hi = 0, len(bits)                             # size(lo) fits; find the largest that does
     while lo < hi:
@@ -214,7 +223,5 @@ def _error(y: np.ndarray, q: np.ndarray, code: int, energy: np.ndarray, group: i
 def _truncated(y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int) -> RateResult:
     """Coarsest step and still too big: drop trailing groups until the file fits."""
     q = quantise(y, CODE_MAX, group)
-    payloads = entropy.encode(q, group, version)
-    while payloads and sizer(payloads) > budget:
-        payloads.pop()
+    payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
     return RateResult(CODE_MAX, payloads, sizer(payloads), q[: len(payloads) * group])
