@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -45,6 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", type=Path, help="checkpoint to continue from")
     p.add_argument("--init", type=Path, help="weights to warm-start from (fresh optimizer)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--post-blocks", type=int,
+                   help="residual blocks in the post-filter (with --init: added at zero)")
+    p.add_argument("--ms-ssim-weight", type=float, default=0.0,
+                   help="weight of the MS-SSIM error (dB) beside the PSNR in the objective")
     p.set_defaults(func=train)
 
 
@@ -138,7 +143,15 @@ def train(args: argparse.Namespace) -> int:
         bar.n = min(bar.total, round(time.monotonic() - start))
         bar.set_postfix(step=step, loss=f"{loss:.3f}", bpp=f"{bpp:.3f}")
 
-    out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr, report=report)
+    config = None
+    if args.post_blocks is not None:
+        from aic_worker.codec.weights import load_model_bytes
+        from aic_worker.training.loop import FRESH
+
+        base = load_model_bytes(args.init.read_bytes())[0].cfg if args.init else FRESH
+        config = dataclasses.replace(base, post_blocks=args.post_blocks)
+    out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr, config=config,
+              ms_ssim_weight=args.ms_ssim_weight, report=report)
     bar.close()
     print(f"weights written to {out}")
     return 0

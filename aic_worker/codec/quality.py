@@ -23,14 +23,14 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def _gauss(size: int) -> torch.Tensor:
+def gaussian_window(size: int) -> torch.Tensor:
     x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(x**2) / (2 * 1.5**2))
     return (g / g.sum()).float()
 
 
 def _ssim_parts(x: torch.Tensor, y: torch.Tensor, win: int) -> tuple[torch.Tensor, torch.Tensor]:
-    g = _gauss(win)
+    g = gaussian_window(win)
     c = x.shape[1]
     kh = g.view(1, 1, 1, -1).repeat(c, 1, 1, 1)
     kv = g.view(1, 1, -1, 1).repeat(c, 1, 1, 1)

@@ -9,7 +9,7 @@ block transform cannot (context across block edges, deblocking):
        └─ refine: unshuffle 4 → convs → 1x1 (zero init) ─┘
 
     ŷ ─(+ latent refine: 3x3 convs, zero init)─► block⁻¹ (transposed conv) ─► base
-    base ─(+ post-filter: unshuffle 4 → convs → shuffle, zero init)─► x̂
+    base ─(+ post-filter: unshuffle 4 → convs (+ residual blocks) → shuffle, zero init)─► x̂
 
 All of it is convolutional (stride 16 overall), so any image size works, and
 tiles stitch without seams given a halo wider than the receptive field.
@@ -35,7 +35,7 @@ class ModelConfig:
     latent_channels: int = 192
     group_size: int = 8
     step_input: int = 0     # 1: the synthesis also sees log2 of the file's step Δ
-
+    post_blocks: int = 0    # residual blocks added to the post-filter (zero init: a warm start is exact)
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -53,6 +53,11 @@ def _zero(layer: nn.Conv2d) -> nn.Conv2d:
 
 def _conv3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
+
+
+def _residual(n: int) -> nn.Sequential:
+    """conv → LeakyReLU → conv (zero init), added to its input: adds nothing until trained."""
+    return nn.Sequential(_conv3(n, n), nn.LeakyReLU(0.1), _zero(_conv3(n, n)))
 
 
 class AnalysisTransform(nn.Module):
@@ -92,6 +97,7 @@ class SynthesisTransform(nn.Module):
             _conv3(n, n), nn.LeakyReLU(0.1),
             _zero(_conv3(n, 48)), nn.PixelShuffle(4),
         )
+        self.post_blocks = nn.ModuleList(_residual(n) for _ in range(cfg.post_blocks))
 
     def forward(
         self, y: torch.Tensor, step: float | torch.Tensor = 1.0, filtered: bool = True
@@ -101,8 +107,10 @@ class SynthesisTransform(nn.Module):
         if not filtered:
             return self.block(y)
         base = self.block(y + self.latent_refine(self._with_step(y, step)))
-        post_in = self._with_step(self.post[0](base), step)
-        return base + self.post[1:](post_in)
+        features = self.post[1:7](self._with_step(self.post[0](base), step))
+        for block in self.post_blocks:
+            features = features + block(features)
+        return base + self.post[7:](features)
 
     def _with_step(self, t: torch.Tensor, step: float | torch.Tensor) -> torch.Tensor:
         """Append a plane of log2(Δ)/4 when the model is step-aware: its filters then know

@@ -96,3 +96,34 @@ def test_init_warm_starts_from_weights_with_a_fresh_optimizer(photos: Path, tmp_
     ckpt = warm.with_suffix(".ckpt.safetensors")
     _, _, steps, _ = load_checkpoint(ckpt, lambda m: torch.optim.Adam(m.parameters()))
     assert steps > 0
+
+
+def test_ms_ssim_objective_matches_the_measure_the_bench_reports() -> None:
+    from aic_worker.codec.quality import ms_ssim
+    from aic_worker.training.objective import ms_ssim_per_image
+
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, (2, 96, 96, 3)).astype(np.uint8)
+    b = np.clip(a + rng.normal(0, 12, a.shape), 0, 255).astype(np.uint8)
+    ours = ms_ssim_per_image(*(torch.from_numpy(t).permute(0, 3, 1, 2).float() / 255 for t in (b, a)))
+    for i in range(2):
+        assert float(ours[i]) == pytest.approx(ms_ssim(a[i], b[i]), abs=1e-4)
+
+
+def test_a_warm_start_into_more_post_filter_blocks_decodes_as_the_weights_did(
+    photos: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from aic_worker.codec.weights import save_model
+
+    source = Autoencoder(TINY)
+    torch.nn.init.normal_(source.g_s.post[7].weight, std=0.01)      # a trained-looking post-filter
+    save_model(source, tmp_path / "src.safetensors")
+    out = train(photos, 0.02, tmp_path / "w.safetensors", init=tmp_path / "src.safetensors",
+                config=replace(TINY, post_blocks=2), crop=64, batch=2, lr=0.0, ms_ssim_weight=0.5)
+    grown, _ = load_model_bytes(out.read_bytes())
+    assert grown.cfg.post_blocks == 2
+    y = torch.randn(1, 16, 4, 4)
+    with torch.no_grad():
+        assert torch.allclose(grown.g_s(y, 2.0), source.eval().g_s(y, 2.0), atol=1e-3)
