@@ -26,7 +26,7 @@ BACKLOG_CAPACITY = 100_000
 
 def broker_publish(job_id: int) -> bool:
     """Send through the worker's queue module (imported late: the broker client loads only here)."""
-    from aic_worker.queue import publish
+    from aic_worker.jobs.queue import publish
 
     return publish(job_id)
 

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aic_worker.job_parameters import CompressParameters
-from aic_worker.policy import Policy
+from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.store.policy import Policy
 
 BASE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "gif")
 HEIC_EXTENSIONS = ("heic", "heif")

@@ -37,8 +37,8 @@ from aic_watch.metrics import serve
 from aic_watch.watcher import Watcher
 from aic_worker.catalog.engine import create_catalog_engine
 from aic_worker.catalog.migrate import CatalogVersionError
-from aic_worker.log_format import configure_logging
-from aic_worker.metrics_http import MetricsSettings
+from aic_worker.observe.log_format import configure_logging
+from aic_worker.observe.metrics_http import MetricsSettings
 
 log = logging.getLogger("aic_watch")
 
@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     engine = create_catalog_engine(config.database_url)
     watcher = Watcher(config, engine=engine)
     try:
-        server = serve(watcher, engine, settings.address, settings.port) if settings.port else None
+        server = serve(watcher.status, engine, settings.address, settings.port) if settings.port else None
     except OSError as error:
         print(f"aic-watch: cannot serve metrics on port {settings.port}: {error}", file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@
 | aic_watch_unpublished_jobs  | gauge   |          | job ids waiting for the broker to come back       |
 | aic_watch_folders_paused    | gauge   |          | watched folders missing (unmounted, removed)      |
 | aic_watch_model             | gauge   | model_id | 1 for the model new jobs get                      |
-| aic_jobs, aic_queue_depth, aic_dependency_up | gauges | | the backlog (aic_worker/backlog.py)   |
+| aic_jobs, aic_queue_depth, aic_dependency_up | gauges | | the backlog (aic_worker/jobs/backlog.py)   |
 
 `known`: the content already has its job (a copy, a rename). The gauges are read at each
 scrape: the watcher never forks, so its HTTP thread may talk to the catalog and the broker.
@@ -19,17 +19,15 @@ a hung network share for ever).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, Counter, Gauge
 from sqlalchemy import Engine
 
-from aic_worker import backlog
 from aic_worker.catalog.engine import session_factory
-from aic_worker.metrics_http import Health, MetricsServer
-
-if TYPE_CHECKING:
-    from aic_watch.watcher import Watcher, WatcherStatus
+from aic_worker.jobs import backlog
+from aic_worker.observe.metrics_http import Health, MetricsServer
 
 STALE_SECONDS = 300.0
 
@@ -38,6 +36,18 @@ BYTES = Counter("aic_watch_bytes", "Bytes of the stable files taken in")
 UNPUBLISHED = Gauge("aic_watch_unpublished_jobs", "Job ids waiting for the broker to come back")
 PAUSED = Gauge("aic_watch_folders_paused", "Watched folders that are missing (unmounted or removed)")
 MODEL = Gauge("aic_watch_model", "1 for the codec model new jobs get", ["model_id"])
+
+
+@dataclass(frozen=True)
+class WatcherStatus:
+    """What the watcher reports for its metrics and /healthz (Watcher.status())."""
+
+    running: bool
+    last_turn: float  # time.monotonic() of the loop's last turn
+    catalog_available: bool
+    paused: tuple[str, ...]  # watched folders that are missing
+    unpublished: int  # job ids waiting for the broker
+    model_id: str | None  # the model new jobs get, once one was chosen
 
 
 def health(status: WatcherStatus) -> Health:
@@ -55,12 +65,15 @@ def health(status: WatcherStatus) -> Health:
     return Health("reason" not in detail, detail)
 
 
-def serve(watcher: Watcher, engine: Engine, address: str, port: int) -> MetricsServer:
-    """Start serving `watcher`'s metrics and health, and the backlog measured on `engine`."""
+def serve(
+    watcher_status: Callable[[], WatcherStatus], engine: Engine, address: str, port: int
+) -> MetricsServer:
+    """Start serving a watcher's metrics and health (`watcher_status`: Watcher.status), and the
+    backlog measured on `engine`."""
     sessions = session_factory(engine)
 
     def refresh() -> None:
-        status = watcher.status()
+        status = watcher_status()
         UNPUBLISHED.set(status.unpublished)
         PAUSED.set(len(status.paused))
         if status.model_id is not None:
@@ -68,7 +81,7 @@ def serve(watcher: Watcher, engine: Engine, address: str, port: int) -> MetricsS
             MODEL.labels(status.model_id).set(1)
         backlog.measure(sessions)
 
-    server = MetricsServer(address, port, registry=REGISTRY, health=lambda: health(watcher.status()),
+    server = MetricsServer(address, port, registry=REGISTRY, health=lambda: health(watcher_status()),
                            refresh=refresh)
     server.start()
     return server

@@ -36,6 +36,7 @@ from aic_watch.broker import Outbox, Publish, broker_publish
 from aic_watch.config import FolderConfig, WatchConfig
 from aic_watch.enqueue import Arrival, Enqueuer, examine
 from aic_watch.filters import enters_directory, refuse
+from aic_watch.metrics import WatcherStatus
 from aic_watch.observer import Inbox, Sighting, start_observer, stop_observer
 from aic_watch.reconcile import known_unchanged, walk
 from aic_watch.stability import Candidate, StabilityTracker, regular_file_stat
@@ -53,18 +54,6 @@ SCAN_BUDGET = 1000  # paths scanned per loop turn, so events and due files are n
 CAPACITY = 10_000  # candidates waiting out the window, and paths waiting in the inbox
 WARNED_CAPACITY = 10_000  # refused paths remembered so each is warned about once
 CATALOG_RETRY = 5.0  # seconds between tries while the catalog can't be reached
-
-
-@dataclass(frozen=True)
-class WatcherStatus:
-    """What the watcher's metrics and /healthz report (aic_watch/metrics.py)."""
-
-    running: bool
-    last_turn: float  # time.monotonic() of the loop's last turn
-    catalog_available: bool
-    paused: tuple[str, ...]  # watched folders that are missing
-    unpublished: int  # job ids waiting for the broker
-    model_id: str | None  # the model new jobs get, once one was chosen
 
 
 @dataclass

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker import metrics
-from aic_worker.archive import file_sha256
 from aic_worker.codec import Codec
-from aic_worker.job_errors import PermanentJobError
+from aic_worker.jobs.errors import PermanentJobError
 from aic_worker.model_choice import weights_candidates
+from aic_worker.observe import metrics
+from aic_worker.store.archive import file_sha256
 
 
 class CodecCache:

@@ -2,22 +2,22 @@
 
 Torch-free: the watcher and `aic-admin` import the broker and timing settings too.
 
-| variable                | default                    | what it sets                                   |
-|-------------------------|----------------------------|------------------------------------------------|
-| AIC_BROKER_URL          | (see below)                | the Redis broker (transport only)              |
-| AIC_DEVICE              | auto                       | auto, cpu or cuda:N (resolved after the fork)  |
-| AIC_MODEL               | (catalog default, shipped) | weights for jobs of the model with this sha256 |
-| AIC_ARCHIVE             | $AIC_HOME/archive          | archive root for `aic-admin add`               |
-| AIC_LEASE_SECONDS       | 300                        | how long a claim lasts without renewal         |
-| AIC_REAP_SECONDS        | 60                         | how often a worker reaps and republishes       |
-| AIC_TASK_TIME_LIMIT     | 3600                       | hard limit of one task (soft: 90 % of it)      |
-| AIC_DB_RETRY_SECONDS    | 600                        | how long a finished job waits for the database |
-| AIC_TORCH_THREADS       | cores / concurrency        | torch threads per worker process               |
-| AIC_BATCH               | 4                          | compress jobs of one model encoded together    |
-| AIC_LOG_FORMAT          | text                       | json: one JSON object per line (log_format.py) |
-| AIC_METRICS_PORT        | (off)                      | /metrics and /healthz (metrics_http.py)        |
-| AIC_METRICS_ADDRESS     | 0.0.0.0                    | the address they listen on                     |
-| AIC_METRICS_SECONDS     | 15                         | how often the backlog gauges are measured      |
+| variable             | default                    | what it sets                                        |
+|----------------------|----------------------------|-----------------------------------------------------|
+| AIC_BROKER_URL       | (see below)                | the Redis broker (transport only)                   |
+| AIC_DEVICE           | auto                       | auto, cpu or cuda:N (resolved after the fork)       |
+| AIC_MODEL            | (catalog default, shipped) | weights for jobs of the model with this sha256      |
+| AIC_ARCHIVE          | $AIC_HOME/archive          | archive root for `aic-admin add`                    |
+| AIC_LEASE_SECONDS    | 300                        | how long a claim lasts without renewal              |
+| AIC_REAP_SECONDS     | 60                         | how often a worker reaps and republishes            |
+| AIC_TASK_TIME_LIMIT  | 3600                       | hard limit of one task (soft: 90 % of it)           |
+| AIC_DB_RETRY_SECONDS | 600                        | how long a finished job waits for the database      |
+| AIC_TORCH_THREADS    | cores / concurrency        | torch threads per worker process                    |
+| AIC_BATCH            | 4                          | compress jobs of one model encoded together         |
+| AIC_LOG_FORMAT       | text                       | json: one JSON object per line (observe/log_format) |
+| AIC_METRICS_PORT     | (off)                      | /metrics and /healthz (observe/metrics_http)        |
+| AIC_METRICS_ADDRESS  | 0.0.0.0                    | the address they listen on                          |
+| AIC_METRICS_SECONDS  | 15                         | how often the backlog gauges are measured           |
 
 Without AIC_BROKER_URL the broker is the one `aic-admin run` started in AIC_HOME, while it
 runs (it writes its URL to AIC_HOME/broker/url), else redis://127.0.0.1:6379/0.

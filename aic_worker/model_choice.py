@@ -14,9 +14,9 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from aic_worker.archive import file_sha256
 from aic_worker.catalog.codec_models import default_model, register_model
 from aic_worker.catalog.models import CodecModel
+from aic_worker.store.archive import file_sha256
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "codec" / "models"
 SHIPPED_MODEL = SHIPPED_DIR / "default.safetensors"

@@ -41,9 +41,9 @@ from aic_worker.catalog.sources import record_source
 from aic_worker.codec import Codec
 from aic_worker.codec.quality import ms_ssim, psnr
 from aic_worker.config import WorkerConfig
-from aic_worker.job_parameters import CompressParameters
+from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.jobs.queue import make_app, publish
 from aic_worker.model_choice import SHIPPED_MODEL, model_for_new_jobs
-from aic_worker.queue import make_app, publish
 
 KODAK = Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak"
 
@@ -113,7 +113,7 @@ def pipeline_run(
         env["AIC_BATCH"] = str(batch)
     app = make_app(WorkerConfig.from_env(env))
     log = open(work / "worker.log", "wb")  # noqa: SIM115 - closed below
-    worker = subprocess.Popen([sys.executable, "-m", "aic_worker.worker_main", "-c", "1", "-l", "WARNING"],
+    worker = subprocess.Popen([sys.executable, "-m", "aic_worker.jobs.main", "-c", "1", "-l", "WARNING"],
                               env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         folder = work / "in"

@@ -77,7 +77,7 @@ def main() -> None:
     parser.add_argument("--observer", choices=["inotify", "polling"], default="inotify")
     parser.add_argument("--poll-interval", type=float, default=1.0)
     parser.add_argument("--database-url", help="catalog (default: a fresh SQLite file)")
-    parser.add_argument("--broker", action="store_true", help="publish through aic_worker.queue (Redis)")
+    parser.add_argument("--broker", action="store_true", help="publish through aic_worker.jobs.queue (Redis)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="aic-bench-watch-") as tmp:

@@ -261,7 +261,7 @@ class WorkerProcess:
         self.log = log
         self._log_file = open(log, "wb")  # noqa: SIM115 - closed in stop()/kill()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "aic_worker.worker_main", "--concurrency", "1", "--loglevel", "INFO",
+            [sys.executable, "-m", "aic_worker.jobs.main", "--concurrency", "1", "--loglevel", "INFO",
              "--hostname", f"test{os.getpid()}-{time.monotonic_ns()}@%h"],
             env=env, stdout=self._log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )

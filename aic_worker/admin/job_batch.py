@@ -2,7 +2,7 @@
 
 ```
  jobs committed ─┬─ workers answer a ping ──► publish ids ─► wait, polling the catalog
-                 └─ --local, or no worker ──► claim each here ─► job_runner.execute
+                 └─ --local, or no worker ──► claim each here ─► runner.execute
                                  both: a progress bar with ETA ─► each job's final state
 ```
 Either way each job is claimed under a lease before it runs, exactly as a worker claims it,
@@ -27,7 +27,7 @@ from aic_worker.admin import output
 from aic_worker.catalog import lease
 from aic_worker.catalog.models import Job, JobKind, JobState
 from aic_worker.config import WorkerConfig
-from aic_worker.queue import answering_workers, publish
+from aic_worker.jobs.queue import answering_workers, publish
 
 POLL_SECONDS = 0.5
 FINISHED = (JobState.DONE, JobState.QUARANTINED, JobState.FAILED)
@@ -103,7 +103,7 @@ def run_batch(
 
 def _run_here(sessions: sessionmaker[Session], job_ids: Sequence[int], device: str | None, advance) -> None:
     from aic_worker.codec_cache import CodecCache  # loads torch: only when running jobs here
-    from aic_worker.job_runner import claim, execute
+    from aic_worker.jobs.runner import claim, execute
 
     config = WorkerConfig.from_env()
     codecs = CodecCache(device or config.device)

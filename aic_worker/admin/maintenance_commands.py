@@ -26,7 +26,6 @@ from aic_worker.admin.catalog_access import open_catalog, read_catalog
 from aic_worker.admin.job_batch import add_execution_arguments, run_as_asked
 from aic_worker.admin.output import CommandError
 from aic_worker.admin.selection import Selection, add_selection_arguments
-from aic_worker.archive import file_sha256, fsync_directory
 from aic_worker.catalog.codec_models import (
     ModelInUseError,
     register_model,
@@ -45,7 +44,8 @@ from aic_worker.catalog.models import (
     SourceState,
 )
 from aic_worker.catalog.overview import CURRENT, source_rows
-from aic_worker.queue import publish
+from aic_worker.jobs.queue import publish
+from aic_worker.store.archive import file_sha256, fsync_directory
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker import archive
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import open_catalog
 from aic_worker.catalog.models import ArchiveVersion, Source, SourcePath
 from aic_worker.catalog.overview import CURRENT, source_rows
 from aic_worker.config import WorkerConfig
+from aic_worker.store import archive
 
 if TYPE_CHECKING:
     from aic_worker.codec_cache import CodecCache
@@ -128,7 +128,7 @@ def _restore_one(
     sessions: sessionmaker[Session], codecs: CodecCache, item: Restoration, root: Path, fmt: str
 ) -> None:
     from aic_worker.codec import AicFormatError
-    from aic_worker.job_errors import PermanentJobError
+    from aic_worker.jobs.errors import PermanentJobError
 
     version = item.version
     data = Path(version.path).read_bytes()

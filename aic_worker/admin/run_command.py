@@ -45,9 +45,9 @@ from aic_worker.catalog.migrate import current_revision, upgrade
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, utcnow
 from aic_worker.catalog.overview import CURRENT, source_rows
 from aic_worker.config import WorkerConfig
+from aic_worker.jobs.queue import make_app, publish
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
-from aic_worker.policy import Policy
-from aic_worker.queue import make_app, publish
+from aic_worker.store.policy import Policy
 
 COMMAND = "run"
 DEFAULT_RATIO = 32.0
@@ -158,7 +158,7 @@ def _start_worker(args: argparse.Namespace, env: dict[str, str], log: IO[bytes])
     command = [
         sys.executable,
         "-m",
-        "aic_worker.worker_main",
+        "aic_worker.jobs.main",
         "--concurrency",
         str(args.concurrency),
         "--loglevel",

@@ -20,17 +20,17 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aic_worker.archive import SUFFIX, file_sha256
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.migrate import prepare_catalog
 from aic_worker.catalog.models import Job, JobKind, JobState, utcnow
 from aic_worker.catalog.sources import record_source
 from aic_worker.config import WorkerConfig
-from aic_worker.job_parameters import CompressParameters
+from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.jobs.queue import answering_workers, publish, queue_depth
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
-from aic_worker.policy import Policy
-from aic_worker.queue import answering_workers, publish, queue_depth
+from aic_worker.store.archive import SUFFIX, file_sha256
+from aic_worker.store.policy import Policy
 
 RECENT_FAILURES = 10
 THROUGHPUT_WINDOWS = (1, 5, 60)  # minutes

@@ -49,11 +49,19 @@ def _with_driver(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def create_catalog_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """An engine for the catalog at `url` (default: database_url()), tuned for its backend."""
+def create_catalog_engine(
+    url: str | None = None, *, connect_timeout: int | None = None, **kwargs: Any
+) -> Engine:
+    """An engine for the catalog at `url` (default: database_url()), tuned for its backend.
+
+    `connect_timeout`: seconds after which connecting to a PostgreSQL catalog gives up (for
+    the worker's processes, which must not hang while the database is away).
+    """
     url = _with_driver(url or database_url())
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        if connect_timeout is not None:
+            kwargs["connect_args"] = {"connect_timeout": connect_timeout}
         return create_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)

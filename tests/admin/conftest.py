@@ -20,7 +20,7 @@ from aic_worker.admin.main import main
 from aic_worker.admin.worker_commands import record_file
 from aic_worker.catalog.engine import session_factory
 from aic_worker.catalog.models import JobKind
-from aic_worker.job_parameters import CompressParameters
+from aic_worker.jobs.parameters import CompressParameters
 from tests.conftest import RATIO
 
 

@@ -64,7 +64,7 @@ def test_decompress_finds_the_shipped_model_each_file_names(
     import shutil
 
     from aic_worker import model_choice
-    from aic_worker.archive import file_sha256
+    from aic_worker.store.archive import file_sha256
 
     shipped = tmp_path / "models"
     shipped.mkdir()

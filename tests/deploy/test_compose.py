@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aic_worker.queue import QUEUE
+from aic_worker.jobs.queue import QUEUE
 from tests.deploy.conftest import DEPLOY, ROOT, check_variables, check_watch_config, parse_command
 
 COMPOSE = DEPLOY / "compose"

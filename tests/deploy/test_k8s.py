@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aic_worker.queue import QUEUE
+from aic_worker.jobs.queue import QUEUE
 from tests.deploy.conftest import DEPLOY, check_variables, check_watch_config, parse_command
 
 K8S = DEPLOY / "k8s"

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from aic_worker.archive import file_sha256
 from aic_worker.catalog.models import ArchiveVersion
+from aic_worker.store.archive import file_sha256
 from tests.conftest import RATIO, Services, all_finished, free_port, jobs, session_on, wait_for, write_photos
 from tests.observe.conftest import Samples, get, healthy, scrape, value
 

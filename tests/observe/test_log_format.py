@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aic_worker.log_format import JsonFormatter, enter_job, log_format
+from aic_worker.observe.log_format import JsonFormatter, enter_job, log_format
 
 
 def formatted(message: str, *args: object, exc_info: bool = False, **extra: object) -> str:

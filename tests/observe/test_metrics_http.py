@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from aic_watch.metrics import STALE_SECONDS, health
-from aic_watch.watcher import WatcherStatus
-from aic_worker.metrics_http import Health, MetricsServer, MetricsSettings
-from aic_worker.worker_main import _metrics_dir
+from aic_watch.metrics import STALE_SECONDS, WatcherStatus, health
+from aic_worker.jobs.main import _metrics_dir
+from aic_worker.observe.metrics_http import Health, MetricsServer, MetricsSettings
 from tests.observe.conftest import get
 
 

@@ -1,4 +1,4 @@
-"""Publishing through the real broker (Redis, via aic_worker.queue), through an outage."""
+"""Publishing through the real broker (Redis, via aic_worker.jobs.queue), through an outage."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from aic_worker.config import WorkerConfig
-from aic_worker.queue import make_app, publish, queued_job_ids
+from aic_worker.jobs.queue import make_app, publish, queued_job_ids
 from tests.conftest import pings
 from tests.watch.conftest import Catalog, Harness, png, wait_until
 

@@ -66,7 +66,7 @@ def test_aic_watch_exits_2_on_a_bad_config(tmp_path: Path, catalog_url: str) -> 
 
 def test_the_watcher_never_imports_torch() -> None:
     code = (
-        "import sys, aic_watch.main, aic_worker.queue\n"
+        "import sys, aic_watch.main, aic_worker.jobs.queue\n"
         "from aic_watch.enqueue import Enqueuer\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )

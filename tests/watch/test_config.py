@@ -8,7 +8,7 @@ import pytest
 
 from aic_watch.config import BASE_EXTENSIONS, ConfigError, ObserverKind, load_config, make_folder
 from aic_watch.main import build_parser, config_from_args
-from aic_worker.policy import Policy
+from aic_worker.store.policy import Policy
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from aic_worker.catalog.models import ArchiveVersion, JobState, Source, SourceState
-from tests.worker.conftest import (
+from tests.jobs.conftest import (
     BIG,
     RATIO,
     Services,

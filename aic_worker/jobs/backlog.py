@@ -46,7 +46,7 @@ def _first_line(error: Exception) -> str:
 
 def measure(sessions: sessionmaker[Session], celery_app: Celery | None = None) -> Reach:
     """Count jobs by state and the queue's messages into the gauges; never raises."""
-    from aic_worker.queue import queue_depth
+    from aic_worker.jobs.queue import queue_depth
 
     try:
         with sessions() as session:

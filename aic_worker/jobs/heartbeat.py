@@ -10,7 +10,7 @@ from types import TracebackType
 from sqlalchemy.orm import Session, sessionmaker
 
 from aic_worker.catalog import lease
-from aic_worker.transient import is_transient
+from aic_worker.jobs.errors import is_transient
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aic_worker import archive
-from aic_worker.policy import Policy, apply_policy
+from aic_worker.store import archive
+from aic_worker.store.policy import Policy, apply_policy
 
 
 def test_layout_mirrors_the_watched_folder_and_never_escapes_the_root(tmp_path: Path) -> None:

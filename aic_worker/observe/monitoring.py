@@ -15,7 +15,7 @@ Why this shape:
   file of its own in PROMETHEUS_MULTIPROC_DIR, and the main process adds them up when
   scraped, so a counter of a process that died keeps its count. The directory must be set
   before prometheus_client is imported: aic-worker creates it (or empties the one given);
-  `celery -A aic_worker.tasks worker` needs it set by hand.
+  `celery -A aic_worker.jobs.tasks worker` needs it set by hand.
 - The main process forks new pool processes at any moment, and a fork taken while another
   thread holds a lock leaves the child with that lock held forever. So the HTTP thread only
   reads those files and two numbers; whatever talks to the catalog or the broker runs on the
@@ -42,11 +42,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from aic_worker import backlog, metrics
-from aic_worker.catalog.engine import session_factory
-from aic_worker.log_format import enter_job, format_handlers
-from aic_worker.metrics_http import Health, MetricsServer, MetricsSettings
-from aic_worker.queue import TASK_NAMES
+from aic_worker.catalog.engine import create_catalog_engine, session_factory
+from aic_worker.jobs import backlog
+from aic_worker.jobs.queue import TASK_NAMES
+from aic_worker.observe import metrics
+from aic_worker.observe.log_format import enter_job, format_handlers
+from aic_worker.observe.metrics_http import Health, MetricsServer, MetricsSettings
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,8 @@ class MonitoringStep(bootsteps.StartStopStep):
             )
         registry = CollectorRegistry()
         MultiProcessCollector(registry, directory)
-        from aic_worker.tasks import catalog_engine  # here: tasks imports this module
-
         # As the reaper's: no idle connection for later forks to inherit, a short connect timeout.
-        self.engine = catalog_engine(connect_timeout=3, poolclass=NullPool)
+        self.engine = create_catalog_engine(connect_timeout=3, poolclass=NullPool)
         sessions = session_factory(self.engine)
         interval = self.settings.measure_seconds
         solo = isinstance(parent.pool_cls, type) and issubclass(parent.pool_cls, SoloPool)

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from aic_worker import archive
 from aic_worker.catalog import lease
 from aic_worker.catalog.codec_models import register_model
 from aic_worker.catalog.engine import session_factory
@@ -19,8 +18,9 @@ from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind
 from aic_worker.catalog.sources import record_source
 from aic_worker.codec_cache import CodecCache
-from aic_worker.job_parameters import CompressParameters
-from aic_worker.pipeline import RUNNERS, JobContext
+from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.jobs.pipeline import RUNNERS, JobContext
+from aic_worker.store import archive
 from tests.conftest import (
     BIG,
     RATIO,

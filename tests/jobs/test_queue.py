@@ -16,9 +16,9 @@ from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import JobKind, JobState, utcnow
 from aic_worker.catalog.sources import record_source
 from aic_worker.config import WorkerConfig
-from aic_worker.queue import make_app, publish, queue_depth, queued_job_ids
-from aic_worker.reaper import reap_and_republish
-from tests.worker.conftest import RedisServer, free_port
+from aic_worker.jobs.queue import make_app, publish, queue_depth, queued_job_ids
+from aic_worker.jobs.reaper import reap_and_republish
+from tests.jobs.conftest import RedisServer, free_port
 
 
 def config(broker_url: str, **env: str) -> WorkerConfig:
@@ -34,6 +34,16 @@ def test_settings_that_make_a_killed_worker_lose_nothing() -> None:
     assert conf.task_serializer == "json" and conf.accept_content == ["json"]
 
 
+def test_the_tasks_keep_the_names_queued_messages_of_earlier_releases_carry() -> None:
+    code = (
+        "from aic_worker.jobs.tasks import app;"
+        "print(' '.join(sorted(name for name in app.tasks if name.startswith('aic.'))))"
+    )
+    names = subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True,
+                           text=True).stdout.split()
+    assert names == ["aic.compress", "aic.recompress", "aic.restore", "aic.verify"]
+
+
 def test_publish_with_the_broker_away_returns_false_quickly() -> None:
     app = make_app(config(f"redis://127.0.0.1:{free_port()}/0"))
     start = time.monotonic()
@@ -43,7 +53,7 @@ def test_publish_with_the_broker_away_returns_false_quickly() -> None:
 
 def test_enqueueing_needs_no_torch() -> None:
     code = (
-        "import sys, aic_worker.queue, aic_worker.reaper, aic_worker.admin.worker_commands;"
+        "import sys, aic_worker.jobs.queue, aic_worker.jobs.reaper, aic_worker.admin.worker_commands;"
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

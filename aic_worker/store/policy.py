@@ -11,7 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
-from aic_worker.archive import fsync_directory, relative_inside
+from aic_worker.store.archive import fsync_directory, relative_inside
 
 
 class Policy(enum.StrEnum):

@@ -1,7 +1,9 @@
-"""Errors that pass by themselves (the database or the broker away), and waiting them out.
+"""How a job's work stops early: errors another attempt can't fix, and errors that pass by themselves.
 
-A job that has done its work when the database goes away keeps it and retries the commit
-with backoff, rather than throwing an encoded, verified file away.
+PermanentJobError and LeaseLostError are the two ways the work itself stops, which the task
+turns into catalog states. The others are a service away (the database, the broker): waited
+out with backoff. A job that has done its work when the database goes away keeps it and
+retries the commit, rather than throwing an encoded, verified file away.
 """
 
 from __future__ import annotations
@@ -19,6 +21,24 @@ from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+class PermanentJobError(Exception):
+    """Another attempt can't fix this (not an image, ratio unreachable): quarantine the job.
+
+    `bad_input` marks content that can't be archived at all, so its source is quarantined
+    too, with the same reason.
+    """
+
+    def __init__(self, reason: str, *, bad_input: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.bad_input = bad_input
+
+
+class LeaseLostError(Exception):
+    """The job's lease was reaped and maybe claimed by another worker: stop, change nothing."""
+
 
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 30.0

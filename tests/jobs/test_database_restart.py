@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.jobs.test_worker_process import add_folder
 
 from aic_worker.catalog.engine import create_catalog_engine
 from aic_worker.catalog.migrate import upgrade
 from aic_worker.catalog.models import JobState
-from tests.worker.conftest import (
+from tests.jobs.conftest import (
     BIG,
     RedisServer,
     Services,
@@ -31,7 +32,6 @@ from tests.worker.conftest import (
     wait_for,
     write_photos,
 )
-from tests.worker.test_worker_process import add_folder
 
 
 def _postgres_bin() -> Path | None:

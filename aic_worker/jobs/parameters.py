@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aic_worker.policy import Policy
+from aic_worker.store.policy import Policy
 
 
 @dataclass(frozen=True)

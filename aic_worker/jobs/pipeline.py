@@ -32,7 +32,6 @@ from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker import archive, metrics
 from aic_worker.catalog import lease
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source, SourcePath
 from aic_worker.catalog.sources import current_version, mark_path_removed, record_archive_version
@@ -40,10 +39,11 @@ from aic_worker.codec import AicFormatError, Codec
 from aic_worker.codec.image_modes import UnsupportedImageError
 from aic_worker.codec.quality import ms_ssim, psnr
 from aic_worker.codec_cache import CodecCache
-from aic_worker.job_errors import LeaseLostError, PermanentJobError
-from aic_worker.job_parameters import CompressParameters
-from aic_worker.policy import Policy, apply_policy
-from aic_worker.transient import in_transaction
+from aic_worker.jobs.errors import LeaseLostError, PermanentJobError, in_transaction
+from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.observe import metrics
+from aic_worker.store import archive
+from aic_worker.store.policy import Policy, apply_policy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -235,7 +235,7 @@ def write_version(
 
 @dataclass(frozen=True)
 class CompressInput:
-    """A compress job read and checked, ready for the codec: what compress_batch.py gathers."""
+    """A compress job read and checked, ready for the codec: what batch.py gathers."""
 
     params: CompressParameters
     sha256: str

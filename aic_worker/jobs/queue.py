@@ -1,7 +1,7 @@
 """The Celery app and the broker side of jobs: publishing job ids, and what the queue holds.
 
 Torch-free, so the watcher and `aic-admin` can enqueue without loading the codec: tasks are
-sent by name (`send_task`), and only a worker imports `aic_worker.tasks` (the app's
+sent by name (`send_task`), and only a worker imports `aic_worker.jobs.tasks` (the app's
 `include`). A message carries a job id and nothing else; the catalog is the source of truth
 (DESIGN.md, invariant 1), so a message lost here is re-sent by the reaper.
 
@@ -43,7 +43,7 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 def make_app(config: WorkerConfig | None = None) -> Celery:
     """A Celery app for the broker and limits of `config` (default: the environment)."""
     config = config or WorkerConfig.from_env()
-    app = Celery("aic", include=["aic_worker.tasks"])
+    app = Celery("aic", include=["aic_worker.jobs.tasks"])
     app.conf.update(
         broker_url=config.broker_url,
         broker_connection_retry_on_startup=True,

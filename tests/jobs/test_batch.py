@@ -11,10 +11,10 @@ from sqlalchemy import Engine
 from aic_worker.catalog import lease
 from aic_worker.catalog.codec_models import register_model
 from aic_worker.catalog.models import Job, JobState, Source, SourceState
-from aic_worker.compress_batch import execute_batched
 from aic_worker.config import WorkerConfig
-from aic_worker.job_runner import claim
-from tests.worker.conftest import CODECS, RATIO, Harness
+from aic_worker.jobs.batch import execute_batched
+from aic_worker.jobs.runner import claim
+from tests.jobs.conftest import CODECS, RATIO, Harness
 
 
 def _config(batch: int) -> WorkerConfig:

@@ -7,7 +7,7 @@
    ─► each on its own: stage, fsync, verify decode, place, commit, policy (pipeline.write_compress)
 ```
 A companion is claimed like any job (lease.claim: an attempt counted, its lease renewed
-while the batch runs) and each job's errors are settled on their own (job_runner.settle):
+while the batch runs) and each job's errors are settled on their own (runner.settle):
 one corrupt image or lost lease fails that job only. When a companion's own message comes,
 its job is done (or held, or backing off) and the message does nothing (invariant 3).
 The batch size is a worker setting: AIC_BATCH or `aic-worker --batch N`; 1 turns it off.
@@ -23,15 +23,15 @@ from functools import partial
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker import metrics
 from aic_worker.catalog import lease
 from aic_worker.catalog.models import Job, JobKind
 from aic_worker.codec_cache import CodecCache
 from aic_worker.config import WorkerConfig
-from aic_worker.heartbeat import LeaseHeartbeat
-from aic_worker.job_runner import execute, settle
-from aic_worker.log_format import job_scope
-from aic_worker.pipeline import CompressInput, JobContext, encoding_error, read_compress, write_compress
+from aic_worker.jobs.heartbeat import LeaseHeartbeat
+from aic_worker.jobs.pipeline import CompressInput, JobContext, encoding_error, read_compress, write_compress
+from aic_worker.jobs.runner import execute, settle
+from aic_worker.observe import metrics
+from aic_worker.observe.log_format import job_scope
 
 log = logging.getLogger(__name__)
 KINDS = (JobKind.COMPRESS,)  # the kinds a batch takes

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from aic_worker import archive
 from aic_worker.catalog.models import JobKind, JobState, SourcePath
 from aic_worker.catalog.sources import current_version
-from aic_worker.job_errors import LeaseLostError, PermanentJobError
-from aic_worker.policy import Policy
-from tests.worker.conftest import CODECS, RATIO, Harness
+from aic_worker.jobs.errors import LeaseLostError, PermanentJobError
+from aic_worker.store import archive
+from aic_worker.store.policy import Policy
+from tests.jobs.conftest import CODECS, RATIO, Harness
 
 
 def test_compress_writes_verifies_commits_then_moves_the_original(harness: Harness) -> None:

@@ -1,6 +1,6 @@
 """`aic-worker`: start a Celery worker for AIC jobs, with the options an operator needs.
 
-Equivalent to `celery -A aic_worker.tasks worker -Q aic --pool prefork --concurrency N`, plus
+Equivalent to `celery -A aic_worker.jobs.tasks worker -Q aic --pool prefork --concurrency N`, plus
 AIC_DEVICE, AIC_BATCH and a torch thread count that shares the cores among the pool's processes.
 
 Pools and CUDA: the default prefork pool works on a GPU because nothing in the parent
@@ -11,7 +11,7 @@ that enforces the hard time limit. `--pool solo` (one process, no fork) works to
 without time limits.
 
 Observing: with AIC_METRICS_PORT set the worker serves /metrics and /healthz
-(worker_monitoring.py), and AIC_LOG_FORMAT=json makes every log line a JSON object (without
+(observe/monitoring.py), and AIC_LOG_FORMAT=json makes every log line a JSON object (without
 Celery's banner). Pool processes count into PROMETHEUS_MULTIPROC_DIR, which is set up here,
 before anything imports prometheus_client.
 """
@@ -25,9 +25,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from aic_worker.log_format import configure_logging, log_format
-from aic_worker.metrics_http import MetricsSettings
-from aic_worker.queue import QUEUE
+from aic_worker.jobs.queue import QUEUE
+from aic_worker.observe.log_format import configure_logging, log_format
+from aic_worker.observe.metrics_http import MetricsSettings
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         os.environ["AIC_BATCH"] = str(args.batch)
     cores = os.cpu_count() or 1
     os.environ.setdefault("AIC_TORCH_THREADS", str(max(1, cores // args.concurrency)))
-    from aic_worker.tasks import app  # after the environment is set: it reads it on import
+    from aic_worker.jobs.tasks import app  # after the environment is set: it reads it on import
 
     worker_argv = ["worker", "-Q", args.queues, "-P", args.pool, "-c", str(args.concurrency),
                    "-l", args.loglevel]

@@ -1,4 +1,4 @@
-"""The Prometheus metrics a worker counts while it runs jobs (served by worker_monitoring.py).
+"""The Prometheus metrics a worker counts while it runs jobs (served by monitoring.py).
 
 | metric                             | type      | labels           | counts                               |
 |------------------------------------|-----------|------------------|--------------------------------------|
@@ -12,7 +12,7 @@
 
 Outcomes: done, quarantined, failed, lease_lost, nothing_to_do (a duplicate or stale
 message), retry (the database was away at the claim), failure (an unexpected error).
-A job batched into another's task (compress_batch.py) counts its own outcome, and a batch's
+A job batched into another's task (jobs/batch.py) counts its own outcome, and a batch's
 encoding time is shared out equally among its images.
 The values are counted in the pool processes that run jobs; with PROMETHEUS_MULTIPROC_DIR
 set (aic-worker sets it) each process writes them to its own file there and the worker's

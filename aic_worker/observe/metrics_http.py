@@ -9,7 +9,7 @@ the process does its work, 503 when it does not (the body says why); the state o
 catalog and the broker is in the body too, but does not fail it: restarting a worker
 because the database is away would not bring the database back.
 The handler never logs: in a worker's main process this thread must take no lock that a
-pool process forked meanwhile could inherit held (see worker_monitoring.py). This module
+pool process forked meanwhile could inherit held (see monitoring.py). This module
 imports prometheus_client only when a server is made, so aic-worker can read the settings
 before it sets up the multiprocess directory that prometheus_client looks for on import.
 """

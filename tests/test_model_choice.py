@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aic_worker import model_choice
-from aic_worker.archive import file_sha256
+from aic_worker.store.archive import file_sha256
 
 
 def test_every_shipped_model_file_is_named_by_its_sha256() -> None:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aic_worker.catalog import lease
 from aic_worker.catalog.models import Job
-from aic_worker.queue import publish, queued_job_ids
+from aic_worker.jobs.queue import publish, queued_job_ids
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from aic_worker.catalog.models import Job, JobState
 from aic_worker.catalog.sources import quarantine_source
 from aic_worker.codec_cache import CodecCache
 from aic_worker.config import WorkerConfig
-from aic_worker.heartbeat import LeaseHeartbeat
-from aic_worker.job_errors import LeaseLostError, PermanentJobError
-from aic_worker.pipeline import RUNNERS, JobContext
+from aic_worker.jobs.errors import LeaseLostError, PermanentJobError
+from aic_worker.jobs.heartbeat import LeaseHeartbeat
+from aic_worker.jobs.pipeline import RUNNERS, JobContext
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,13 @@
 """The Celery tasks: claim the job's lease, run its kind's work (pipeline.py), record the outcome.
 
-Start a worker with `aic-worker` (worker_main.py) or
-`celery -A aic_worker.tasks worker -Q aic --concurrency 1`.
+Start a worker with `aic-worker` (main.py) or
+`celery -A aic_worker.jobs.tasks worker -Q aic --concurrency 1`.
 
 Each task takes a job id only. The catalog's lease makes a message idempotent: one whose
 job is done, quarantined or held by a live worker claims nothing and does nothing. A
 compress task also claims up to AIC_BATCH − 1 other waiting compress jobs of its model and
-encodes them together (compress_batch.py); their messages then find nothing to do.
-Outcomes (job_runner.py): done; quarantined (PermanentJobError: the reason is recorded, the
+encodes them together (batch.py); their messages then find nothing to do.
+Outcomes (runner.py): done; quarantined (PermanentJobError: the reason is recorded, the
 original is left untouched, bad content quarantines its source too); failed with the
 catalog's backoff (anything else — the reaper publishes the job again when its backoff has
 passed); or, when the database is away at the claim, a Celery retry of the same message
@@ -27,36 +27,27 @@ from typing import Any
 
 from celery import Task, bootsteps
 from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from aic_worker.catalog import lease
-from aic_worker.catalog.engine import create_catalog_engine, database_url, session_factory
+from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.migrate import prepare_catalog
 from aic_worker.catalog.models import JobKind
 from aic_worker.codec_cache import CodecCache
-from aic_worker.compress_batch import execute_batched
 from aic_worker.config import WorkerConfig
-from aic_worker.job_runner import claim
-from aic_worker.queue import TASK_NAMES, app
-from aic_worker.reaper import reap_round
-from aic_worker.transient import backoff_delay, is_transient
-from aic_worker.worker_monitoring import install as install_monitoring
+from aic_worker.jobs.batch import execute_batched
+from aic_worker.jobs.errors import backoff_delay, is_transient
+from aic_worker.jobs.queue import TASK_NAMES, app
+from aic_worker.jobs.reaper import reap_round
+from aic_worker.jobs.runner import claim
+from aic_worker.observe.monitoring import install as install_monitoring
 
 log = logging.getLogger(__name__)
 CONFIG = WorkerConfig.from_env()
 CLAIM_RETRY_CAP = 60.0
 
 __all__ = ["app", "compress", "recompress", "restore", "verify"]
-
-
-def catalog_engine(connect_timeout: int = 10, **kwargs: Any) -> Engine:
-    """An engine on the catalog that gives up connecting after a while (the database may be away)."""
-    url = database_url()
-    if make_url(url).get_backend_name() == "postgresql":
-        kwargs["connect_args"] = {"connect_timeout": connect_timeout}
-    return create_catalog_engine(url, **kwargs)
 
 
 @dataclass
@@ -78,12 +69,13 @@ def runtime() -> Runtime:
             import torch
 
             torch.set_num_threads(int(threads))
-        _runtime = Runtime(os.getpid(), session_factory(catalog_engine()), CodecCache(CONFIG.device))
+        engine = create_catalog_engine(connect_timeout=10)  # the database may be away: give up after a while
+        _runtime = Runtime(os.getpid(), session_factory(engine), CodecCache(CONFIG.device))
     return _runtime
 
 
 def run_job(task: Task, job_id: int, kind: JobKind) -> str:
-    """Claim job `job_id` and run it (job_runner.py); returns what happened, for the worker's log."""
+    """Claim job `job_id` and run it (runner.py); returns what happened, for the worker's log."""
     rt = runtime()
     owner = lease.new_owner()
     try:
@@ -134,7 +126,7 @@ class ReaperStep(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         # NullPool: no idle connection for the pool's later forks to inherit; a short connect
         # timeout: a round runs on the event loop, which must not stall long on a dead database.
-        self.engine = catalog_engine(connect_timeout=3, poolclass=NullPool)
+        self.engine = create_catalog_engine(connect_timeout=3, poolclass=NullPool)
         prepare_catalog(self.engine)
         sessions = session_factory(self.engine)
         parent.timer.call_after(0.0, reap_round, (sessions, app))
