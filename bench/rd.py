@@ -1,10 +1,12 @@
-"""Rate-distortion benchmark: AIC against JPEG, WebP and AVIF at the same byte budgets.
+"""Rate-distortion benchmark: AIC against JPEG, WebP, AVIF and JPEG XL at the same byte budgets.
 
 For each image and each ratio R the budget is W·H·3/R bytes. AIC's rate control
 fills it; each classic codec gets the largest quality whose file fits (no file:
-"n/a"). Prints and writes a Markdown table, BD-rate against JPEG (PSNR and
-MS-SSIM), encode/decode seconds, an RD-curve PNG and a strip of one image at
-every ratio beside JPEG of the same size.
+"n/a"). Prints and writes a Markdown table, BD-rates (PSNR and MS-SSIM) of every
+codec against JPEG and of AIC against WebP, AVIF and JPEG XL, encode/decode
+seconds, an RD-curve PNG and a strip of one image at every ratio beside JPEG of
+the same size. JPEG XL comes from ``pillow-jxl-plugin`` (the ``bench`` extra);
+without it JPEG XL is left out, and the report says so.
 
     python bench/rd.py [--images ../shared/data/kodak] [--out bench/out]
 """
@@ -26,8 +28,16 @@ from PIL import Image, ImageDraw
 from aic_worker.codec import Codec
 from aic_worker.codec.quality import ms_ssim, psnr
 
+try:
+    import pillow_jxl  # noqa: F401  (registers Pillow's "JXL" format)
+    JXL_MISSING = None
+except ImportError as exc:
+    JXL_MISSING = f"JPEG XL left out: {exc} (pip install -e '.[bench]')"
+
 RATIOS = (8, 16, 32, 64, 128, 256)
 CLASSIC = {"JPEG": ("JPEG", {}), "WebP": ("WEBP", {"method": 6}), "AVIF": ("AVIF", {"speed": 6})}
+if JXL_MISSING is None:
+    CLASSIC["JPEG XL"] = ("JXL", {"effort": 7})    # libjxl's default effort; quality → distance
 
 
 def classic_fit(img: Image.Image, fmt: str, opts: dict, budget: int) -> bytes | None:
@@ -199,20 +209,30 @@ def main() -> None:
         with Image.open(p) as im:
             pixels.append(im.width * im.height)
     summary = summarise(rows, pixels, RATIOS)
-    bd = {}
+    bd = {}    # "NAME metric": NAME against JPEG; "AIC vs NAME metric": AIC against NAME
     for name in CLASSIC:
         for metric in ("psnr", "msssim"):
-            r1, d1 = curve(summary, "JPEG", metric)
-            r2, d2 = curve(summary, "AIC" if name == "JPEG" else name, metric)
             label = "AIC" if name == "JPEG" else name
-            bd[f"{label} {metric}"] = bd_rate(r1, d1, r2, d2)
+            bd[f"{label} {metric}"] = bd_rate(*curve(summary, "JPEG", metric), *curve(summary, label, metric))
+    for name in CLASSIC:
+        if name != "JPEG":
+            for metric in ("psnr", "msssim"):
+                bd[f"AIC vs {name} {metric}"] = bd_rate(*curve(summary, name, metric),
+                                                        *curve(summary, "AIC", metric))
+
+    def bd_line(keys: list[str], prefix: str = "") -> str:
+        return ", ".join(f"{k.removeprefix(prefix)}: {'n/a' if bd[k] is None else f'{bd[k]:+.1f}%'}"
+                         for k in keys)
     aic = summary["AIC"]
     text = [
         f"Images: {len(images)} from {args.images.name}; model {codec.model_id[:16]}; "
         f"torch threads {torch.get_num_threads()}; {platform.processor() or platform.machine()}",
         "", table(summary, RATIOS), "",
         "BD-rate against JPEG (negative = fewer bytes for the same quality): "
-        + ", ".join(f"{k}: {'n/a' if v is None else f'{v:+.1f}%'}" for k, v in bd.items()),
+        + bd_line([k for k in bd if not k.startswith("AIC vs ")]),
+        "",
+        "AIC's BD-rate against the others: " + bd_line([k for k in bd if k.startswith("AIC vs ")], "AIC "),
+        *([f"({JXL_MISSING})"] if JXL_MISSING else []),
         "",
         "| ratio | achieved min–max | AIC encode s (median) | AIC decode s (median) |",
         "|---|---|---|---|",
