@@ -24,16 +24,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from aic_watch.config import (
     DEFAULT_POLL_INTERVAL,
     DEFAULT_RESCAN_INTERVAL,
-    DEFAULT_STABILITY_WINDOW,
     ConfigError,
     ObserverKind,
-    Policy,
     WatchConfig,
     load_config,
     make_config,
     make_folder,
 )
 from aic_watch.metrics import serve
+from aic_watch.options import add_archive_options, add_watch_options
 from aic_watch.watcher import Watcher
 from aic_worker.catalog.engine import create_catalog_engine
 from aic_worker.catalog.migrate import CatalogVersionError
@@ -51,29 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("folder", nargs="?", help="folder to watch (else the config file's folders)")
     parser.add_argument("--config", help="TOML config file (default: AIC_CONFIG)")
     one = parser.add_argument_group("one folder, without a config file")
-    one.add_argument("--ratio", type=float, help="target ratio: raw RGB bytes / archive bytes, e.g. 32")
-    one.add_argument("--archive", help="archive root the .aic files go to")
-    one.add_argument(
-        "--policy",
-        choices=[p.value for p in Policy],
-        default="keep",
-        help="what happens to an original once archived (default: keep)",
-    )
-    one.add_argument("--done-dir", help="where --policy move puts originals")
+    add_archive_options(one)
+    add_watch_options(one)
     one.add_argument("--no-recursive", action="store_true", help="ignore subfolders")
     one.add_argument("--patterns", help="comma-separated extensions (default: every supported one)")
-    one.add_argument("--polling", action="store_true", help="poll instead of inotify (network shares)")
     one.add_argument(
         "--poll-interval",
         type=float,
         default=DEFAULT_POLL_INTERVAL,
         help=f"seconds between polls (default: {DEFAULT_POLL_INTERVAL:g})",
-    )
-    one.add_argument(
-        "--stability-window",
-        type=float,
-        default=DEFAULT_STABILITY_WINDOW,
-        help=f"seconds a file must hold still (default: {DEFAULT_STABILITY_WINDOW:g})",
     )
     one.add_argument(
         "--rescan-interval",

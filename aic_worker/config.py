@@ -25,6 +25,7 @@ runs (it writes its URL to AIC_HOME/broker/url), else redis://127.0.0.1:6379/0.
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -96,3 +97,8 @@ class WorkerConfig:
             db_retry_seconds=_number(env, "AIC_DB_RETRY_SECONDS", 600),
             batch_size=_count(env, "AIC_BATCH", 4),
         )
+
+
+def add_device_option(parser: argparse.ArgumentParser, *, when: str = "") -> None:
+    """`--device`, the command line's AIC_DEVICE (aic-worker, aic-admin run, restore, recompress, verify)."""
+    parser.add_argument("--device", help=f"{when}auto, cpu or cuda:N (default: AIC_DEVICE, else auto)")

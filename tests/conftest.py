@@ -5,7 +5,7 @@ Catalogs: a real SQLite file and a real PostgreSQL. PostgreSQL is the one at
 own schema there (search_path), dropped afterwards. If PostgreSQL is unreachable the tests
 fail: a skipped backend is an untested one.
 
-Brokers and workers: a private `redis-server` (started here, on a free port) lets a test
+Brokers and workers: a private `redis-server` (PrivateRedis, on a free port) lets a test
 FLUSHALL without touching the shared one at 127.0.0.1:6379; without the binary the shared
 server is used, database AIC_TEST_REDIS_DB (default 13), and "flushing" empties only that
 database. `services` gives a test a migrated catalog, an empty broker, folders, a tiny
@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from aic_worker.admin.private_redis import PrivateRedis
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.migrate import upgrade
 from aic_worker.catalog.models import Job, JobState
@@ -107,12 +107,6 @@ GAIN = 300  # the small test model's latent scale (model_file)
 BIG = 3072
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(condition: Callable[[], object], timeout: float, what: str, interval: float = 0.2) -> object:
     deadline = time.monotonic() + timeout
     while True:
@@ -145,28 +139,11 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         db = os.environ.get("AIC_TEST_REDIS_DB", "13")
         yield RedisServer(f"redis://127.0.0.1:6379/{db}", private=False)
         return
-    port = free_port()
-    workdir = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    server = RedisServer(f"redis://127.0.0.1:{port}/0", private=True)
+    private = PrivateRedis(binary, tmp_path_factory.mktemp("redis"))
     try:
-        wait_for(lambda: pings(server.client), 10, "redis-server to start", 0.05)
-        yield server
+        yield RedisServer(private.start(), private=True)
     finally:
-        process.terminate()
-        process.wait(10)
-
-
-def pings(client: redis.Redis) -> bool:
-    """Whether a Redis server answers (False while it is down or starting)."""
-    try:
-        return bool(client.ping())
-    except redis.ConnectionError:
-        return False
+        private.stop()
 
 
 @pytest.fixture

@@ -11,15 +11,10 @@ While it runs its URL is in `AIC_HOME/broker/url`, where config.py finds it for 
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
-import redis
-
-from aic_worker.admin.child_process import die_with_parent
 from aic_worker.admin.output import CommandError
+from aic_worker.admin.private_redis import PrivateRedis, RedisStartError
 from aic_worker.config import EMBEDDED_BROKER_URL_FILE
 
 SOCKET_NAME = "redis.sock"
@@ -40,18 +35,12 @@ def redis_server_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class EmbeddedBroker:
     def __init__(self, home: Path) -> None:
         self.url_file = home / EMBEDDED_BROKER_URL_FILE
         self.directory = self.url_file.parent
         self.log = self.directory / "redis.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: PrivateRedis | None = None
         self.url = ""
 
     def start(self, timeout: float = 20.0) -> str:
@@ -59,59 +48,23 @@ class EmbeddedBroker:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
         sock = self.directory / SOCKET_NAME
-        command = [
+        self.server = PrivateRedis(
             redis_server_binary(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(self.directory),
-            "--logfile",
-            str(self.log),
-        ]
-        if len(str(sock)) <= MAX_SOCKET_PATH:
-            command += ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"]
-            self.url = f"redis+socket://{sock}"
-            client = redis.Redis(unix_socket_path=str(sock))
-        else:
-            port = _free_port()
-            command += ["--port", str(port), "--bind", "127.0.0.1"]
-            self.url = f"redis://127.0.0.1:{port}/0"
-            client = redis.Redis(port=port)
-        self.process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
+            self.directory,
+            unix_socket=sock if len(str(sock)) <= MAX_SOCKET_PATH else None,
+            log=self.log,
+            tied_to_parent=True,
         )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if client.ping():
-                    client.close()
-                    self.url_file.write_text(self.url)  # how other aic-admin commands find it
-                    return self.url
-            except redis.RedisError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise CommandError(f"the embedded redis-server did not start; see {self.log}")
-            time.sleep(0.05)
+        try:
+            self.url = self.server.start(timeout)
+        except RedisStartError:
+            self.stop()
+            raise CommandError(f"the embedded redis-server did not start; see {self.log}") from None
+        self.url_file.write_text(self.url)  # how other aic-admin commands find it
+        return self.url
 
     def stop(self, timeout: float = 10.0) -> None:
         self.url_file.unlink(missing_ok=True)
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        if self.server is not None:
+            self.server.stop(timeout)
+            self.server = None

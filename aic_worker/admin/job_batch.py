@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aic_worker.admin import output
 from aic_worker.catalog import lease
 from aic_worker.catalog.models import Job, JobKind, JobState
-from aic_worker.config import WorkerConfig
+from aic_worker.config import WorkerConfig, add_device_option
 from aic_worker.jobs.queue import answering_workers, publish
 
 POLL_SECONDS = 0.5
@@ -37,9 +37,7 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--local", action="store_true", help="run the jobs in this process even when workers are up"
     )
-    parser.add_argument(
-        "--device", help="when run here: auto, cpu or cuda:N (default: AIC_DEVICE, else auto)"
-    )
+    add_device_option(parser, when="when run here: ")
 
 
 def runs_locally(args: argparse.Namespace) -> bool:

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from aic_watch.options import add_ratio_option
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import open_catalog
 from aic_worker.admin.job_batch import add_execution_arguments, run_as_asked
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "there, else by truncating the stored file (towards a higher ratio only). The old version "
         "stays until the new one is verified and committed.",
     )
-    p.add_argument("--ratio", type=float, required=True, metavar="R", help="the new target ratio, e.g. 64")
+    add_ratio_option(p, required=True, meaning="the new target ratio")
     add_selection_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan and the bytes it would save")
     add_execution_arguments(p)

@@ -29,7 +29,7 @@ from aic_worker.admin import output
 from aic_worker.admin.catalog_access import open_catalog
 from aic_worker.catalog.models import ArchiveVersion, Source, SourcePath
 from aic_worker.catalog.overview import CURRENT, source_rows
-from aic_worker.config import WorkerConfig
+from aic_worker.config import WorkerConfig, add_device_option
 from aic_worker.store import archive
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("-o", "--output", type=Path, required=True, metavar="DIR", help="folder to restore into")
     p.add_argument("--format", choices=sorted(FORMATS), default="png", help="image format (default png)")
-    p.add_argument("--device", help="auto, cpu or cuda:N (default: AIC_DEVICE, else auto)")
+    add_device_option(p)
     p.set_defaults(func=restore)
 
 

@@ -33,7 +33,8 @@ from typing import IO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_watch.config import DEFAULT_STABILITY_WINDOW, ConfigError, make_config, make_folder
+from aic_watch.config import ConfigError, make_config, make_folder
+from aic_watch.options import add_archive_options, add_watch_options
 from aic_watch.watcher import Watcher
 from aic_worker.admin import output
 from aic_worker.admin.child_process import die_with_parent, stop_group
@@ -44,7 +45,7 @@ from aic_worker.catalog.engine import create_catalog_engine, data_dir, session_f
 from aic_worker.catalog.migrate import current_revision, upgrade
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, utcnow
 from aic_worker.catalog.overview import CURRENT, source_rows
-from aic_worker.config import WorkerConfig
+from aic_worker.config import WorkerConfig, add_device_option
 from aic_worker.jobs.queue import make_app, publish
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.store.policy import Policy
@@ -66,38 +67,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "start it again to go on where it stopped.",
     )
     p.add_argument("inbox", type=Path, metavar="INBOX", help="the folder to watch (created if missing)")
-    p.add_argument(
-        "--ratio",
-        type=float,
-        default=DEFAULT_RATIO,
-        metavar="R",
-        help=f"target ratio: raw RGB bytes / .aic bytes (default {DEFAULT_RATIO:g})",
+    add_archive_options(
+        p,
+        ratio=DEFAULT_RATIO,
+        archive="archive root (default: AIC_ARCHIVE, else AIC_HOME/archive)",
+        done_option="--done",
+        done="with --policy move: where (default AIC_HOME/done)",
     )
-    p.add_argument(
-        "--archive",
-        type=Path,
-        metavar="DIR",
-        help="archive root (default: AIC_ARCHIVE, else AIC_HOME/archive)",
-    )
-    p.add_argument(
-        "--policy",
-        choices=[x.value for x in Policy],
-        default=Policy.KEEP.value,
-        help="what happens to an original once archived (default keep)",
-    )
-    p.add_argument(
-        "--done", type=Path, metavar="DIR", help="with --policy move: where (default AIC_HOME/done)"
-    )
+    add_watch_options(p)
     p.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker processes (default 1)")
-    p.add_argument("--device", help="auto, cpu or cuda:N (default: AIC_DEVICE, else auto)")
-    p.add_argument("--polling", action="store_true", help="poll INBOX instead of inotify (network shares)")
-    p.add_argument(
-        "--stability-window",
-        type=float,
-        default=DEFAULT_STABILITY_WINDOW,
-        metavar="SECONDS",
-        help=f"seconds a file must hold still before it is taken (default {DEFAULT_STABILITY_WINDOW:g})",
-    )
+    add_device_option(p)
     p.set_defaults(func=run)
 
 
@@ -187,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
     inbox = args.inbox.expanduser().resolve()
     archive_root = (args.archive or WorkerConfig.from_env().archive_root).expanduser().resolve()
     policy = Policy(args.policy)
-    done_dir = (args.done or home / "done") if policy is Policy.MOVE else args.done
+    done_dir = (args.done_dir or home / "done") if policy is Policy.MOVE else args.done_dir
     try:
         folder = make_folder(
             inbox,

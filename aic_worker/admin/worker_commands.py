@@ -20,6 +20,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from aic_watch.options import add_archive_options
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.migrate import prepare_catalog
@@ -39,12 +40,13 @@ THROUGHPUT_WINDOWS = (1, 5, 60)  # minutes
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add = subparsers.add_parser("add", help="put files or folders into the catalog and the work queue")
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="image files or folders (recursive)")
-    add.add_argument("--ratio", type=float, required=True, help="raw RGB bytes / .aic bytes, e.g. 64")
-    add.add_argument("--archive", type=Path, metavar="DIR",
-                     help="archive root (default: AIC_ARCHIVE, else AIC_HOME/archive)")
-    add.add_argument("--policy", choices=[p.value for p in Policy], default=Policy.KEEP.value,
-                     help="what to do with each original once archived (default keep)")
-    add.add_argument("--done", type=Path, help="folder for originals under --policy move")
+    add_archive_options(
+        add,
+        ratio_required=True,
+        archive="archive root (default: AIC_ARCHIVE, else AIC_HOME/archive)",
+        done_option="--done",
+        done="folder for originals under --policy move",
+    )
     add.set_defaults(func=_add)
 
     status = subparsers.add_parser("status", help="queue depth, running and failed jobs, workers, throughput")
@@ -80,11 +82,11 @@ def _add(args: argparse.Namespace) -> int:
         print("aic-admin add: --ratio must be positive", file=sys.stderr)
         return 2
     policy = Policy(args.policy)
-    if policy is Policy.MOVE and args.done is None:
+    if policy is Policy.MOVE and args.done_dir is None:
         print("aic-admin add: --policy move needs --done DIR", file=sys.stderr)
         return 2
     archive_root = (args.archive or WorkerConfig.from_env().archive_root).expanduser().resolve()
-    done_dir = args.done.expanduser().resolve() if args.done else None
+    done_dir = args.done_dir.expanduser().resolve() if args.done_dir else None
     engine = create_catalog_engine()
     failed = queued = known = 0
     try:

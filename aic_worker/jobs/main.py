@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from aic_worker.config import add_device_option
 from aic_worker.jobs.queue import QUEUE
 from aic_worker.observe.log_format import configure_logging, log_format
 from aic_worker.observe.metrics_http import MetricsSettings
@@ -33,7 +34,7 @@ from aic_worker.observe.metrics_http import MetricsSettings
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aic-worker", description="Run an AIC job worker (Celery).")
     parser.add_argument("-c", "--concurrency", type=int, default=1, help="pool processes (default 1)")
-    parser.add_argument("--device", help="auto, cpu or cuda:N (default: AIC_DEVICE, else auto)")
+    add_device_option(parser)
     parser.add_argument("-Q", "--queues", default=QUEUE, help=f"comma-separated queues (default {QUEUE})")
     parser.add_argument("-P", "--pool", default="prefork", choices=["prefork", "solo"],
                         help="prefork (default; time limits enforced) or solo")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
+from aic_worker.admin.private_redis import free_port
 from aic_worker.catalog import lease
 from aic_worker.catalog.codec_models import register_model
 from aic_worker.catalog.engine import session_factory
@@ -28,7 +29,6 @@ from tests.conftest import (
     Services,
     WorkerProcess,
     all_finished,
-    free_port,
     jobs,
     photo,
     session_on,

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.jobs.test_worker_process import add_folder
 
 from aic_worker.catalog.engine import create_catalog_engine
 from aic_worker.catalog.migrate import upgrade
@@ -32,6 +31,7 @@ from tests.jobs.conftest import (
     wait_for,
     write_photos,
 )
+from tests.jobs.test_worker_process import add_folder
 
 
 def _postgres_bin() -> Path | None:

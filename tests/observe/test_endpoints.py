@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
+from aic_worker.admin.private_redis import free_port
 from aic_worker.catalog.models import ArchiveVersion
 from aic_worker.store.archive import file_sha256
-from tests.conftest import RATIO, Services, all_finished, free_port, jobs, session_on, wait_for, write_photos
+from tests.conftest import RATIO, Services, all_finished, jobs, session_on, wait_for, write_photos
 from tests.observe.conftest import Samples, get, healthy, scrape, value
 
 pytestmark = pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)

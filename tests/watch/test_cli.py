@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from aic_worker.admin.private_redis import free_port
 from tests.watch.conftest import Catalog, png, wait_until
-from tests.watch.test_broker import free_port
 
 sqlite_only = pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
 

@@ -1,0 +1,56 @@
+"""A folder's command-line options, declared once for every command that takes them.
+
+How its images are archived (`--ratio`, `--archive`, `--policy`, the done folder) is asked
+by `aic-watch FOLDER`, `aic-admin run INBOX` and `aic-admin add PATH`; how it is watched
+(`--polling`, `--stability-window`) by the first two; `aic-admin recompress` takes
+`--ratio`. A command chooses its defaults (`aic-admin run` has AIC_HOME to put the archive
+and the done folder in) and the name of the done folder's option (`--done-dir`, `--done`);
+names, types and meanings are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from aic_watch.config import DEFAULT_STABILITY_WINDOW
+from aic_worker.store.policy import Policy
+
+
+def add_ratio_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    default: float | None = None,
+    required: bool = False,
+    meaning: str = "target ratio: raw RGB bytes / .aic bytes",
+) -> None:
+    example = ", e.g. 32" if default is None else f" (default {default:g})"
+    parser.add_argument("--ratio", type=float, default=default, required=required, metavar="R",
+                        help=meaning + example)
+
+
+def add_archive_options(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    *,
+    ratio: float | None = None,
+    ratio_required: bool = False,
+    archive: str = "archive root the .aic files go to",
+    done_option: str = "--done-dir",
+    done: str = "where --policy move puts originals",
+) -> None:
+    """How a folder's images are archived: `--ratio` (default `ratio`), `--archive`, `--policy`
+    and the done folder's `done_option`; `archive` and `done` say where those folders are by
+    default. The done folder is `args.done_dir` whatever its option is called."""
+    add_ratio_option(parser, default=ratio, required=ratio_required)
+    parser.add_argument("--archive", type=Path, metavar="DIR", help=archive)
+    parser.add_argument("--policy", choices=[p.value for p in Policy], default=Policy.KEEP.value,
+                        help=f"what happens to an original once archived (default {Policy.KEEP.value})")
+    parser.add_argument(done_option, dest="done_dir", type=Path, metavar="DIR", help=done)
+
+
+def add_watch_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """How a folder is watched: `--polling` and `--stability-window`."""
+    parser.add_argument("--polling", action="store_true", help="poll instead of inotify (network shares)")
+    parser.add_argument("--stability-window", type=float, default=DEFAULT_STABILITY_WINDOW, metavar="SECONDS",
+                        help=f"seconds a file must hold still before it is taken (default "
+                        f"{DEFAULT_STABILITY_WINDOW:g})")
