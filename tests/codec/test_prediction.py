@@ -13,7 +13,7 @@ from aic_worker.codec.quality import psnr
 from aic_worker.model_choice import shipped_weights
 from tests.codec.conftest import photo_like
 
-# Written by the session-2 release (format version 1, model 3e893778…) from
+# Written by release 0.1.0 (format version 1, model 3e893778…, commit 30eab64) from
 # photo_like(72, 40, seed=5) at ratio 6.
 V1_FILE = Path(__file__).parent / "fixtures" / "v1-3e893778-72x40.aic"
 
