@@ -505,9 +505,10 @@ def training(args: argparse.Namespace, data: Path, weights_out: Path, minutes: f
     log(f"  training {minutes:.2f} min, crop {args.crop}, batch {args.batch}, lr {args.lr:g}, "
         f"ms-ssim weight {args.ms_ssim_weight:g}, analysis {'trained' if args.train_analysis else 'frozen'}")
     t0 = time.monotonic()
+    extra = {"ms_ssim_weight": args.ms_ssim_weight} if args.ms_ssim_weight else {}   # a newer objective's
     train(data / "train", minutes, weights_out, init=args.weights, crop=args.crop, batch=args.batch,
           lr=args.lr, checkpoint_minutes=args.checkpoint_minutes, train_analysis=args.train_analysis,
-          ms_ssim_weight=args.ms_ssim_weight, report=on_step, device=device)
+          report=on_step, device=device, **extra)
     total = time.monotonic() - t0
     steps = int(read_metadata(weights_out.read_bytes())["steps"])
     loop_s = time.monotonic() - t_first[0] if t_first else total
