@@ -1,6 +1,6 @@
-"""The ``.aic`` container, versions 1 and 2: a fixed header, named metadata blocks, channel-group sections.
+"""The ``.aic`` container, versions 1 to 3: a fixed header, named metadata blocks, channel-group sections.
 
-The two versions share this layout; they differ only inside group payloads
+The versions share this layout; they differ only inside group payloads
 (``entropy``), so the container carries each file's version through unchanged.
 
 Pure Python (``struct`` and ``zlib`` only) so that the catalog and the watcher
@@ -25,8 +25,8 @@ from dataclasses import dataclass, replace
 from aic_worker.codec.errors import AicFormatError
 
 MAGIC = b"\x89AIC"
-FORMAT_VERSION = 2
-SUPPORTED_VERSIONS = (1, 2)
+FORMAT_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
 
 MAX_PIXELS = 1 << 28  # refuse bigger images before allocating anything
 MAX_DIMENSION = 0xFFFF

@@ -37,6 +37,7 @@ PLAIN = 0x8000                       # header step_code bit: decode with the blo
 QUANTISE_CHANNELS = 64               # channels quantised at once (bounds big images' temporaries)
 TRADE_STRIDE = CODES_PER_OCTAVE // 8  # step codes between the finer steps the trade tries
 FILL = 1 / 1.04                      # a traded file must fill this much of the budget (ratio ≤ 1.04·R)
+TRADE_SPARE = 4                      # groups beyond the estimate that the trade's exact encode codes
 
 
 def split_code(step_code: int) -> tuple[int, bool]:
@@ -162,11 +163,11 @@ def _trade(
     y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int
 ) -> RateResult | None:
     """Finer steps than ``code`` (where every group fits) with trailing groups dropped, while
-    the squared error falls; the encoded best, or None when ``code`` itself is best or the
-    exact encode of the best no longer fits and fills the budget."""
+    the squared error falls; the encoded best, or None when ``code`` itself is best or no
+    exact encode of the steps that improved fits and fills the budget."""
     energy = _group_sums(y, None, 0, group)           # what dropping each group costs
     best_error = _error(y, quantise(y, code, group), code, energy, group)
-    best: tuple[int, int] | None = None
+    improving: list[tuple[int, int]] = []             # (code, groups kept), each better than the last
     finest = finest_code(y)
     while (code := code - TRADE_STRIDE) >= finest:
         q = quantise(y, code, group)
@@ -178,15 +179,17 @@ def _trade(
         del q                                         # one quantised copy at a time
         if error >= best_error:
             break
-        best, best_error = (code, keep), error
-    if best is None:
-        return None
-    code, keep = best
-    q = quantise(y, code, group)[: keep * group]
-    payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
-    if not payloads or sizer(payloads) < FILL * budget:
-        return None                                   # the estimate was a byte too hopeful
-    return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
+        improving.append((code, keep))
+        best_error = error
+    # The estimate can be a few bytes per group off either way: the exact encode gets a few
+    # groups more than estimated, keeps the longest prefix that fits, and must still fill the budget.
+    for code, keep in reversed(improving[-3:]):
+        q = quantise(y, code, group)[: (keep + TRADE_SPARE) * group]
+        payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
+        if payloads and sizer(payloads) >= FILL * budget:
+            return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
+        del q
+    return None
 
 
 def _prefix_that_fits(bits: np.ndarray, budget: int, sizer: Sizer) -> int | None:

@@ -45,14 +45,17 @@ def train(
     checkpoint_minutes: float = 10.0,
     config: ModelConfig | None = None,
     train_analysis: bool = False,
+    ms_ssim_weight: float = 0.0,
     report: Report | None = None,
     device: str | torch.device = "cpu",
 ) -> Path:
     """Train for ``minutes`` of wall time; write weights to ``out`` and a checkpoint beside it.
 
     ``resume`` continues a checkpoint (weights, Adam state, step); ``init`` warm-starts
-    from a weights file (a shipped model, say) with a fresh optimizer; with neither, a
-    new model starts from the KLT of the training patches.
+    from a weights file (a shipped model, say) with a fresh optimizer, into ``config`` when
+    given (layers the weights lack start at their zero init, so the warm start decodes
+    exactly as the weights did); with neither, a new model starts from the KLT of the
+    training patches.
 
     By default the analysis stays the KLT it was initialised to and only the
     synthesis learns (pure distortion at every step size): measured on these
@@ -70,7 +73,7 @@ def train(
     else:
         sampler = CropSampler.from_folder(data, crop)
         if init is not None:
-            model, _ = load_model_bytes(init.read_bytes())
+            model = _warm_start(init, config)
         else:
             model = Autoencoder(config or FRESH)
             model.init_block_transform(*block_pca(sampler), gain=BLOCK_GAIN)
@@ -88,7 +91,7 @@ def train(
             group["lr"] = rate * group["scale"]
         with device if device.type != "cpu" else contextlib.nullcontext():
             x = sampler.batch(batch, device)
-            result = batch_loss(model, x, with_rate=train_analysis)
+            result = batch_loss(model, x, with_rate=train_analysis, ms_ssim_weight=ms_ssim_weight)
         opt.zero_grad(set_to_none=True)
         result.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -110,6 +113,19 @@ def _to_device(model: Autoencoder, opt: torch.optim.Adam, device: torch.device) 
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
                 state[key] = state[key].to(device)
+
+
+def _warm_start(init: Path, config: ModelConfig | None) -> Autoencoder:
+    """The weights of ``init`` in a model of ``config`` (default: their own); only layers
+    that ``init`` lacks may be missing, and those keep their zero-effect init."""
+    source, _ = load_model_bytes(init.read_bytes())
+    if config is None or config == source.cfg:
+        return source
+    model = Autoencoder(config)
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("g_s.post_blocks.") for k in missing):
+        raise ValueError(f"{init}: weights do not fit {config} (missing {missing}, unexpected {unexpected})")
+    return model
 
 
 def _optimizer(model: Autoencoder, lr: float, train_analysis: bool) -> torch.optim.Adam:

@@ -106,8 +106,8 @@ def batch_loss(
     """
     b = x.shape[0]
     cfg = model.cfg
-    step = sample_steps(b).view(b, 1, 1, 1)
-    mask = sample_keep_masks(b, cfg.latent_channels, cfg.group_size)
+    step = sample_steps(b).view(b, 1, 1, 1).to(x.device)
+    mask = sample_keep_masks(b, cfg.latent_channels, cfg.group_size).to(x.device)
     y = model.g_a(x) / step
     noisy = y + torch.rand_like(y) - 0.5
     rounded = y + (torch.round(y) - y).detach() if with_rate else torch.round(y)

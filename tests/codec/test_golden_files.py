@@ -24,6 +24,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN = [
     # release 0.2.0 (commit a6b7589, 2026-11-28), model 3e893778…
     ("v2-3e893778-72x40.aic", 2, "01fd9b9c71d5180b4951db2ca2a6a13ad985b00607b256a083720430d6f6da8a", 27.93),
+    # release 0.3.0 (format version 3: integer context features), model 3e893778…
+    ("v3-3e893778-72x40.aic", 3, "c6189bfe831170f4900df8b7a494af90b4a9af0ddb7b984987922ce5526e571a", 28.04),
 ]
 
 

@@ -61,7 +61,7 @@ def test_entropy_round_trip_in_each_version(version: int) -> None:
 def test_encode_clips_wide_integers_instead_of_wrapping() -> None:
     q = np.zeros((8, 3, 3), dtype=np.int64)
     q[0, 0, 0], q[0, 1, 1] = 2**32 + 7, -(2**32)
-    decoded = entropy.decode(entropy.encode(q, 8), 8, 8, 3, 3, version=2)
+    decoded = entropy.decode(entropy.encode(q, 8), 8, 8, 3, 3, version=3)
     assert decoded[0, 0, 0] == entropy.MAX_SYMBOL and decoded[0, 1, 1] == -entropy.MAX_SYMBOL
 
 

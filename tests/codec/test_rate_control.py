@@ -35,7 +35,7 @@ def test_the_file_fits_and_fills_the_budget(budget: int) -> None:
     assert result.q.shape[0] == len(result.payloads) * GROUP
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_payloads_are_of_the_version_asked_for(version: int) -> None:
     y = _latent(3)
     result = rate_control.fit(y, 3000, GROUP, _sizer, version=version)
