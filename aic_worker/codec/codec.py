@@ -24,6 +24,12 @@ from aic_worker.codec.transforms import Autoencoder
 from aic_worker.codec.weights import load_model_bytes
 
 DEFAULT_MODEL = "default.safetensors"
+MAX_RATIO = 4096          # the highest ratio ``compress`` and ``truncate`` accept
+# A file may claim at most this many raw RGB bytes per byte of its own: a reader refuses
+# more before decoding, so a tiny hostile file cannot buy a huge synthesis (an 81-byte
+# header claiming 8192x8192 took 11 s). The encoder pads the rare file of a nearly flat
+# huge image up to it with a "pad" metadata block, which the ratio counts honestly.
+MAX_FILE_RATIO = 16384
 
 
 def resolve_device(device: str) -> torch.device:
@@ -39,6 +45,8 @@ def default_model_path() -> Path:
 def _check_ratio(ratio: float) -> None:
     if not ratio > 0 or not math.isfinite(ratio):
         raise ValueError(f"ratio must be a positive number, got {ratio!r}")
+    if ratio > MAX_RATIO:
+        raise ValueError(f"ratio {ratio:g} is above the highest AIC writes ({MAX_RATIO})")
 
 
 class Codec:
@@ -139,7 +147,7 @@ class Codec:
         if not self._filter_helps(prepared.rgb, result.q, code):
             code |= rate_control.PLAIN
         header = self._header(w, h, prepared.mode, ratio, code, latent_hw)
-        data = bitstream.pack(bitstream.AicFile(header, prepared.metadata, result.payloads))
+        data = _padded(bitstream.AicFile(header, prepared.metadata, result.payloads))
         assert len(data) <= budget, "rate control exceeded its budget"
         return data
 
@@ -207,6 +215,13 @@ class Codec:
             raise AicFormatError(f"image of {hd.width}x{hd.height} exceeds the decompression-bomb limit")
         if not rate_control.CODE_MIN <= rate_control.split_code(hd.step_code)[0] <= rate_control.CODE_MAX:
             raise AicFormatError(f"quantisation step code {hd.step_code} is out of range")
+        if hd.mode not in image_modes.STORED:
+            raise AicFormatError(f"image mode {hd.mode!r} is not one AIC writes")
+        if hd.width * hd.height * 3 > MAX_FILE_RATIO * len(data):
+            raise AicFormatError(
+                f"file of {len(data)} bytes claims a {hd.width}x{hd.height} image: "
+                f"more than {MAX_FILE_RATIO} raw bytes per byte, which no AIC encoder writes"
+            )
         return f
 
     def decode_rgb(self, f: bitstream.AicFile) -> np.ndarray:
@@ -225,19 +240,38 @@ class Codec:
         f = bitstream.unpack(data)
         hd = f.header
         raw = hd.width * hd.height * 3
+        _check_ratio(ratio)
         if ratio < hd.achieved_ratio * (1 - 1e-6):
             raise ValueError(f"cannot truncate towards a lower ratio ({ratio:g} < {hd.achieved_ratio:.2f})")
         budget = math.floor(raw / ratio)
         for keep in range(len(f.groups), 0, -1):
             out = bitstream.truncate_groups(data, keep, float(ratio))
             if len(out) <= budget:
-                return out
+                return _refuse_too_sparse(out, raw)
         if not f.groups and len(data) <= budget:
-            return bitstream.truncate_groups(data, 0, float(ratio))
+            return _refuse_too_sparse(bitstream.truncate_groups(data, 0, float(ratio)), raw)
         raise ValueError(
             f"ratio {ratio:g} cannot be reached by truncation: even the first channel group "
             f"does not fit {budget} bytes (recompress from the original instead)"
         )
+
+
+def _padded(f: bitstream.AicFile) -> bytes:
+    """``f`` packed, with a "pad" block of zeros if it would claim more than MAX_FILE_RATIO."""
+    data = bitstream.pack(f)
+    need = math.ceil(f.header.width * f.header.height * 3 / MAX_FILE_RATIO)
+    pad = 0
+    while len(data) < need:
+        pad += need - len(data)
+        data = bitstream.pack(bitstream.AicFile(f.header, {**f.metadata, "pad": bytes(pad)}, f.groups))
+    return data
+
+
+def _refuse_too_sparse(data: bytes, raw: int) -> bytes:
+    """A truncated file, unless readers would refuse it as claiming too much for its size."""
+    if raw > MAX_FILE_RATIO * len(data):
+        raise ValueError(f"truncation would leave {len(data)} bytes for {raw} raw bytes: too few to decode")
+    return data
 
 
 def _squared_error(a: np.ndarray, b: np.ndarray, rows: int = 256) -> int:

@@ -29,6 +29,7 @@ GREY = {"L", "1"}
 SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I"}
 CONVERTED = {"CMYK", "YCbCr"}
 SUPPORTED = GREY | SIXTEEN_BIT | CONVERTED | {"RGB", "RGBA", "LA", "P", "PA"}
+STORED = SUPPORTED - {"PA"}     # the modes ``prepare`` records (PA comes back as RGBA)
 
 
 class UnsupportedImageError(ValueError):
@@ -76,6 +77,8 @@ def prepare(img: Image.Image) -> Prepared:
 
 
 def _alpha(meta: dict[str, bytes], size: tuple[int, int]) -> Image.Image:
+    if "alpha" not in meta:
+        raise AicFormatError("image mode has alpha but the file has no alpha block")
     try:
         with Image.open(io.BytesIO(meta["alpha"])) as a:
             a.load()
@@ -88,6 +91,8 @@ def _alpha(meta: dict[str, bytes], size: tuple[int, int]) -> Image.Image:
 
 def restore(rgb: np.ndarray, mode: str, meta: dict[str, bytes]) -> Image.Image:
     """Rebuild the image in its original mode from decoded RGB and the side blocks."""
+    if mode not in STORED:
+        raise AicFormatError(f"image mode {mode!r} is not one AIC writes")
     img = Image.fromarray(rgb, "RGB")
     if mode in ("RGBA", "LA"):
         out = img.convert("L" if mode == "LA" else "RGB")

@@ -75,3 +75,45 @@ def test_random_payload_words_raise_only_format_errors(version: int) -> None:
         payload = rng.bytes(4 * int(rng.integers(1, 40)))
         with contextlib.suppress(AicFormatError):
             entropy.decode([payload], 32, 8, 10, 12, version=version)
+
+
+def _crafted(valid: bytes, **header: object) -> bytes:
+    """``valid`` with header fields replaced and no metadata, repacked with valid checksums."""
+    f = bitstream.unpack(valid)
+    return bitstream.pack(bitstream.AicFile(replace(f.header, **header), {}, f.groups))
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "XYZ", "I;16S", "BGR;24", "PA"])
+def test_a_mode_without_its_blocks_or_unknown_to_aic_is_a_format_error(
+    codec: Codec, valid: bytes, mode: str
+) -> None:
+    with pytest.raises(AicFormatError, match=r"alpha block|not one AIC writes"):
+        codec.decompress(_crafted(valid, mode=mode))
+
+
+def test_a_tiny_file_claiming_a_huge_image_is_refused_before_decoding(codec: Codec, valid: bytes) -> None:
+    f = bitstream.unpack(valid)
+    header = replace(f.header, width=8192, height=8192, latent_width=512, latent_height=512)
+    data = bitstream.pack(bitstream.AicFile(header, {}, []))
+    assert len(data) < 100
+    with pytest.raises(AicFormatError, match="no AIC encoder writes"):
+        codec.check(data)
+
+
+def test_a_file_too_sparse_for_readers_is_padded_by_the_writer(codec: Codec, valid: bytes) -> None:
+    """What a nearly flat huge image can come to: a header and next to no payload."""
+    from aic_worker.codec.codec import MAX_FILE_RATIO, _padded
+
+    f = bitstream.unpack(valid)
+    header = replace(f.header, width=2048, height=1536, latent_width=128, latent_height=96, mode="RGB")
+    data = _padded(bitstream.AicFile(header, {}, []))
+    assert len(data) >= 2048 * 1536 * 3 / MAX_FILE_RATIO
+    assert "pad" in bitstream.unpack(data).metadata
+    assert codec.decompress(data).size == (2048, 1536)
+
+
+def test_ratios_beyond_what_aic_writes_are_refused(codec: Codec, valid: bytes) -> None:
+    with pytest.raises(ValueError, match="above the highest"):
+        codec.compress(photo_like(40, 32), 5000)
+    with pytest.raises(ValueError, match="above the highest"):
+        codec.truncate(valid, 5000)
