@@ -72,7 +72,10 @@ def create_catalog_engine(
 
 
 def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-    """WAL (readers don't block the writer), enforced foreign keys, and waiting on locks.
+    """WAL (readers don't block the writer), enforced foreign keys, waiting on locks, and
+    durable commits: `synchronous = FULL` fsyncs the WAL at every commit. With NORMAL a power
+    cut could take back a committed job after the original's policy (made durable by its own
+    fsyncs) deleted or moved the original (DESIGN.md, invariant 2).
 
     isolation_level=None stops the sqlite3 module from issuing its own BEGIN, so that
     _begin_immediate decides how every transaction starts.
@@ -82,7 +85,7 @@ def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: 
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
     _set_wal(cursor)
     cursor.execute("PRAGMA foreign_keys = ON")
-    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA synchronous = FULL")
     cursor.close()
 
 

@@ -53,6 +53,23 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30_000}
 
 
+def test_every_sqlite_connection_commits_durably(tmp_path: Path) -> None:
+    """synchronous = FULL (2) on each pooled connection, not NORMAL (1): a commit survives a power cut."""
+    engine = create_catalog_engine(f"sqlite:///{tmp_path / 'c.sqlite3'}", pool_size=3, max_overflow=0)
+    try:
+        connections = [engine.raw_connection() for _ in range(3)]  # three at once: three connects
+        try:
+            levels = [c.cursor().execute("PRAGMA synchronous").fetchone()[0] for c in connections]
+        finally:
+            for connection in connections:
+                connection.close()
+        with session_factory(engine).begin() as session:  # and inside a transaction, as the worker commits
+            levels.append(session.connection().exec_driver_sql("PRAGMA synchronous").scalar())
+    finally:
+        engine.dispose()
+    assert levels == [2, 2, 2, 2]
+
+
 def test_plain_postgresql_urls_use_psycopg_3(postgres_url: str) -> None:
     engine = create_catalog_engine("postgresql://postgres@127.0.0.1:5432/test")
     try:
