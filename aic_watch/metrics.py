@@ -9,8 +9,9 @@
 | aic_watch_model             | gauge   | model_id | 1 for the model new jobs get                      |
 | aic_jobs, aic_queue_depth, aic_dependency_up | gauges | | the backlog (aic_worker/jobs/backlog.py)   |
 
-`known`: the content already has its job (a copy, a rename). The gauges are read at each
-scrape: the watcher never forks, so its HTTP thread may talk to the catalog and the broker.
+`known`: the content already has its job (a copy, a rename). The gauges are read when
+scraped, at most once every few seconds (metrics_http.CACHE_SECONDS): the watcher never
+forks, so its HTTP thread may talk to the catalog and the broker.
 /healthz fails when the watcher's loop has stopped, or has not turned for STALE_SECONDS
 (idle, it turns many times a second; hashing a batch of big files can hold it for a while,
 a hung network share for ever).
@@ -55,7 +56,7 @@ def health(status: WatcherStatus) -> Health:
     detail: dict[str, object] = {
         "loop_turned_seconds_ago": round(age, 1),
         "catalog": status.catalog_available,
-        "paused_folders": list(status.paused),
+        "paused_folders": len(status.paused),  # a count: paths are nobody's business at an open port
         "unpublished_jobs": status.unpublished,
     }
     if not status.running:

@@ -16,7 +16,7 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 | AIC_BATCH            | 4                          | compress jobs of one model encoded together         |
 | AIC_LOG_FORMAT       | text                       | json: one JSON object per line (observe/log_format) |
 | AIC_METRICS_PORT     | (off)                      | /metrics and /healthz (observe/metrics_http)        |
-| AIC_METRICS_ADDRESS  | 0.0.0.0                    | the address they listen on                          |
+| AIC_METRICS_ADDRESS  | 127.0.0.1                  | the address they listen on (0.0.0.0: every one)     |
 | AIC_METRICS_SECONDS  | 15                         | how often the backlog gauges are measured           |
 
 Without AIC_BROKER_URL the broker is the one `aic-admin run` started in AIC_HOME, while it

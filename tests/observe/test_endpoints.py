@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from sqlalchemy import Engine, select
 
@@ -34,6 +35,17 @@ def json_lines(text: str) -> list[dict[str, Any]]:
     """Every line of `text` as a JSON object; fails on a line that is not one."""
     lines = [line for line in text.splitlines() if line.strip() and line != CELERY_SHUTDOWN_NOTICE]
     return [json.loads(line) for line in lines]
+
+
+def listening_addresses(pid: int, port: int) -> set[str]:
+    """The addresses that process `pid`, or one of its children, listens on at `port`."""
+    parent = psutil.Process(pid)
+    return {
+        c.laddr.ip
+        for process in (parent, *parent.children(recursive=True))
+        for c in process.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+    }
 
 
 def start_watcher(services: Services, inbox: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -99,7 +111,11 @@ def test_watcher_and_worker_serve_counts_health_and_json_logs_of_real_jobs(
         assert value(watcher_samples, "aic_jobs", state="done") == 2
         assert value(watcher_samples, "aic_queue_depth") == 0
         assert value(watcher_samples, "aic_dependency_up", dependency="broker") == 1
-        assert healthy(watcher_port)["paused_folders"] == []
+        assert healthy(watcher_port)["paused_folders"] == 0  # a count: /healthz names no paths
+        assert str(inbox) not in get(watcher_port, "/healthz")[1].decode()
+        # Without AIC_METRICS_ADDRESS both listen on this host only.
+        assert listening_addresses(watcher.pid, watcher_port) == {"127.0.0.1"}
+        assert listening_addresses(worker.process.pid, worker_port) == {"127.0.0.1"}
         assert get(watcher_port, "/nothing")[0] == 404
     finally:
         watcher.send_signal(signal.SIGTERM)
