@@ -18,9 +18,12 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 | AIC_METRICS_PORT     | (off)                      | /metrics and /healthz (observe/metrics_http)        |
 | AIC_METRICS_ADDRESS  | 127.0.0.1                  | the address they listen on (0.0.0.0: every one)     |
 | AIC_METRICS_SECONDS  | 15                         | how often the backlog gauges are measured           |
+| AIC_GROUP_READABLE   | 0                          | 1: files 0640, folders 0750 (else 0600, 0700)       |
 
 Without AIC_BROKER_URL the broker is the one `aic-admin run` started in AIC_HOME, while it
 runs (it writes its URL to AIC_HOME/broker/url), else redis://127.0.0.1:6379/0.
+AIC_GROUP_READABLE is read where files are made (private_files.py; the catalog's engine
+needs it too, and this module imports the engine).
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from aic_worker.catalog.overview import CURRENT, source_rows
 from aic_worker.config import WorkerConfig, add_device_option
 from aic_worker.jobs.queue import make_app, publish
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
+from aic_worker.private_files import make_folders
 from aic_worker.store.policy import Policy
 
 COMMAND = "run"
@@ -112,7 +113,7 @@ def _stop_signals() -> Iterator[threading.Event]:
 
 def _log_to(path: Path) -> logging.Handler:
     """The watcher's log into a file, and its warnings onto stderr too."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
@@ -162,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         return output.usage_error(COMMAND, "--concurrency must be at least 1")
     home = data_dir().expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    make_folders(home)  # private: it holds the catalog, and the archive by default
     inbox = args.inbox.expanduser().resolve()
     archive_root = (args.archive or WorkerConfig.from_env().archive_root).expanduser().resolve()
     policy = Policy(args.policy)

@@ -3,7 +3,8 @@
 `AIC_DATABASE_URL` names the database (PostgreSQL through psycopg 3 in production); without
 it the catalog is an SQLite file in the data directory (`AIC_HOME`, default the platform's
 user data directory). Every process — daemons, admin commands, Alembic's env.py — resolves
-the URL here, so they can't disagree about where the catalog is.
+the URL here, so they can't disagree about where the catalog is. A new SQLite catalog and
+the folders made for it are private to their owner (private_files.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import platformdirs
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+
+from aic_worker.private_files import create_private_file, fsync_directory, make_folders
 
 APP_NAME = "aic"
 SQLITE_FILENAME = "catalog.sqlite3"
@@ -64,11 +67,25 @@ def create_catalog_engine(
             kwargs["connect_args"] = {"connect_timeout": connect_timeout}
         return create_engine(url, pool_pre_ping=True, **kwargs)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _create_private_sqlite_file(Path(parsed.database).expanduser())
     engine = create_engine(url, **kwargs)
     event.listen(engine, "connect", _configure_sqlite_connection)
     event.listen(engine, "begin", _begin_immediate)
     return engine
+
+
+def _create_private_sqlite_file(path: Path) -> None:
+    """A new catalog file (and its folders, AIC_HOME among them) readable by its owner only.
+
+    SQLite gives its -wal and -shm files the database file's permissions; left to itself it
+    would create all three world-readable under the usual umask (private_files.py).
+    """
+    make_folders(path.parent)
+    try:
+        os.close(create_private_file(path))
+    except FileExistsError:
+        return
+    fsync_directory(path.parent)
 
 
 def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: object) -> None:

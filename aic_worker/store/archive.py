@@ -7,10 +7,10 @@ is taken (another source, or an earlier version of the same one) the next free o
 
 Writing (DESIGN.md, invariant 2):
 ```
- stage(): temp name `.a.png.aic.job<id>.<random>.tmp` beside the target ─► write ─► fsync
-          ─► fsync the folder ─► read back, compare sha256
+ stage(): private folders, each fsynced in its parent ─► temp name `.a.png.aic.job<id>.<8 hex>.tmp`
+          beside the target, mode 0600 ─► write ─► fsync ─► fsync the folder ─► read back
  (the caller decodes the staged file and measures it)
- place(): hard-link to the final name (never overwrites) ─► unlink temp ─► fsync the folder
+ place(): to the final name without ever overwriting (move_no_clobber) ─► fsync the folder
 ```
 A crash leaves at most a temp file, which the next attempt at the same job removes
 (remove_stale_temps), or a placed file that was never committed, which that attempt
@@ -19,12 +19,16 @@ recognises by its content and adopts. Torch-free.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import os
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+
+from aic_worker.private_files import create_private_file, fsync_directory, make_folders
 
 SUFFIX = ".aic"
 MAX_CANDIDATES = 10_000
@@ -64,34 +68,47 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(file, "sha256").hexdigest()
 
 
-def fsync_directory(directory: Path) -> None:
-    """Make a folder's entries (a new, renamed or removed name) durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+# `.<final name>.job<id>.<8 hex>.tmp`: read from the right, the job is exact whatever the name holds.
+_TEMP_NAME = re.compile(r"^\..+\.job(\d+)\.[0-9a-f]{8}\.tmp$", re.DOTALL)
 
 
-def _temp_prefix(final: Path, job_id: int) -> str:
-    return f".{final.name}.job{job_id}."
+def temp_name(final: Path, job_id: int) -> str:
+    """A fresh temp name for job `job_id`'s file `final`, in `final`'s folder."""
+    return f".{final.name}.job{job_id}.{uuid.uuid4().hex[:8]}.tmp"
+
+
+def temp_job(name: str) -> int | None:
+    """The job whose temp file `name` is (temp_name()'s form), else None."""
+    match = _TEMP_NAME.match(name)
+    return int(match[1]) if match else None
 
 
 def remove_stale_temps(directory: Path, job_id: int) -> list[Path]:
-    """Delete temp files an earlier, interrupted attempt at job `job_id` left in `directory`."""
+    """Delete temp files an earlier, interrupted attempt at job `job_id` left in `directory`.
+
+    Only that job's: `.x.job3.png.aic.job33.<hex>.tmp` is job 33's, never job 3's.
+    """
     if not directory.is_dir():
         return []
-    stale = [p for p in directory.glob(f".*.job{job_id}.*.tmp") if p.is_file()]
+    stale = [
+        p
+        for p in sorted(directory.iterdir())
+        if temp_job(p.name) == job_id and p.is_file() and not p.is_symlink()
+    ]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
 
 
 def stage(final: Path, data: bytes, job_id: int) -> Path:
-    """Write `data` durably under a temp name beside `final` and check it reads back; returns it."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    temp = final.with_name(f"{_temp_prefix(final, job_id)}{uuid.uuid4().hex[:8]}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    """Write `data` durably under a temp name beside `final` and check it reads back; returns it.
+
+    Folders made for it are private and fsynced in their parents; the file is private
+    (private_files.py), whatever the umask.
+    """
+    make_folders(final.parent)
+    temp = final.with_name(temp_name(final, job_id))
+    fd = create_private_file(temp)
     try:
         with os.fdopen(fd, "wb") as file:
             file.write(data)
@@ -106,19 +123,59 @@ def stage(final: Path, data: bytes, job_id: int) -> Path:
     return temp
 
 
-def _link_no_clobber(temp: Path, final: Path) -> None:
-    """Give `temp` the name `final` unless that name exists (FileExistsError)."""
+_NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK)
+_NO_RENAMEAT2 = (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP)
+_AT_FDCWD = -100
+_RENAME_NOREPLACE = 1
+
+
+def _renameat2_noreplace(source: Path, target: Path) -> None:
+    """Linux renameat2(RENAME_NOREPLACE): an atomic rename that fails (EEXIST) on a taken name."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", str(source))
+    result = function(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), _RENAME_NOREPLACE)
+    if result != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(source), None, str(target))
+
+
+def _rename_reserved(source: Path, target: Path) -> None:
+    """Claim `target` with an exclusive create, then rename over that claim (only ours to replace).
+
+    A crash in between leaves an empty file at `target`, which nobody adopts (its sha256
+    differs) and nothing overwrites.
+    """
+    os.close(create_private_file(target))  # FileExistsError: the name is taken
     try:
-        os.link(temp, final)
+        os.rename(source, target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def move_no_clobber(source: Path, target: Path) -> None:
+    """Give `source` the name `target` on the same filesystem; FileExistsError if `target` exists.
+
+    Never overwrites, even against another process choosing the same name at the same time:
+    a hard link (then unlink `source`); where the filesystem has none, renameat2 with
+    RENAME_NOREPLACE; where that is missing too, a rename over a name claimed by an exclusive
+    create. Across filesystems it raises OSError(EXDEV). The caller fsyncs the folders.
+    """
+    try:
+        os.link(source, target, follow_symlinks=False)
     except OSError as error:
-        if error.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+        if error.errno not in _NO_HARD_LINKS:
             raise
-        # A filesystem without hard links: check, then rename (a narrow race between workers).
-        if os.path.lexists(final):
-            raise FileExistsError(errno.EEXIST, "archive name taken", str(final)) from error
-        os.rename(temp, final)
+    else:
+        os.unlink(source)
         return
-    temp.unlink()
+    try:
+        _renameat2_noreplace(source, target)
+    except OSError as error:
+        if error.errno not in _NO_RENAMEAT2:
+            raise
+        _rename_reserved(source, target)
 
 
 def place(
@@ -136,7 +193,7 @@ def place(
         if taken(final):
             continue
         try:
-            _link_no_clobber(temp, final)
+            move_no_clobber(temp, final)
         except FileExistsError:
             if final.is_file() and not final.is_symlink() and file_sha256(final) == sha256:
                 temp.unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -38,6 +39,30 @@ def test_a_fresh_default_catalog_is_created_on_start(tmp_path: Path, monkeypatch
     finally:
         engine.dispose()
     assert (tmp_path / "home" / "catalog.sqlite3").is_file()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o000])
+def test_a_new_sqlite_catalog_and_aic_home_are_private_whatever_the_umask(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, umask: int
+) -> None:
+    monkeypatch.delenv("AIC_DATABASE_URL", raising=False)
+    monkeypatch.delenv("AIC_GROUP_READABLE", raising=False)
+    home = tmp_path / "shared" / "home"
+    monkeypatch.setenv("AIC_HOME", str(home))
+    previous = os.umask(umask)
+    try:
+        engine = create_catalog_engine()
+        try:
+            prepare_catalog(engine)
+            with engine.connect() as connection:  # open: its -wal and -shm files are there
+                modes = {f.name: f.stat().st_mode & 0o777 for f in home.glob("catalog.sqlite3*")}
+                connection.rollback()
+        finally:
+            engine.dispose()
+    finally:
+        os.umask(previous)
+    assert modes == dict.fromkeys(["catalog.sqlite3", "catalog.sqlite3-wal", "catalog.sqlite3-shm"], 0o600)
+    assert home.stat().st_mode & 0o777 == (tmp_path / "shared").stat().st_mode & 0o777 == 0o700
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:

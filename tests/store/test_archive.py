@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
 from aic_worker.store import archive
 from aic_worker.store.policy import Policy, apply_policy
+from tests.store.conftest import Events, lands_first, mode
 
 
 def test_layout_mirrors_the_watched_folder_and_never_escapes_the_root(tmp_path: Path) -> None:
@@ -77,3 +80,84 @@ def test_policies_keep_move_delete(tmp_path: Path) -> None:
     assert apply_policy(Policy.DELETE, original, folder, None) is None and not original.exists()
     with pytest.raises(ValueError, match="done folder"):
         apply_policy(Policy.MOVE, original, folder, None)
+
+
+def test_a_job_removes_only_its_own_temps_whatever_the_names_hold(tmp_path: Path) -> None:
+    """`.job3.` inside a file's name must not make job 3 delete job 33's temp (nor job 3's be missed)."""
+    final = tmp_path / "x.job3.png.aic"
+    theirs = archive.stage(final, b"job 33's", job_id=33)
+    mine = archive.stage(tmp_path / "y.png.aic", b"job 3's", job_id=3)
+    looks_like = archive.stage(tmp_path / "z.job3.12345678.tmp.aic", b"job 4's", job_id=4)
+    assert archive.remove_stale_temps(tmp_path, 3) == [mine]
+    assert theirs.read_bytes() == b"job 33's" and looks_like.exists() and not mine.exists()
+    assert archive.temp_job(theirs.name) == 33 and archive.temp_job(looks_like.name) == 4
+
+
+@pytest.mark.parametrize("group", [False, True], ids=["private", "group-readable"])
+def test_archives_and_their_folders_are_private_whatever_the_umask(
+    tmp_path: Path, permissive_umask: int, group: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if group:
+        monkeypatch.setenv("AIC_GROUP_READABLE", "1")
+    else:
+        monkeypatch.delenv("AIC_GROUP_READABLE", raising=False)
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    existing.chmod(0o755)
+    root = existing / "archive"
+    final = root / "2024" / "05" / "a.png.aic"
+    staged = archive.stage(final, b"bytes", job_id=1)
+    assert mode(staged) == (0o640 if group else 0o600)
+    placed, _ = archive.place(staged, [final], hashlib.sha256(b"bytes").hexdigest())
+    assert mode(placed) == (0o640 if group else 0o600)
+    for folder in (root, root / "2024", root / "2024" / "05"):
+        assert mode(folder) == (0o750 if group else 0o700), folder
+    assert mode(existing) == 0o755  # a folder that was there is left as it was
+
+
+def test_folders_stage_creates_are_fsynced_in_their_parents(tmp_path: Path, events: Events) -> None:
+    (tmp_path / "archive").mkdir()
+    archive.stage(tmp_path / "archive" / "2024" / "05" / "a.png.aic", b"bytes", job_id=1)
+    synced = events.fsynced_dirs()
+    for parent in (tmp_path / "archive", tmp_path / "archive" / "2024", tmp_path / "archive" / "2024" / "05"):
+        assert parent in synced, (parent, synced)
+
+
+def _no_hard_links(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filesystem that refuses hard links (some FUSE and network filesystems): link() gives EPERM."""
+
+    def link(*_: object, **__: object) -> None:
+        raise PermissionError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", link)
+
+
+def test_without_hard_links_place_never_overwrites_a_name_taken_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    final = tmp_path / "a.png.aic"
+    staged = archive.stage(final, b"ours", job_id=1)
+    _no_hard_links(monkeypatch)
+    lands_first(monkeypatch, final, b"theirs", (os, "rename"), (archive, "_renameat2_noreplace"))
+    placed, created = archive.place(staged, archive.candidates(final), hashlib.sha256(b"ours").hexdigest())
+    assert final.read_bytes() == b"theirs"  # the other worker's file is intact
+    assert (placed.name, created, placed.read_bytes()) == ("a.png.2.aic", True, b"ours")
+    assert not staged.exists()
+
+
+def test_without_hard_links_or_renameat2_a_reserved_name_is_never_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    final = tmp_path / "a.png.aic"
+    final.write_bytes(b"theirs")
+    staged = archive.stage(final, b"ours", job_id=1)
+    _no_hard_links(monkeypatch)
+
+    def no_renameat2(source: Path, _target: Path) -> None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available", str(source))
+
+    monkeypatch.setattr(archive, "_renameat2_noreplace", no_renameat2, raising=False)
+    placed, created = archive.place(staged, archive.candidates(final), hashlib.sha256(b"ours").hexdigest())
+    assert final.read_bytes() == b"theirs"
+    assert (placed.name, created, placed.read_bytes(), mode(placed)) == ("a.png.2.aic", True, b"ours", 0o600)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png.2.aic", "a.png.aic"]
