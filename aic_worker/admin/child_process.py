@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -21,12 +22,24 @@ def die_with_parent() -> None:
 
 
 def stop_group(process: subprocess.Popen[bytes], timeout: float) -> int:
-    """SIGTERM to the process group `process` leads (start_new_session), then SIGKILL after `timeout`."""
+    """Stop `process` and the process group it leads (start_new_session); returns its exit status.
+
+    SIGTERM goes to `process` alone, as systemd's KillMode=mixed does: a Celery worker's main
+    process then shuts down warm, letting its pool processes finish their jobs, which a
+    SIGTERM of their own would cut off (WorkerLostError). After `timeout`, or once it has
+    exited, SIGKILL to whatever is left of its group.
+    """
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        process.send_signal(signal.SIGTERM)
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _kill_group(process.pid)
             process.wait()
+    _kill_group(process.pid)  # nothing of it may outlive it
     return process.returncode
+
+
+def _kill_group(group: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # the group is empty already
+        os.killpg(group, signal.SIGKILL)

@@ -10,6 +10,14 @@ CUDA context, so on one GPU use a small --concurrency (1–2). Prefork is also t
 that enforces the hard time limit. `--pool solo` (one process, no fork) works too, but
 without time limits.
 
+Stopping: SIGTERM (or Ctrl-C) makes a warm shutdown: no new job is taken and the running one
+finishes and commits (docs/cli.md). Only the main process may get the signal, so each pool
+process moves into a process group of its own when it starts: a SIGTERM to the worker's
+whole group (systemd's default KillMode, `kill -TERM -PGID`, a terminal) reaches the main
+process alone and the job in hand is not cut off (WorkerLostError). Pool processes still
+die with the main process (Celery sets their parent-death signal), and a cold shutdown or
+a hard time limit still terminates them by pid.
+
 Observing: with AIC_METRICS_PORT set the worker serves /metrics and /healthz
 (observe/monitoring.py), and AIC_LOG_FORMAT=json makes every log line a JSON object (without
 Celery's banner). Pool processes count into PROMETHEUS_MULTIPROC_DIR, which is set up here,
@@ -24,6 +32,8 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from celery.signals import worker_process_init
 
 from aic_worker.config import add_device_option
 from aic_worker.jobs.queue import QUEUE
@@ -63,6 +73,11 @@ def _metrics_dir(settings: MetricsSettings) -> str | None:
     return made
 
 
+def _own_process_group(**_: object) -> None:
+    """Celery's worker_process_init, in each new pool process: out of the main process's group."""
+    os.setpgid(0, 0)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.concurrency < 1:
@@ -90,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         worker_argv.insert(0, "--quiet")  # no banner: every line the worker writes is JSON,
         configure_logging(args.loglevel)  # warnings before Celery sets its logging up too
     parent = os.getpid()
+    worker_process_init.connect(_own_process_group, weak=False)
     try:
         app.worker_main(worker_argv)
     finally:
