@@ -8,6 +8,13 @@
 Either way each job is claimed under a lease before it runs, exactly as a worker claims it,
 so a job runs once in effect wherever it runs (DESIGN.md, invariant 3). A job that fails
 counts as failed here; the workers' reaper retries it later after its backoff.
+
+Run here while a daemon's workers are up, a job committed pending could be taken by their
+reaper before this process claims it. So a command that creates jobs for local work holds
+them from the start: it claims each in the transaction that creates it (`Holder.hold`), and
+renews the leases of those still waiting between jobs. A job that is held elsewhere all the
+same (an existing job a worker had, or a lease that ran out during a long job) is waited
+for and counted with the state it ends in.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -58,6 +67,26 @@ def runs_locally(args: argparse.Namespace) -> bool:
     return False
 
 
+@dataclass(frozen=True)
+class Holder:
+    """The lease owner under which this process runs jobs itself (--local, or no worker)."""
+
+    owner: str
+    config: WorkerConfig
+
+    @classmethod
+    def new(cls) -> Holder:
+        return cls(lease.new_owner(), WorkerConfig.from_env())
+
+    @property
+    def length(self) -> timedelta:
+        return timedelta(seconds=self.config.lease_seconds)
+
+    def hold(self, session: Session, job_id: int) -> bool:
+        """Claim job `job_id`, created in this transaction, so that no worker takes it before we run it."""
+        return lease.claim(session, self.owner, job_id=job_id, lease=self.length) is not None
+
+
 def run_as_asked(
     args: argparse.Namespace,
     sessions: sessionmaker[Session],
@@ -80,15 +109,19 @@ def run_batch(
     local: bool,
     device: str | None = None,
     description: str = "jobs",
+    holder: Holder | None = None,
 ) -> dict[int, JobState]:
-    """Run committed jobs `job_ids` and return each one's state at the end."""
+    """Run committed jobs `job_ids` and return each one's state at the end.
+
+    `holder`: run here under that lease, which may already hold some of the jobs.
+    """
     if not job_ids:
         return {}
     with output.progress() as bar:
         task = bar.add_task(description, total=len(job_ids))
         if local:
             with _warnings_to(bar.console):
-                _run_here(sessions, job_ids, device, lambda: bar.advance(task))
+                _run_here(sessions, job_ids, device, holder or Holder.new(), lambda: bar.advance(task))
         else:
             for job_id in job_ids:
                 publish(job_id, kind)
@@ -99,18 +132,49 @@ def run_batch(
     return _states(sessions, job_ids)
 
 
-def _run_here(sessions: sessionmaker[Session], job_ids: Sequence[int], device: str | None, advance) -> None:
+def _run_here(
+    sessions: sessionmaker[Session], job_ids: Sequence[int], device: str | None, holder: Holder, advance
+) -> None:
     from aic_worker.codec_cache import CodecCache  # loads torch: only when running jobs here
     from aic_worker.jobs.runner import claim, execute
 
-    config = WorkerConfig.from_env()
-    codecs = CodecCache(device or config.device)
-    for job_id in job_ids:
-        owner = lease.new_owner()
-        job = claim(sessions, job_id, owner, config)
-        if job is not None:  # None: a worker has it, or it finished meanwhile
-            execute(sessions, codecs, job, owner, config)
+    codecs = CodecCache(device or holder.config.device)
+    for n, job_id in enumerate(job_ids):
+        while True:
+            job = _held(sessions, job_id, holder) or claim(sessions, job_id, holder.owner, holder.config)
+            if job is not None:
+                execute(sessions, codecs, job, holder.owner, holder.config)
+                break
+            if _finished_or_take_back(sessions, job_id):  # done elsewhere, or waiting for it
+                break
+            time.sleep(POLL_SECONDS)
+        _renew(sessions, job_ids[n + 1 :], holder)
         advance()
+
+
+def _held(sessions: sessionmaker[Session], job_id: int, holder: Holder) -> Job | None:
+    """Job `job_id` if `holder` holds it (claimed when it was created), else None."""
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        if job is not None and job.state is JobState.RUNNING and job.lease_owner == holder.owner:
+            return job
+        return None
+
+
+def _finished_or_take_back(sessions: sessionmaker[Session], job_id: int) -> bool:
+    """Whether job `job_id` (held elsewhere) has finished; expired leases are taken back meanwhile,
+    as a worker's reaper would, so a holder that died does not keep us waiting."""
+    with sessions() as session, session.begin():
+        lease.reap(session)
+        return session.get(Job, job_id).state in FINISHED
+
+
+def _renew(sessions: sessionmaker[Session], job_ids: Sequence[int], holder: Holder) -> None:
+    """Keep the leases of the held jobs still waiting their turn (a lost one is claimed or waited for)."""
+    if job_ids:
+        with sessions() as session, session.begin():
+            for job_id in job_ids:
+                lease.renew(session, job_id, holder.owner, lease=holder.length)
 
 
 def _states(sessions: sessionmaker[Session], job_ids: Sequence[int]) -> dict[int, JobState]:

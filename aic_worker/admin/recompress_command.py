@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aic_watch.options import add_ratio_option
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import open_catalog
-from aic_worker.admin.job_batch import add_execution_arguments, run_as_asked
+from aic_worker.admin.job_batch import Holder, add_execution_arguments, run_batch, runs_locally
 from aic_worker.admin.selection import Selection, add_selection_arguments
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveVersion, JobKind, JobState, Source, SourcePath
@@ -163,15 +163,25 @@ def _carry_out(
     sessions: sessionmaker[Session], items: list[Item], args: argparse.Namespace
 ) -> dict[str, Any]:
     work = [i for i in items if i.action in WORK]
+    local = bool(work) and runs_locally(args)
+    holder = Holder.new() if local else None  # jobs run here are ours from the start (job_batch.py)
+    jobs: dict[int, int] = {}
     with sessions() as session, session.begin():
-        jobs = {
-            item.id: enqueue_job(
+        for item in work:
+            job, _ = enqueue_job(
                 session, JobKind.RECOMPRESS, item.id, target_ratio=args.ratio, model_id=item.model_id
-            )[0].id
-            for item in work
-        }
-    states = run_as_asked(
-        args, sessions, list(jobs.values()), JobKind.RECOMPRESS, f"recompressing to {args.ratio:g}"
+            )
+            if holder is not None:
+                holder.hold(session, job.id)
+            jobs[item.id] = job.id
+    states = run_batch(
+        sessions,
+        list(jobs.values()),
+        JobKind.RECOMPRESS,
+        local=local,
+        device=args.device,
+        description=f"recompressing to {args.ratio:g}",
+        holder=holder,
     )
     done = [source_id for source_id, job_id in jobs.items() if states[job_id] is JobState.DONE]
     before = {i.id: i.bytes_before for i in work}

@@ -6,9 +6,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, func, select
+import pytest
+from sqlalchemy import Engine, event, func, select
+from sqlalchemy.orm import Session
 
-from aic_worker.catalog.models import ArchiveVersion, Job, JobKind
+from aic_worker.catalog import lease
+from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState
 from aic_worker.codec import bitstream
 from tests.admin.conftest import ArchiveEnv
 from tests.conftest import RATIO, session_on, write_photos
@@ -108,3 +111,37 @@ def test_recompress_needs_a_selection_and_a_sane_ratio(archive_env: ArchiveEnv) 
         archive_env.admin("recompress", "--ratio", "64", "--all", "--local")[0] == 0
     )  # nothing archived yet
     assert RATIO < 64
+
+
+def test_local_jobs_are_held_from_the_start_so_a_running_daemon_cannot_take_them(
+    archive_env: ArchiveEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`recompress --local` while the daemon runs: the moment its jobs are committed, the
+    daemon's worker claims every recompress job it can (as its reaper and a free worker would)."""
+    env = archive_env
+    ids = env.archived(write_photos(env.inbox, 2, size=96))
+    daemon = lease.new_owner()
+    taken: list[int] = []
+
+    def daemon_claims(session: Session) -> None:
+        if taken or session.bind is env.engine:  # once; and not at the daemon's own commit
+            return
+        with session_on(env.engine) as other, other.begin():
+            if not other.scalar(select(func.count()).where(Job.kind == JobKind.RECOMPRESS)):
+                return  # the command's jobs are not committed yet
+            while job := lease.claim(other, daemon, kinds=[JobKind.RECOMPRESS]):
+                taken.append(job.id)
+        taken.append(0)  # looked, right after the jobs were committed
+
+    event.listen(Session, "after_commit", daemon_claims)
+    try:
+        code, out = env.admin("recompress", "--ratio", "64", "--all", "--local", "--json")
+    finally:
+        event.remove(Session, "after_commit", daemon_claims)
+    report = json.loads(out)
+    assert taken == [0], "the daemon took jobs the local run had created"
+    assert (code, report["done"], report["failed"]) == (0, 2, 0), report["failures"]
+    with session_on(env.engine) as session:
+        jobs = session.scalars(select(Job).where(Job.kind == JobKind.RECOMPRESS)).all()
+    assert [(j.state, j.attempts) for j in jobs] == [(JobState.DONE, 1)] * 2
+    assert {s: len(v) for s, v in versions(env.engine).items()} == dict.fromkeys(ids, 2)
