@@ -10,7 +10,16 @@ import time
 import pytest
 
 from aic_worker.catalog.models import JobKind, JobState, SourceState
-from tests.watch.conftest import OBSERVERS, Catalog, Harness, png, sha256, wait_until
+from tests.watch.conftest import (
+    OBSERVERS,
+    POLL_INTERVAL,
+    WINDOW,
+    Catalog,
+    Harness,
+    png,
+    sha256,
+    wait_until,
+)
 
 pytestmark = pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
 
@@ -256,7 +265,15 @@ def test_a_folder_of_files_moved_in_is_queued_whole(harness: Harness, view: Cata
     for i in range(20):
         (album / ("day 2" if i % 2 else "") / f"{i}.png").write_bytes(png(i))
     album.rename(harness.inbox / "album")
-    wait_until(lambda: view.job_count() == 20, timeout=20)
+    wait_until(lambda: view.job_count() >= 20, timeout=20)
+    # Nothing more comes later: no second job or message for a file, none for the folders.
+    time.sleep(max(5 * WINDOW, 3 * POLL_INTERVAL))
+    moved = harness.inbox / "album"
+    expected = {str(moved / ("day 2" if i % 2 else "") / f"{i}.png") for i in range(20)}
+    assert view.job_count() == 20
+    assert sorted(harness.published) == sorted({j.id for j in view.jobs()})  # each job sent once
+    assert {j.parameters["path"] for j in view.jobs()} == expected
+    assert set(view.paths()) == expected
 
 
 def test_more_arrivals_than_the_watcher_holds_are_all_queued(
