@@ -9,8 +9,10 @@ fuzzer that only ever meets "CRC mismatch" tests nothing). Each is given to
 images at several ratios.
 
 Findings: any exception other than AicFormatError, and any input that takes over 1 s in
-one call; each is saved to WORKDIR/findings with what happened. The last line gives
-executions, executions per second and findings. Exit status 1 when there are findings.
+one call (timed again three times when it does: on a busy machine a fast call can take a
+second once; the best of four counts); each is saved to WORKDIR/findings with what
+happened. The last line gives executions, executions per second and findings. Exit
+status 1 when there are findings.
 
     python bench/fuzz.py [--seconds 1200] [--runs N] [--workdir /tmp/aic-fuzz]
 """
@@ -105,7 +107,8 @@ class Harness:
         self.inputs = 0  # from libFuzzer
         self.executions = 0  # tries: each input as given and resealed
         self.findings: dict[str, dict[str, object]] = {}
-        self.slowest = 0.0
+        self.slowest = 0.0  # seconds of the slowest call (best of four when the first took over 1 s)
+        self.spikes = 0  # calls over 1 s once, but not when timed again: the machine was busy
         self.started = time.monotonic()
         self.stats = workdir / "stats.json"
         self._last_stats = 0.0
@@ -130,9 +133,20 @@ class Harness:
             key = f"{label}: {type(error).__name__} at {Path(frame.filename).name}:{frame.lineno}"
             self._finding(key, data, traceback.format_exc())
         seconds = time.monotonic() - began
+        if seconds > SLOW_SECONDS:  # the input, or a busy machine? The best of three more says.
+            seconds = min(seconds, *(self._time(call, data) for _ in range(3)))
+            if seconds <= SLOW_SECONDS:
+                self.spikes += 1
         self.slowest = max(self.slowest, seconds)
         if seconds > SLOW_SECONDS:
             self._finding(f"{label}: over {SLOW_SECONDS:g} s", data, f"{seconds:.2f} s for {len(data)} bytes")
+
+    @staticmethod
+    def _time(call, data: bytes) -> float:
+        began = time.monotonic()
+        with contextlib.suppress(Exception):
+            call(data)
+        return time.monotonic() - began
 
     def __call__(self, data: bytes) -> None:
         self.inputs += 1
@@ -154,7 +168,7 @@ class Harness:
         self.stats.write_text(json.dumps({
             "inputs": self.inputs, "executions": self.executions, "seconds": round(seconds, 1),
             "per_second": round(self.executions / max(seconds, 1e-9)),
-            "slowest_call_s": round(self.slowest, 3),
+            "slowest_call_s": round(self.slowest, 3), "load_spikes": self.spikes,
             "findings": self.findings,
         }, indent=1))
 
@@ -164,7 +178,8 @@ class Harness:
             print(f"  {key}: {finding['count']} input(s), first saved as {finding['input']}")
         print(f"fuzz: executions {self.executions} ({self.inputs} inputs, each as given and resealed), "
               f"{seconds:.0f} s, {self.executions / seconds:.0f} per second, "
-              f"slowest call {self.slowest:.3f} s, findings {len(self.findings)} "
+              f"slowest call {self.slowest:.3f} s ({self.spikes} slower once, not again), "
+              f"findings {len(self.findings)} "
               f"(exceptions other than AicFormatError, calls over {SLOW_SECONDS:g} s)", flush=True)
 
 
