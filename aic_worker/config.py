@@ -11,7 +11,8 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 | AIC_LEASE_SECONDS    | 300                        | how long a claim lasts without renewal              |
 | AIC_REAP_SECONDS     | 60                         | how often a worker reaps and republishes            |
 | AIC_TASK_TIME_LIMIT  | 3600                       | hard limit of one task (soft: 90 % of it)           |
-| AIC_DB_RETRY_SECONDS | 600                        | how long a finished job waits for the database      |
+| AIC_DB_RETRY_SECONDS | 0.8 × the lease            | how long a job waits for the database (< the lease) |
+| AIC_MIN_PSNR         | 20 (0: off)                | PSNR floor (dB) before `delete` removes an original |
 | AIC_TORCH_THREADS    | cores / concurrency        | torch threads per worker process                    |
 | AIC_BATCH            | 4                          | compress jobs of one model encoded together         |
 | AIC_LOG_FORMAT       | text                       | json: one JSON object per line (observe/log_format) |
@@ -19,6 +20,9 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 | AIC_METRICS_ADDRESS  | 127.0.0.1                  | the address they listen on (0.0.0.0: every one)     |
 | AIC_METRICS_SECONDS  | 15                         | how often the backlog gauges are measured           |
 | AIC_GROUP_READABLE   | 0                          | 1: files 0640, folders 0750 (else 0600, 0700)       |
+
+A job waits for the database no longer than its lease is proven held (jobs/heartbeat.py),
+so AIC_DB_RETRY_SECONDS must be shorter than AIC_LEASE_SECONDS.
 
 Without AIC_BROKER_URL the broker is the one `aic-admin run` started in AIC_HOME, while it
 runs (it writes its URL to AIC_HOME/broker/url), else redis://127.0.0.1:6379/0.
@@ -65,6 +69,22 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+DEFAULT_MIN_PSNR = 20.0  # dB: far below any ratio the shipped model reaches (256x: about 26 dB)
+
+
+def _floor(env: Mapping[str, str], name: str, default: float) -> float | None:
+    """A quality floor in dB; 0 (or `off`) turns it off (None)."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    if raw == "off":
+        return None
+    value = float(raw)
+    if value < 0:
+        raise ValueError(f"{name} must be 0 (off) or a positive number of dB, got {raw!r}")
+    return value or None
+
+
 @dataclass(frozen=True)
 class WorkerConfig:
     broker_url: str
@@ -75,6 +95,14 @@ class WorkerConfig:
     task_time_limit: float
     db_retry_seconds: float
     batch_size: int = 4  # compress jobs waiting for one model that a task claims and encodes together
+    min_psnr: float | None = DEFAULT_MIN_PSNR  # dB an archive must reach before `delete` removes its original
+
+    def __post_init__(self) -> None:
+        if self.db_retry_seconds >= self.lease_seconds:
+            raise ValueError(
+                f"AIC_DB_RETRY_SECONDS ({self.db_retry_seconds:g}) must be shorter than AIC_LEASE_SECONDS "
+                f"({self.lease_seconds:g}): a job can't wait for the database past its lease"
+            )
 
     @property
     def soft_time_limit(self) -> float:
@@ -90,15 +118,17 @@ class WorkerConfig:
     def from_env(cls, env: Mapping[str, str] | None = None) -> WorkerConfig:
         env = os.environ if env is None else env
         archive = env.get("AIC_ARCHIVE")
+        lease = _number(env, "AIC_LEASE_SECONDS", 300)
         return cls(
             broker_url=env.get("AIC_BROKER_URL") or embedded_broker_url(env) or DEFAULT_BROKER_URL,
             device=env.get("AIC_DEVICE") or "auto",
             archive_root=Path(archive).expanduser() if archive else data_dir(env) / "archive",
-            lease_seconds=_number(env, "AIC_LEASE_SECONDS", 300),
+            lease_seconds=lease,
             reap_seconds=_number(env, "AIC_REAP_SECONDS", 60),
             task_time_limit=_number(env, "AIC_TASK_TIME_LIMIT", 3600),
-            db_retry_seconds=_number(env, "AIC_DB_RETRY_SECONDS", 600),
+            db_retry_seconds=_number(env, "AIC_DB_RETRY_SECONDS", lease * 0.8),
             batch_size=_count(env, "AIC_BATCH", 4),
+            min_psnr=_floor(env, "AIC_MIN_PSNR", DEFAULT_MIN_PSNR),
         )
 
 

@@ -130,8 +130,8 @@ def _log_to(path: Path) -> logging.Handler:
 
 
 def _release_dead_leases(session: Session) -> list[int]:
-    owners = session.scalars(select(Job.lease_owner).where(Job.state == JobState.RUNNING).distinct())
-    return lease.release_leases(session, [o for o in owners if o and lease.owner_is_gone(o)])
+    """Leases whose holders stopped renewing them (two renewals missed, by the database's clock)."""
+    return lease.release_silent(session, lease.silence_limit(WorkerConfig.from_env().lease_seconds))
 
 
 def _start_worker(args: argparse.Namespace, env: dict[str, str], log: IO[bytes]) -> subprocess.Popen[bytes]:

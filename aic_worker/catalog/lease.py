@@ -18,20 +18,31 @@ Claiming is atomic: on PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent worke
 different jobs without waiting; on SQLite every transaction starts with BEGIN IMMEDIATE
 (engine.py), so the select-then-update runs under the database's single write lock.
 Functions here flush but never commit: commit a claim right away, so the lease is visible.
+
+Time is the database's (models.database_now), never a host's: a lease granted by one
+host's clock and judged by another's could be taken from a live worker. `now=` is for tests.
+A lease whose holder stopped renewing it for long (its row's `updated_at`, also the
+database's time) can be taken back early (release_silent): taking a lease back is always
+safe, only wasteful, because every transition and every commit checks the holder.
+
+Who may touch a placed archive file is decided under lock_archive_path(): the commit that
+records a path and a loser's removal of the file it placed take the same lock, so a file is
+never removed once a row may reference it (see jobs/pipeline.py, write_version).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 import uuid
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from aic_worker.catalog.models import Job, JobKind, JobState, utcnow
+from aic_worker.catalog.models import Job, JobKind, JobState, database_now
 
 DEFAULT_LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
@@ -40,22 +51,12 @@ BACKOFF_CAP = timedelta(hours=1)
 
 
 def new_owner() -> str:
-    """A lease owner name that says which process holds a lease and is never reused."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """A lease owner name, never reused: host and PID say who it was, for people reading it.
 
-
-def owner_is_gone(owner: str) -> bool:
-    """Whether `owner` (new_owner()'s form) names a process of this host that no longer exists."""
-    parts = owner.rsplit(":", 2)
-    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    try:
-        os.kill(int(parts[1]), 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists, and belongs to another user
-        return False
-    return False
+    Nothing judges liveness by the PID (wrong across PID namespaces and hosts): a holder is
+    alive while it renews its lease, as the database's clock sees it (release_silent).
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
 
 
 def backoff(attempts: int) -> timedelta:
@@ -74,6 +75,28 @@ def _held_by(job_id: int, owner: str) -> ColumnElement[bool]:
     return and_(Job.id == job_id, Job.state == JobState.RUNNING, Job.lease_owner == owner)
 
 
+def hold(session: Session, job_id: int, owner: str) -> bool:
+    """Whether `owner` holds job `job_id`, locking its row until the transaction ends.
+
+    While the row is locked, the reaper skips the job and no one else can claim it, so the
+    answer stays true until commit (SQLite: BEGIN IMMEDIATE already holds the write lock).
+    """
+    query = select(Job.id).where(_held_by(job_id, owner)).with_for_update()
+    return session.scalar(query) is not None
+
+
+def lock_archive_path(session: Session, path: str) -> None:
+    """Serialise, until the transaction ends, everything that records or removes `path`.
+
+    PostgreSQL: a transaction-scoped advisory lock on a hash of the path. SQLite: every
+    transaction begins IMMEDIATE (engine.py), so the database's write lock already does it.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    key = int.from_bytes(hashlib.sha256(path.encode()).digest()[:8], "big", signed=True)
+    session.execute(select(func.pg_advisory_xact_lock(key)))
+
+
 def claim(
     session: Session,
     owner: str,
@@ -90,7 +113,7 @@ def claim(
     another worker, or waiting out its backoff (a redelivered message is harmless).
     `kinds` and `model_id` narrow the search for the oldest (a batch's companions).
     """
-    now = now or utcnow()
+    now = now or database_now(session)
     query = select(Job).where(_claimable(now)).order_by(Job.id).limit(1).with_for_update(skip_locked=True)
     if job_id is not None:
         query = query.where(Job.id == job_id)
@@ -121,7 +144,7 @@ def renew(
     now: datetime | None = None,
 ) -> bool:
     """Extend a held lease; False means it was lost (reaped): stop working on the job."""
-    now = now or utcnow()
+    now = now or database_now(session)
     result = session.execute(
         update(Job).where(_held_by(job_id, owner)).values(lease_expires_at=now + lease, updated_at=now)
     )
@@ -130,7 +153,7 @@ def renew(
 
 def complete(session: Session, job_id: int, owner: str, *, now: datetime | None = None) -> bool:
     """Mark a held job done; False means the lease was lost and the caller must roll back."""
-    now = now or utcnow()
+    now = now or database_now(session)
     result = session.execute(
         update(Job)
         .where(_held_by(job_id, owner))
@@ -154,7 +177,7 @@ def fail(
     retry=False is for errors another attempt can't fix (a corrupt image). Returns the job's
     new state, or None if the lease was lost (someone else owns the job now).
     """
-    now = now or utcnow()
+    now = now or database_now(session)
     job = session.scalars(select(Job).where(_held_by(job_id, owner)).with_for_update()).one_or_none()
     if job is None:
         return None
@@ -179,7 +202,7 @@ def reap(session: Session, *, max_attempts: int = MAX_ATTEMPTS, now: datetime | 
     The caller publishes those ids to the broker again. A job whose attempts are used up is
     quarantined instead: it has probably been killing its workers.
     """
-    now = now or utcnow()
+    now = now or database_now(session)
     return _take_back(
         session,
         Job.lease_expires_at < now,
@@ -190,27 +213,34 @@ def reap(session: Session, *, max_attempts: int = MAX_ATTEMPTS, now: datetime | 
     )
 
 
-def release_leases(
+def silence_limit(lease_seconds: float) -> timedelta:
+    """How long a holder renewing every third of its lease can be silent before it counts as gone."""
+    return timedelta(seconds=lease_seconds * 2 / 3)
+
+
+def release_silent(
     session: Session,
-    owners: Collection[str],
+    silent_for: timedelta,
     *,
     max_attempts: int = MAX_ATTEMPTS,
     now: datetime | None = None,
 ) -> list[int]:
-    """Take back the running jobs of `owners`, known dead before their leases expire.
+    """Take back running jobs whose holders have not renewed their leases for `silent_for`.
 
-    `aic-admin run` calls it on start for the worker processes of an earlier run on this
-    host that did not live to finish their jobs. Returns the ids now pending.
+    A live holder renews every third of its lease (jobs/heartbeat.py), so a lease silent
+    for two thirds of its length has missed two renewals: `aic-admin run` takes such leases
+    back on start rather than waiting for them to expire. Silence is measured by the
+    database's clock on the row's `updated_at`, which claim and renew set. Returns the ids
+    now pending.
     """
-    if not owners:
-        return []
+    now = now or database_now(session)
     return _take_back(
         session,
-        Job.lease_owner.in_(list(owners)),
-        lambda job: f"lease of {job.lease_owner} released: that process is gone",
-        "worker gone",
+        Job.updated_at < now - silent_for,
+        lambda job: f"lease of {job.lease_owner} released: silent since {job.updated_at:%Y-%m-%d %H:%M:%S}Z",
+        "holder silent",
         max_attempts=max_attempts,
-        now=now or utcnow(),
+        now=now,
     )
 
 
@@ -252,5 +282,5 @@ def _take_back(
 
 def claimable_job_ids(session: Session, *, limit: int = 1000, now: datetime | None = None) -> list[int]:
     """Jobs a worker could claim now, oldest first: what to re-publish if the broker lost messages."""
-    query = select(Job.id).where(_claimable(now or utcnow())).order_by(Job.id).limit(limit)
+    query = select(Job.id).where(_claimable(now or database_now(session))).order_by(Job.id).limit(limit)
     return list(session.scalars(query))

@@ -34,10 +34,12 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    func,
+    select,
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -53,8 +55,22 @@ RATIO = Numeric(12, 4, asdecimal=False)
 
 
 def utcnow() -> datetime:
-    """The catalog's clock: timezone-aware UTC, so leases compare correctly across hosts."""
+    """This host's clock, timezone-aware UTC: for records; leases use database_now()."""
     return datetime.now(UTC)
+
+
+def database_now(session: Session) -> datetime:
+    """The database server's clock, timezone-aware UTC: the one clock every host's leases share.
+
+    Hosts' clocks drift apart; a lease granted by one host's clock and judged expired by
+    another's could be taken from a live worker. PostgreSQL's `now()` is the start of the
+    transaction; SQLite's `'now'` is read on the (only) host that opens the file.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        raw = session.scalar(select(func.strftime("%Y-%m-%d %H:%M:%f", "now")))
+        return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+    value = session.scalar(select(func.now()))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class UtcDateTime(TypeDecorator[datetime]):

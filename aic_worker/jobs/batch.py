@@ -29,7 +29,7 @@ from aic_worker.codec_cache import CodecCache
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.heartbeat import LeaseHeartbeat
 from aic_worker.jobs.pipeline import CompressInput, JobContext, encoding_error, read_compress, write_compress
-from aic_worker.jobs.runner import execute, settle
+from aic_worker.jobs.runner import execute, job_context, settle
 from aic_worker.observe import metrics
 from aic_worker.observe.log_format import job_scope
 
@@ -84,8 +84,8 @@ def execute_batch(
     length = timedelta(seconds=config.lease_seconds)
     with ExitStack() as stack:
         contexts = [
-            JobContext(sessions, owner, codecs, config.db_retry_seconds,
-                       stack.enter_context(LeaseHeartbeat(sessions, job.id, owner, length)).lost)
+            job_context(sessions, codecs, owner, config,
+                        stack.enter_context(LeaseHeartbeat(sessions, job.id, owner, length)))
             for job in jobs
         ]
         outcomes: list[str | None] = [None] * len(jobs)

@@ -24,6 +24,7 @@ import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -55,24 +56,39 @@ VERIFY_PSNR_TOLERANCE_DB = 0.5
 
 @dataclass
 class JobContext:
-    """What a job's work needs from its worker process."""
+    """What a job's work needs from its worker process.
+
+    `lease_lost` is set when the lease was reaped or can no longer be proven held (the
+    heartbeat could not renew it in time); `lease_left` says for how many more seconds it
+    is proven held (None: no heartbeat, as in tests). `min_psnr`: the quality floor an
+    archive must reach before the delete policy may remove its original (None: off).
+    """
 
     sessions: sessionmaker[Session]
     owner: str
     codecs: CodecCache
     db_patience: float
     lease_lost: threading.Event
+    lease_left: Callable[[], float] | None = None
+    min_psnr: float | None = None
 
     def db(self, work: Callable[[Session], T]) -> T:
-        """`work` in one transaction, waiting out a database outage."""
-        return in_transaction(self.sessions, work, patience=self.db_patience)
+        """`work` in one transaction, waiting out a database outage, but not past the proven lease.
+
+        Waiting longer is pointless: by then the lease may be taken back and the job redone
+        elsewhere. Whatever `work` changes is checked against the lease inside the transaction.
+        """
+        patience = self.db_patience
+        if self.lease_left is not None:
+            patience = min(patience, max(self.lease_left(), 0.0))
+        return in_transaction(self.sessions, work, patience=patience)
 
     def codec(self, model_id: str) -> Codec:
         return self.codecs.get(self.sessions, model_id)
 
     def check_lease(self) -> None:
         if self.lease_lost.is_set():
-            raise LeaseLostError("the job's lease was reaped")
+            raise LeaseLostError("the job's lease was reaped or could not be renewed")
 
     def finish(self, job: Job) -> None:
         """Mark a job that wrote no archive version done."""
@@ -179,24 +195,69 @@ def measure(codec: Codec, staged: Path, reference: np.ndarray) -> tuple[float, f
     return psnr(reference, decoded), ms_ssim(reference, decoded)
 
 
+def _recorded(session: Session, path: Path) -> bool:
+    return session.scalar(select(ArchiveVersion.id).where(ArchiveVersion.path == str(path))) is not None
+
+
 def _path_recorded(ctx: JobContext, path: Path) -> bool:
-    return ctx.db(
-        lambda session: session.scalar(select(ArchiveVersion.id).where(ArchiveVersion.path == str(path)))
-        is not None
-    )
+    return ctx.db(lambda session: _recorded(session, path))
+
+
+def _holds(path: Path, sha256: str) -> bool:
+    return path.is_file() and not path.is_symlink() and archive.file_sha256(path) == sha256
+
+
+def _place_again(final: Path, data: bytes, sha256: str, job_id: int) -> None:
+    """Put `data` back at `final`, which a lease's loser removed after this attempt placed it."""
+    staged = archive.stage(final, data, job_id)
+    try:
+        archive.place(staged, [final], sha256)  # FileExistsError: `final` now holds other bytes
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+def check_quality(quality: tuple[float, float], floor: float | None, original: Path) -> None:
+    """Refuse an archive below the PSNR `floor` (None: no floor): its original must not be deleted."""
+    if floor is not None and quality[0] < floor:
+        raise PermanentJobError(
+            f"{original}: the archive measures PSNR {quality[0]:.2f} dB, below the quality floor of "
+            f"{floor:g} dB that the delete policy requires; nothing archived, the original kept"
+        )
 
 
 def write_version(
-    ctx: JobContext, job: Job, codec: Codec, data: bytes, reference: np.ndarray, names: list[Path]
+    ctx: JobContext,
+    job: Job,
+    codec: Codec,
+    data: bytes,
+    reference: np.ndarray,
+    names: list[Path],
+    check: Callable[[tuple[float, float]], None] = lambda _quality: None,
 ) -> ArchiveVersion:
-    """Stage, verify, place and commit `data` as the source's new current archive version."""
+    """Stage, verify, place and commit `data` as the source's new current archive version.
+
+    `check` sees the measured (PSNR, MS-SSIM) before anything is placed, and may refuse.
+
+    Who may remove a placed file: another worker can re-encode the same bytes and adopt this
+    attempt's placed, uncommitted file (archive.place). So the commit and the removal by a
+    lease's loser both run under the job's row lock and the path's lock (lease.hold,
+    lease.lock_archive_path), in one transaction each:
+    - the winner's commit checks, under the locks, that the file still holds its bytes
+      (putting them back if a loser removed them) before it records the path;
+    - a loser removes a file only if it placed it and, under the locks, no row records the
+      path; whoever commits later finds the file and puts it back.
+    A crash, or a database away for longer than the lease, leaves the placed file: the next
+    attempt adopts it (same bytes) or takes the next name.
+    """
     directory = names[0].parent
     for stale in archive.remove_stale_temps(directory, job.id):
         log.info("job %s: removed %s left by an interrupted attempt", job.id, stale)
+    ctx.check_lease()
     staged = archive.stage(names[0], data, job.id)
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         quality = measure(codec, staged, reference)
+        check(quality)
         ctx.check_lease()
         final, created = archive.place(staged, names, sha256, lambda path: _path_recorded(ctx, path))
     finally:
@@ -209,6 +270,17 @@ def write_version(
         ).one_or_none()
         if done is not None and session.get(Job, job.id).state is JobState.DONE:
             return done  # an earlier try committed, and only its acknowledgement was lost
+        held = lease.hold(session, job.id, ctx.owner)
+        lease.lock_archive_path(session, str(final))
+        if not held:
+            if created and not _recorded(session, final):
+                final.unlink(missing_ok=True)
+                archive.fsync_directory(final.parent)
+            raise LeaseLostError(f"job {job.id} is no longer ours")
+        if not _holds(final, sha256):
+            log.warning("job %s: %s was removed by a worker that lost this job; placing it again",
+                        job.id, final)
+            _place_again(final, data, sha256, job.id)
         version = record_archive_version(
             session,
             source_id=job.source_id,
@@ -225,12 +297,7 @@ def write_version(
             raise LeaseLostError(f"job {job.id} is no longer ours")
         return version
 
-    try:
-        return ctx.db(commit)
-    except LeaseLostError:
-        if created:
-            final.unlink(missing_ok=True)
-        raise
+    return ctx.db(commit)
 
 
 @dataclass(frozen=True)
@@ -263,7 +330,9 @@ def write_compress(ctx: JobContext, job: Job, read: CompressInput, data: bytes) 
     params, original = read.params, read.original
     preferred = archive.archive_path(params.archive_root, params.folder, params.path)
     names = list(archive.candidates(preferred))
-    version = write_version(ctx, job, read.codec, data, rgb_of(read.image), names)
+    floor = ctx.min_psnr if params.policy is Policy.DELETE else None
+    version = write_version(ctx, job, read.codec, data, rgb_of(read.image), names,
+                            partial(check_quality, floor=floor, original=original.path))
     metrics.count_io(job.kind, read=len(original.data), written=len(data))
     log.info("job %s: %s -> %s (ratio %.1f, PSNR %.2f dB)", job.id, original.path, version.path,
              version.achieved_ratio, version.psnr)

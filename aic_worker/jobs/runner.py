@@ -49,13 +49,22 @@ def _record_failure(ctx: JobContext, job: Job, reason: str, *, retry: bool, bad_
     log.warning("job %s %s: %s", job.id, state.value if state else "was no longer ours", reason)
 
 
+def job_context(
+    sessions: sessionmaker[Session], codecs: CodecCache, owner: str, config: WorkerConfig,
+    heartbeat: LeaseHeartbeat,
+) -> JobContext:
+    """The context of a job whose lease `heartbeat` renews: patience and quality floor from `config`."""
+    return JobContext(sessions, owner, codecs, config.db_retry_seconds, heartbeat.lost, heartbeat.left,
+                      config.min_psnr)
+
+
 def execute(
     sessions: sessionmaker[Session], codecs: CodecCache, job: Job, owner: str, config: WorkerConfig
 ) -> str:
     """Run claimed `job` (held by `owner`) and record its outcome; returns what happened."""
     length = timedelta(seconds=config.lease_seconds)
     with LeaseHeartbeat(sessions, job.id, owner, length) as heartbeat:
-        ctx = JobContext(sessions, owner, codecs, config.db_retry_seconds, heartbeat.lost)
+        ctx = job_context(sessions, codecs, owner, config, heartbeat)
         return settle(ctx, job, config, lambda: RUNNERS[job.kind](ctx, job)) or "done"
 
 

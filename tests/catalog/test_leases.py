@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 from aic_worker.catalog import lease
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.jobs import enqueue_job
-from aic_worker.catalog.models import Job, JobKind, JobState, Source
+from aic_worker.catalog.models import Job, JobKind, JobState, Source, database_now
 
 T0 = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -227,3 +229,40 @@ def test_four_processes_claiming_200_jobs_do_each_exactly_once(
         select(Job.state, Job.attempts, func.count()).group_by(Job.state, Job.attempts)
     ).all()
     assert states == [(JobState.DONE, 1, 200)]
+
+
+@pytest.mark.parametrize("catalog_url", ["postgresql"], indirect=True)
+def test_leases_take_their_time_from_the_database(
+    session: Session, add_jobs: Callable[[int], list[int]]
+) -> None:
+    """PostgreSQL's now() is its transaction's start: a lease granted later in the transaction
+    carries that time, not the clock of the host that asked for it."""
+    (job_id,) = add_jobs(1)
+    started = database_now(session)
+    time.sleep(1.0)
+    job = lease.claim(session, "w", job_id=job_id, lease=LEASE)
+    assert (job.started_at, job.lease_expires_at) == (started, started + LEASE)
+    assert lease.renew(session, job_id, "w", lease=LEASE)
+    session.commit()
+    assert _state(session, job_id).updated_at == started
+
+
+def test_a_silent_holder_is_released_and_a_renewing_one_never_whatever_its_pid(
+    session: Session, add_jobs: Callable[[int], list[int]]
+) -> None:
+    """Liveness from the database's clock (the last renewal), not from a PID that may belong to
+    another PID namespace or host: `aic-admin run` takes back only leases silent too long."""
+    from aic_worker.admin.run_command import _release_dead_leases
+
+    silent, renewing = add_jobs(2)
+    host, no_such_pid = socket.gethostname(), 2**22 + 17  # above Linux's pid_max: no process here
+    now = database_now(session)
+    lease.claim(session, f"{host}:{no_such_pid}:in-a-container", job_id=renewing, now=now)
+    lease.claim(session, f"{host}:{os.getpid()}:hung", job_id=silent, now=now - LEASE)
+    session.commit()
+    assert _release_dead_leases(session) == [silent]
+    session.commit()
+    assert _state(session, renewing).state is JobState.RUNNING
+    released = _state(session, silent)
+    assert released.state is JobState.PENDING and "silent since" in released.last_error
+    assert lease.silence_limit(300) == timedelta(seconds=200)

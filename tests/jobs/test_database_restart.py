@@ -100,7 +100,7 @@ def test_database_restart_during_a_job(
     [big] = write_photos(services.watched, 1, size=BIG, prefix="big")
     write_photos(services.watched, 1, prefix="small")
     # A lease that outlasts the outage: the job must survive it, not be reaped and redone.
-    worker = services.start_worker(AIC_LEASE_SECONDS="60")
+    worker = services.start_worker(AIC_LEASE_SECONDS="60", AIC_DB_RETRY_SECONDS="45")
     try:
         add_folder(services)
         worker.wait_ready()
