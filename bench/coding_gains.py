@@ -1,10 +1,10 @@
-"""What format version 2 and rate control's trade each gain, in PSNR at equal file size.
+"""What format versions 2 and 3 and rate control's trade each gain, in PSNR at equal file size.
 
 For each image and ratio R the budget is W·H·3/R bytes, as in ``bench/rd.py``. The
-codec's latent goes through rate control three ways: version-1 payloads (side
+codec's latent goes through rate control four ways: version-1 payloads (side
 information as bytes, no prediction), version-2 payloads (coded side information, row
-prediction), and version 2 with the trade of trailing groups for a finer step (what
-``Codec.compress`` does). Each result is decoded with the learned synthesis on and
+prediction), version 2 with the trade of trailing groups for a finer step, and version 3
+(integer context features) with the trade (what ``Codec.compress`` does). Each result is decoded with the learned synthesis on and
 measured against the original; the table gives mean PSNR and the gains.
 
 Images: a folder (default: Kodak), or ``--train-sample N``: N photos drawn with a fixed
@@ -31,7 +31,7 @@ from aic_worker.training.dataset import find_images
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/data"
 VARIANTS = {"v1": {"version": 1, "trade": False}, "v2": {"version": 2, "trade": False},
-            "v2 + trade": {"version": 2, "trade": True}}
+            "v2 + trade": {"version": 2, "trade": True}, "v3 + trade": {"version": 3, "trade": True}}
 
 
 def train_sample(n: int, seed: int = 7) -> list[np.ndarray]:
@@ -83,16 +83,17 @@ def main() -> None:
     source = "training photos" if args.train_sample else f"images of {args.images}"
     machine = f"{platform.machine()}, torch {torch.__version__}"
     print(f"{len(images)} {source}, model {codec.model_id[:16]}…, {machine}")
-    print("| ratio | " + " | ".join(VARIANTS) + " | v2 − v1 | trade |")
-    print("|---" * (len(VARIANTS) + 3) + "|")
+    print("| ratio | " + " | ".join(VARIANTS) + " | v2 − v1 | trade | v3 − v2 |")
+    print("|---" * (len(VARIANTS) + 4) + "|")
     for ratio in args.ratios:
         means = {}
         for name, options in VARIANTS.items():
             scores = [decoded_psnr(codec, rgb, codec.latent(rgb), ratio, options) for rgb in images]
             means[name] = float(np.mean(scores))
-        v1, v2, traded = means.values()
+        v1, v2, traded, v3 = means.values()
         cells = " | ".join(f"{m:.2f}" for m in means.values())
-        print(f"| {ratio:g}x | {cells} | {v2 - v1:+.2f} dB | {traded - v2:+.2f} dB |", flush=True)
+        gains = f"{v2 - v1:+.2f} dB | {traded - v2:+.2f} dB | {v3 - traded:+.2f} dB"
+        print(f"| {ratio:g}x | {cells} | {gains} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def test_latents_of_a_batch_equal_one_by_one(codec: Codec, monkeypatch: pytest.M
 def test_a_bad_image_gets_its_error_and_the_others_their_files(codec: Codec) -> None:
     good = [photo_like(96, 64, seed=1), photo_like(96, 64, seed=2)]
     images = [good[0], Image.new("F", (96, 64)), good[1], photo_like(96, 64, seed=3), photo_like(96, 64)]
-    ratios = [24.0, 24.0, 32.0, 100_000.0, float("nan")]
+    ratios = [24.0, 24.0, 32.0, 4000.0, float("nan")]
     results = codec.compress_batch(images, ratios)
     assert results[0] == codec.compress(good[0], 24) and results[2] == codec.compress(good[1], 32)
     assert isinstance(results[1], UnsupportedImageError)
