@@ -25,11 +25,15 @@ from aic_worker.codec.weights import load_model_bytes
 
 DEFAULT_MODEL = "default.safetensors"
 MAX_RATIO = 4096          # the highest ratio ``compress`` and ``truncate`` accept
-# A file may claim at most this many raw RGB bytes per byte of its own: a reader refuses
-# more before decoding, so a tiny hostile file cannot buy a huge synthesis (an 81-byte
-# header claiming 8192x8192 took 11 s). The encoder pads the rare file of a nearly flat
-# huge image up to it with a "pad" metadata block, which the ratio counts honestly.
+# A file of format version 3 or later may claim at most this many raw RGB bytes per byte
+# of its own: a reader refuses more before decoding, so a tiny hostile file cannot buy a
+# huge synthesis (an 81-byte header claiming 8192x8192 took 11 s). The encoder pads the
+# rare file of a nearly flat huge image up to it with a "pad" metadata block, which the
+# ratio counts honestly. Versions 1 and 2 were written without that bound (release 0.2.0
+# wrote an 81-byte file for a flat 1024x1024 image at ratio 20000), so they keep only the
+# pixel limits: refusing them would break invariant 4.
 MAX_FILE_RATIO = 16384
+BOUNDED_FROM_VERSION = 3
 
 
 def resolve_device(device: str) -> torch.device:
@@ -217,7 +221,7 @@ class Codec:
             raise AicFormatError(f"quantisation step code {hd.step_code} is out of range")
         if hd.mode not in image_modes.STORED:
             raise AicFormatError(f"image mode {hd.mode!r} is not one AIC writes")
-        if hd.width * hd.height * 3 > MAX_FILE_RATIO * len(data):
+        if hd.version >= BOUNDED_FROM_VERSION and hd.width * hd.height * 3 > MAX_FILE_RATIO * len(data):
             raise AicFormatError(
                 f"file of {len(data)} bytes claims a {hd.width}x{hd.height} image: "
                 f"more than {MAX_FILE_RATIO} raw bytes per byte, which no AIC encoder writes"
@@ -247,9 +251,9 @@ class Codec:
         for keep in range(len(f.groups), 0, -1):
             out = bitstream.truncate_groups(data, keep, float(ratio))
             if len(out) <= budget:
-                return _refuse_too_sparse(out, raw)
+                return _readable(out, budget)
         if not f.groups and len(data) <= budget:
-            return _refuse_too_sparse(bitstream.truncate_groups(data, 0, float(ratio)), raw)
+            return _readable(bitstream.truncate_groups(data, 0, float(ratio)), budget)
         raise ValueError(
             f"ratio {ratio:g} cannot be reached by truncation: even the first channel group "
             f"does not fit {budget} bytes (recompress from the original instead)"
@@ -257,7 +261,9 @@ class Codec:
 
 
 def _padded(f: bitstream.AicFile) -> bytes:
-    """``f`` packed, with a "pad" block of zeros if it would claim more than MAX_FILE_RATIO."""
+    """``f`` packed, with a "pad" block of zeros if it would claim more than MAX_FILE_RATIO
+    (an existing pad block is replaced, so a padded file truncated again is padded anew)."""
+    f = bitstream.AicFile(f.header, {k: v for k, v in f.metadata.items() if k != "pad"}, f.groups)
     data = bitstream.pack(f)
     need = math.ceil(f.header.width * f.header.height * 3 / MAX_FILE_RATIO)
     pad = 0
@@ -267,11 +273,16 @@ def _padded(f: bitstream.AicFile) -> bytes:
     return data
 
 
-def _refuse_too_sparse(data: bytes, raw: int) -> bytes:
-    """A truncated file, unless readers would refuse it as claiming too much for its size."""
-    if raw > MAX_FILE_RATIO * len(data):
-        raise ValueError(f"truncation would leave {len(data)} bytes for {raw} raw bytes: too few to decode")
-    return data
+def _readable(data: bytes, budget: int) -> bytes:
+    """A truncated file, padded (version 3 on) if readers would refuse it as claiming too much."""
+    f = bitstream.unpack(data)
+    hd = f.header
+    if hd.version < BOUNDED_FROM_VERSION or hd.width * hd.height * 3 <= MAX_FILE_RATIO * len(data):
+        return data
+    padded = _padded(f)
+    if len(padded) > budget:
+        raise ValueError(f"truncation to {budget} bytes leaves too few to decode")
+    return padded
 
 
 def _squared_error(a: np.ndarray, b: np.ndarray, rows: int = 256) -> int:

@@ -122,7 +122,10 @@ def _warm_start(init: Path, config: ModelConfig | None) -> Autoencoder:
     if config is None or config == source.cfg:
         return source
     model = Autoencoder(config)
-    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    except RuntimeError as exc:          # tensors of other shapes
+        raise ValueError(f"{init}: weights do not fit {config}: {exc}") from exc
     if unexpected or any(not k.startswith("g_s.post_blocks.") for k in missing):
         raise ValueError(f"{init}: weights do not fit {config} (missing {missing}, unexpected {unexpected})")
     return model

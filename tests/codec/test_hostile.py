@@ -112,6 +112,26 @@ def test_a_file_too_sparse_for_readers_is_padded_by_the_writer(codec: Codec, val
     assert codec.decompress(data).size == (2048, 1536)
 
 
+def test_sparse_files_of_versions_before_the_bound_still_decode(codec: Codec, valid: bytes) -> None:
+    """Release 0.2.0 wrote an 81-byte version-2 file for a flat 1024x1024 image at ratio 20000:
+    it must still decode (invariant 4), so the bound starts with version 3."""
+    f = bitstream.unpack(valid)
+    header = replace(f.header, width=1024, height=1024, latent_width=64, latent_height=64, mode="RGB",
+                     version=2)
+    data = bitstream.pack(bitstream.AicFile(header, {}, []))
+    assert 1024 * 1024 * 3 / len(data) > 16384
+    assert codec.decompress(data).size == (1024, 1024)
+
+
+def test_a_truncation_too_sparse_for_readers_is_padded(codec: Codec, valid: bytes) -> None:
+    f = bitstream.unpack(valid)
+    header = replace(f.header, width=1024, height=1024, latent_width=64, latent_height=64, mode="RGB")
+    data = bitstream.pack(bitstream.AicFile(header, {}, [b"\0" * 8, b"\0" * 4000]))
+    out = codec.truncate(data, 4000)
+    assert 1024 * 1024 * 3 / 16384 <= len(out) <= 1024 * 1024 * 3 / 4000
+    assert len(codec.check(out).groups) == 1 and "pad" in bitstream.unpack(out).metadata
+
+
 def test_ratios_beyond_what_aic_writes_are_refused(codec: Codec, valid: bytes) -> None:
     with pytest.raises(ValueError, match="above the highest"):
         codec.compress(photo_like(40, 32), 5000)
