@@ -4,8 +4,9 @@ For each image and ratio R the budget is W·H·3/R bytes, as in ``bench/rd.py``.
 codec's latent goes through rate control four ways: version-1 payloads (side
 information as bytes, no prediction), version-2 payloads (coded side information, row
 prediction), version 2 with the trade of trailing groups for a finer step, and version 3
-(integer context features) with the trade (what ``Codec.compress`` does). Each result is decoded with the learned synthesis on and
-measured against the original; the table gives mean PSNR and the gains.
+(integer context features) with the trade (what ``Codec.compress`` does). Each result is
+decoded with the learned synthesis on and measured against the original; the table gives
+mean PSNR and the gains.
 
 Images: a folder (default: Kodak), or ``--train-sample N``: N photos drawn with a fixed
 seed from the training set, downscaled at least 2x like training crops and cut to at
