@@ -85,7 +85,9 @@ def _alpha(meta: dict[str, bytes], size: tuple[int, int]) -> Image.Image:
             if a.mode != "L" or a.size != size:
                 raise AicFormatError("alpha block does not match the image")
             return a.copy()
-    except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
+    except AicFormatError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:  # ValueError: bad chunks
         raise AicFormatError(f"alpha block is not a valid PNG: {exc}") from exc
 
 

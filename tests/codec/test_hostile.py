@@ -137,3 +137,22 @@ def test_ratios_beyond_what_aic_writes_are_refused(codec: Codec, valid: bytes) -
         codec.compress(photo_like(40, 32), 5000)
     with pytest.raises(ValueError, match="above the highest"):
         codec.truncate(valid, 5000)
+
+
+# Found by bench/fuzz.py (atheris, resealed input): an RGBA file whose alpha block is a PNG with an
+# IHDR chunk declared 5 bytes long, under a valid CRC. Pillow raises a plain ValueError
+# ("Truncated IHDR chunk") from Image.open, which _alpha does not turn into AicFormatError.
+FUZZ_TRUNCATED_IHDR_ALPHA = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\x05IHDR\x00\x00\x00@\x00\x00\x00@\x08\x00\x00\x00\x00\x8f\x02.\x02"
+    b"\x00\x00\x00+IDATx\xda\xed\xcc1\x11\x00\x00\x08\x04\xa0\xd7\xfe\x9d5\x84\x9b\x07\x01\xa8\xc9MG "
+    b"\x10\x08\x04\x02\x81@ \x10\x08\x04\x02\xc1\xf3`\x01P-\x01\x7f8\x9f>\xdb\x00\x00\x00\x00IEND\xaeB`\x82"
+)
+
+
+def test_an_alpha_block_with_a_truncated_png_header_is_a_format_error(codec: Codec, valid: bytes) -> None:
+    f = bitstream.unpack(valid)
+    assert f.header.mode == "RGBA"
+    data = bitstream.pack(bitstream.AicFile(f.header, {**f.metadata, "alpha": FUZZ_TRUNCATED_IHDR_ALPHA},
+                                            f.groups))
+    with pytest.raises(AicFormatError, match="alpha"):
+        codec.decompress(data)
