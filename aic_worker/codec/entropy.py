@@ -299,14 +299,14 @@ def _side_bits(q: Symbols, group: int, version: int) -> np.ndarray:
 
 def _analyse(q: Symbols, group: int, version: int) -> _Analysis:
     k_a, k_b = np.empty(q.shape, dtype=np.int8), np.empty(q.shape, dtype=np.int8)
-    earlier = np.zeros(q.shape[1:], dtype=np.int64)      # Σ|q| of the channels before the chunk
+    earlier = np.zeros(q.shape[1:], dtype=np.int32)      # Σ|q| of the channels before the chunk (< 2^26)
     for c in range(0, q.shape[0], CHUNK):
         lo = max(0, c - PREVIOUS)                        # the chunk and its context channels
         absq = np.abs(q.channels(lo, c + CHUNK)).astype(np.int32, copy=False)
         prev, cur = _previous_sums(absq)[c - lo :], absq[c - lo :]
         if version >= 3:
             before = absq[c - lo - 1 : -1] if c else np.concatenate([np.zeros_like(cur[:1]), cur[:-1]])
-            sums = earlier + np.cumsum(cur, axis=0, dtype=np.int64)
+            sums = earlier + np.cumsum(cur, axis=0, dtype=np.int32)
             earlier_abs = sums - cur
             earlier = sums[-1]
             k_a[c : c + CHUNK], k_b[c : c + CHUNK] = buckets_v3(prev, cur, before, earlier_abs)
@@ -474,7 +474,7 @@ def _decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, ve
     """
     q = np.zeros((channels, h, w), dtype=np.int32)
     absq = np.zeros((channels + PREVIOUS, h + 2, w + 2), dtype=np.int16)   # channel c at c + PREVIOUS
-    earlier = np.zeros((h + 2, w + 2), dtype=np.int64)   # version 3: Σ|q| of the channels decoded
+    earlier = np.zeros((h + 2, w + 2), dtype=np.int32)   # version 3: Σ|q| of the channels decoded
     anchors = anchor_mask(h, w)
     others = ~anchors
     head = 0 if version >= 2 else 2 + 2 * group        # bytes ahead of the coded words
