@@ -37,6 +37,7 @@ from aic_worker.admin.private_redis import PrivateRedis
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.migrate import upgrade
 from aic_worker.catalog.models import Job, JobState
+from bench.tiny_model import write_tiny_model
 
 POSTGRES_URL = os.environ.get("AIC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = ["sqlite", "postgresql"]
@@ -101,7 +102,6 @@ def session(catalog: Engine) -> Iterator[Session]:
 
 
 RATIO = 24  # reachable by the small test model on images of 64x64 and up
-GAIN = 300  # the small test model's latent scale (model_file)
 # A photo whose job stays staged (verified: decoded, measured) long enough for a test to
 # catch it mid-job and kill something; the codec got faster, so it must be big.
 BIG = 3072
@@ -155,20 +155,9 @@ def broker(redis_server: RedisServer) -> RedisServer:
 
 @pytest.fixture(scope="session")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Random weights for a tiny model (32 latent channels): fast, and a real safetensors file."""
-    import torch
-
-    from aic_worker.codec.transforms import Autoencoder, ModelConfig
-    from aic_worker.codec.weights import save_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    model = Autoencoder(ModelConfig(channels=16, latent_channels=32, group_size=8))
-    with torch.no_grad():       # a latent big enough that even 8x needs no finer step than the finest
-        model.g_a.block.weight.mul_(GAIN)
-        model.g_s.block.weight.div_(GAIN)
-    save_model(model, path)
-    return path
+    """Random weights for a tiny model (32 latent channels): fast, and a real safetensors file
+    (the one the chaos and fuzz benches use too)."""
+    return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def photo(size: int = 96, seed: int = 0) -> Image.Image:

@@ -77,9 +77,7 @@ def _bordered(a: np.ndarray) -> np.ndarray:
 
 def _box3(a: np.ndarray) -> np.ndarray:
     """3x3 box sum over the last two axes, zero outside."""
-    p = _bordered(a)
-    rows = p[..., :-2, :] + p[..., 1:-1, :] + p[..., 2:, :]
-    return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
+    return _box3_bordered(_bordered(a))
 
 
 def _neighbours4(a: np.ndarray) -> np.ndarray:
@@ -327,9 +325,9 @@ _ESCAPE = constriction.stream.model.Uniform(1 << ESCAPE_BITS)
 
 
 def _box3_bordered(a: np.ndarray) -> np.ndarray:
-    """3x3 box sums of the inside of a zero-bordered (h + 2, w + 2) array: (h, w)."""
-    rows3 = a[:-2] + a[1:-1] + a[2:]
-    return rows3[:, :-2] + rows3[:, 1:-1] + rows3[:, 2:]
+    """3x3 box sums of the inside of zero-bordered (..., h + 2, w + 2) arrays: (..., h, w)."""
+    rows = a[..., :-2, :] + a[..., 1:-1, :] + a[..., 2:, :]
+    return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
 
 
 def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
