@@ -12,19 +12,19 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aic_watch.options import add_archive_options
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.migrate import prepare_catalog
-from aic_worker.catalog.models import Job, JobKind, JobState, utcnow
+from aic_worker.catalog.models import Job, JobKind, JobState
+from aic_worker.catalog.reports import status_report
 from aic_worker.catalog.sources import record_source
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.parameters import CompressParameters
@@ -32,9 +32,6 @@ from aic_worker.jobs.queue import answering_workers, publish, queue_depth
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.store.archive import SUFFIX, file_sha256
 from aic_worker.store.policy import Policy
-
-RECENT_FAILURES = 10
-THROUGHPUT_WINDOWS = (1, 5, 60)  # minutes
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -134,40 +131,6 @@ def record_file(session: Session, parameters: CompressParameters, ratio: float) 
     return job, created or job.state is JobState.PENDING
 
 
-def collect_status(session: Session, now: datetime | None = None) -> dict[str, Any]:
-    """The catalog's side of `aic-admin status`."""
-    now = now or utcnow()
-    counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
-    running = session.scalars(select(Job).where(Job.state == JobState.RUNNING).order_by(Job.started_at)).all()
-    failures = session.scalars(
-        select(Job)
-        .where(Job.state.in_((JobState.FAILED, JobState.QUARANTINED)))
-        .order_by(Job.updated_at.desc())
-        .limit(RECENT_FAILURES)
-    ).all()
-    throughput = {}
-    for minutes in THROUGHPUT_WINDOWS:
-        since = now - timedelta(minutes=minutes)
-        finished = session.scalar(
-            select(func.count()).where(Job.state == JobState.DONE, Job.finished_at >= since)
-        )
-        throughput[f"{minutes}m"] = round(finished / minutes, 3)
-    return {
-        "jobs": {state.value: counts.get(state, 0) for state in JobState},
-        "running": [
-            {"id": j.id, "kind": j.kind.value, "owner": j.lease_owner,
-             "lease_expires_at": j.lease_expires_at.isoformat() if j.lease_expires_at else None}
-            for j in running
-        ],
-        "recent_failures": [
-            {"id": j.id, "kind": j.kind.value, "state": j.state.value,
-             "reason": j.quarantine_reason or j.last_error, "attempts": j.attempts}
-            for j in failures
-        ],
-        "throughput_jobs_per_minute": throughput,
-    }
-
-
 def _broker_status() -> dict[str, Any]:
     try:
         depth = queue_depth()
@@ -181,7 +144,7 @@ def _status(args: argparse.Namespace) -> int:
     engine = create_catalog_engine()
     try:
         with session_factory(engine)() as session:
-            report = collect_status(session)
+            report = status_report(session)
     finally:
         engine.dispose()
     report.update(_broker_status())
