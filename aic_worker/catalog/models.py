@@ -105,6 +105,13 @@ class SourceState(enum.StrEnum):
     QUARANTINED = "quarantined"  # unreadable or hostile input; see Source.reason
 
 
+class ArchiveKind(enum.StrEnum):
+    """What an archive version's file holds."""
+
+    AIC = "aic"  # a .aic file written by the codec
+    PASSTHROUGH = "passthrough"  # the original's bytes, kept because a .aic would not be smaller
+
+
 class JobKind(enum.StrEnum):
     COMPRESS = "compress"
     RECOMPRESS = "recompress"
@@ -217,10 +224,19 @@ class ArchiveVersion(Base):
     target_ratio: Mapped[float] = mapped_column(RATIO)
     achieved_ratio: Mapped[float] = mapped_column(Float)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="RESTRICT"), index=True)
-    psnr: Mapped[float] = mapped_column(Float)
-    ms_ssim: Mapped[float] = mapped_column(Float)
+    psnr: Mapped[float | None] = mapped_column(Float)  # NULL for a passthrough: bit-exact
+    ms_ssim: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("archive_versions.id", ondelete="RESTRICT"))
+    kind: Mapped[ArchiveKind] = mapped_column(
+        _enum(ArchiveKind, "archive_kind"), default=ArchiveKind.AIC, server_default=ArchiveKind.AIC.value
+    )
+    # Quality was measured against this earlier version (its original was gone); NULL: the original.
+    reference_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("archive_versions.id", ondelete="RESTRICT")
+    )
+    removed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # its file was deleted on purpose
+    damaged_at: Mapped[datetime | None] = mapped_column(UtcDateTime)  # verify found it missing or altered
 
     source: Mapped[Source] = relationship(back_populates="versions", foreign_keys=[source_id])
 
