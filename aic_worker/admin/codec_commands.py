@@ -1,4 +1,8 @@
-"""``aic-admin compress | decompress | info | train``: the codec from the shell."""
+"""``aic-admin compress | decompress | info | train``: the codec from the shell.
+
+``Codec`` (and with it torch) is imported inside the commands that encode or decode, so
+building the parser, ``--help`` and the catalog commands start without it.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,16 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image
-from tqdm import tqdm
 
-from aic_worker.codec import AicFormatError, Codec, bitstream, rate_control
+from aic_worker.admin import output
+from aic_worker.codec import AicFormatError, bitstream, rate_control
 from aic_worker.model_choice import shipped_weights
+
+if TYPE_CHECKING:
+    from aic_worker.codec import Codec
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,17 +70,21 @@ def _targets(inputs: list[Path], output: Path, suffix: str) -> list[tuple[Path, 
 
 def _run(pairs: list[tuple[Path, Path]], work) -> int:
     failed = 0
-    bar = tqdm(pairs, unit="file", disable=len(pairs) < 2, file=sys.stderr)
-    for src, dst in bar:
-        try:
-            work(src, dst)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            failed += 1
-            tqdm.write(f"aic-admin: {src}: {exc}", file=sys.stderr)
+    with output.progress() as bar:
+        task = bar.add_task("files", total=len(pairs), visible=len(pairs) > 1)
+        for src, dst in pairs:
+            try:
+                work(src, dst)
+            except (OSError, ValueError, Image.DecompressionBombError) as exc:
+                failed += 1
+                bar.console.print(f"aic-admin: {src}: {exc}", highlight=False, markup=False)
+            bar.advance(task)
     return 1 if failed else 0
 
 
 def compress(args: argparse.Namespace) -> int:
+    from aic_worker.codec import Codec
+
     codec = Codec.load(args.model, args.device)
 
     def work(src: Path, dst: Path) -> None:
@@ -85,6 +97,8 @@ def compress(args: argparse.Namespace) -> int:
 
 
 def decompress(args: argparse.Namespace) -> int:
+    from aic_worker.codec import Codec
+
     codecs: dict[str, Codec] = {}
 
     def codec_for(data: bytes) -> Codec:
@@ -136,12 +150,14 @@ def info(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     from aic_worker.training.loop import train as run
 
-    bar = tqdm(total=round(args.minutes * 60), unit="s", desc="training", file=sys.stderr)
+    bar = output.progress()
+    total = round(args.minutes * 60)
+    task = bar.add_task("training (s)", total=total)
     start = time.monotonic()
 
     def report(step: int, loss: float, bpp: float, mse: float) -> None:
-        bar.n = min(bar.total, round(time.monotonic() - start))
-        bar.set_postfix(step=step, loss=f"{loss:.3f}", bpp=f"{bpp:.3f}")
+        bar.update(task, completed=min(total, round(time.monotonic() - start)),
+                   description=f"training step {step} loss {loss:.3f} bpp {bpp:.3f} (s)")
 
     config = None
     if args.post_blocks is not None:
@@ -150,8 +166,8 @@ def train(args: argparse.Namespace) -> int:
 
         base = load_model_bytes(args.init.read_bytes())[0].cfg if args.init else FRESH
         config = dataclasses.replace(base, post_blocks=args.post_blocks)
-    out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr, config=config,
-              ms_ssim_weight=args.ms_ssim_weight, report=report)
-    bar.close()
+    with bar:
+        out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr,
+                  config=config, ms_ssim_weight=args.ms_ssim_weight, report=report)
     print(f"weights written to {out}")
     return 0

@@ -115,7 +115,12 @@ def human_bytes(n: int | float | None) -> str:
 
 
 def progress(console: Console | None = None) -> Progress:
-    """A progress bar with counts and ETA on stderr (plain lines when stderr is not a terminal)."""
+    """A progress bar with counts and ETA on stderr, the one progress style of aic-admin.
+
+    Off when its console is not a terminal: a log file or a pipe gets no bar and no final
+    frame of one; messages printed through `bar.console` still come through.
+    """
+    console = console or stderr()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -123,5 +128,6 @@ def progress(console: Console | None = None) -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=console or stderr(),
+        console=console,
+        disable=not console.is_terminal,
     )

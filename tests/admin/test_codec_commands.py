@@ -34,7 +34,7 @@ def test_compress_info_decompress_one_file(model_file: Path, tmp_path: Path, cap
         assert img.size == (96, 80)
 
 
-def test_several_inputs_go_to_a_folder_and_bad_ones_fail(model_file: Path, tmp_path: Path) -> None:
+def test_several_inputs_go_to_a_folder_and_bad_ones_fail(model_file: Path, tmp_path: Path, capsys) -> None:
     for name in ("x", "y"):
         photo_like(64, 64).save(tmp_path / f"{name}.png")
     (tmp_path / "broken.png").write_bytes(b"not an image")
@@ -43,6 +43,9 @@ def test_several_inputs_go_to_a_folder_and_bad_ones_fail(model_file: Path, tmp_p
                  "--ratio", "24", "-o", str(out), "--model", str(model_file)])
     assert code == 1
     assert sorted(p.name for p in out.iterdir()) == ["x.png.aic", "y.png.aic"]
+    # stderr is not a terminal here: the error line, and no progress bar
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"aic-admin: {tmp_path / 'broken.png'}: ")
 
 
 def test_info_rejects_a_corrupt_file(tmp_path: Path) -> None:
