@@ -23,6 +23,7 @@ from aic_worker.admin import (
     recompress_command,
     restore_command,
     run_command,
+    serve_command,
     worker_commands,
 )
 from aic_worker.admin.output import CommandError
@@ -34,6 +35,7 @@ COMMAND_MODULES = [
     listing_commands,
     recompress_command,
     restore_command,
+    serve_command,
     maintenance_commands,
     codec_commands,
     db_commands,

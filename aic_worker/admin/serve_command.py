@@ -1,0 +1,46 @@
+"""`aic-admin serve [--host H] [--port P]`: the dashboard and the JSON API (aic_worker/web).
+
+Binds to loopback unless told otherwise: reads are open to whoever can connect, and writes
+need AIC_API_TOKEN (without it they are disabled). Torch loads only when a preview is first
+decoded, so `serve --help` and the server's start stay quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from aic_worker.admin import output
+from aic_worker.admin.catalog_access import open_catalog
+
+COMMAND = "serve"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8470
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        COMMAND,
+        help="the web dashboard and JSON API (/api/v1) over the catalog",
+        description="Serve the dashboard and the JSON API over the catalog (AIC_DATABASE_URL, else "
+        "AIC_HOME's). Writes (retry, recompress, restore, add) need `Authorization: Bearer "
+        "$AIC_API_TOKEN`; without AIC_API_TOKEN they are disabled. See docs/web.md.",
+    )
+    p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.set_defaults(func=serve)
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn  # the web stack loads for this command only, not at every `aic-admin` start
+
+    from aic_worker.web.app import WebSettings, create_app, url_of
+
+    settings = WebSettings.from_env()
+    with open_catalog() as sessions:
+        app = create_app(sessions, settings)
+        writes = "writes need AIC_API_TOKEN" if settings.token else "read-only (AIC_API_TOKEN not set)"
+        output.stderr().print(
+            f"serving {url_of(args.host, args.port)} ({writes}); Ctrl-C stops", highlight=False
+        )
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return output.OK

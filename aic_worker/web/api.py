@@ -1,0 +1,255 @@
+"""`/api/v1`: the catalog as JSON, previews, and the writes.
+
+Reads answer with the documents `aic-admin ls | show | stats | quarantine | status --json`
+print, from the same functions (catalog/reports.py), so the CLI and the API can't drift
+apart (docs/cli.md has the schemas; docs/web.md the routes). Writes need the token
+(auth.py) and leave the work to the workers (actions.py).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi.responses import FileResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aic_worker.admin.selection import Selection, duration
+from aic_worker.catalog.models import ArchiveVersion, JobState, Source, SourcePath
+from aic_worker.catalog.reports import (
+    quarantine_report,
+    source_details,
+    source_page,
+    stats_report,
+    status_report,
+)
+from aic_worker.config import WorkerConfig
+from aic_worker.jobs.queue import answering_workers, queue_depth
+from aic_worker.store.archive import file_sha256
+from aic_worker.store.policy import Policy
+from aic_worker.web import actions
+from aic_worker.web.auth import require_token
+from aic_worker.web.dependencies import catalog_session
+from aic_worker.web.preview import MAX_WIDTH, MIN_WIDTH, PreviewError
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+Catalog = Annotated[Session, Depends(catalog_session)]
+MAX_PAGE = 1000
+WORKER_PING_SECONDS = 1.0
+
+
+def _not_found(source_id: int) -> HTTPException:
+    return HTTPException(404, f"no source with id {source_id}")
+
+
+@router.get("/stats")
+def stats(session: Catalog) -> dict[str, Any]:
+    """The `aic-admin stats --json` document."""
+    return stats_report(session)
+
+
+@router.get("/sources")
+def sources(
+    session: Catalog,
+    state: JobState | None = None,
+    folder: str | None = None,
+    q: Annotated[str | None, Query(description="part of the source's path")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> dict[str, Any]:
+    """One page of sources, each in the `aic-admin ls --json` schema; `next_offset` is null on the last."""
+    selection = Selection(folder=Path(folder).expanduser().resolve() if folder else None)
+    items = source_page(
+        session,
+        conditions=selection.conditions(),
+        state=state.value if state else None,
+        q=q,
+        limit=limit + 1,
+        offset=offset,
+    )
+    return {
+        "items": items[:limit],
+        "limit": limit,
+        "offset": offset,
+        "next_offset": offset + limit if len(items) > limit else None,
+    }
+
+
+@router.get("/sources/{source_id}")
+def source(session: Catalog, source_id: int) -> dict[str, Any]:
+    """The `aic-admin show ID --json` document."""
+    found = source_details(session, source_id)
+    if found is None:
+        raise _not_found(source_id)
+    return found
+
+
+@router.get("/sources/{source_id}/preview.png", response_class=Response)
+def preview(
+    request: Request,
+    session: Catalog,
+    source_id: int,
+    version: Annotated[int | None, Query(description="an archive version id; default the current")] = None,
+    width: Annotated[int | None, Query(ge=MIN_WIDTH, le=MAX_WIDTH)] = None,
+) -> Response:
+    """The archived image decoded, as PNG: full size, or `width` pixels wide."""
+    query = select(ArchiveVersion).where(ArchiveVersion.source_id == source_id)
+    query = (
+        query.where(ArchiveVersion.id == version)
+        if version is not None
+        else query.where(ArchiveVersion.superseded_by.is_(None))
+    )
+    found = session.scalars(query).one_or_none()
+    if found is None:
+        raise HTTPException(404, f"source {source_id} has no such archive version")
+    session.close()  # a decode can take seconds: hold no catalog transaction meanwhile
+    try:
+        png = request.app.state.previews.png(found, width)
+    except PreviewError as error:
+        raise HTTPException(409, str(error)) from error
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/sources/{source_id}/original", response_class=FileResponse)
+def original(session: Catalog, source_id: int) -> FileResponse:
+    """The original file, when one of its recorded paths still holds the same bytes."""
+    found = session.get(Source, source_id)
+    if found is None:
+        raise _not_found(source_id)
+    paths = session.scalars(
+        select(SourcePath.path)
+        .where(SourcePath.source_id == source_id, SourcePath.removed_at.is_(None))
+        .order_by(SourcePath.id)
+    ).all()
+    session.close()
+    for path in paths:
+        try:  # a regular file, not a link to somewhere else, with the recorded content
+            if stat.S_ISREG(os.lstat(path).st_mode) and file_sha256(Path(path)) == found.sha256:
+                return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
+        except OSError:
+            continue
+    raise HTTPException(404, f"the original of source {source_id} is no longer where the catalog saw it")
+
+
+@router.get("/queue")
+def queue(session: Catalog) -> dict[str, Any]:
+    """Pending and running jobs, the broker's queue, workers answering, throughput: `status --json`."""
+    report = status_report(session)
+    session.close()
+    try:
+        depth = queue_depth()
+        report.update(broker="ok", queue_depth=depth, workers=answering_workers(timeout=WORKER_PING_SECONDS))
+    except Exception as error:  # the broker away is a status to show, not a failure of the page
+        report.update(broker=f"unreachable: {error}", queue_depth=None, workers=[])
+    return report
+
+
+@router.get("/quarantine")
+def quarantine(session: Catalog) -> dict[str, Any]:
+    """The `aic-admin quarantine --json` document."""
+    return quarantine_report(session)
+
+
+# writes ----------------------------------------------------------------------------------------
+Write = [Depends(require_token)]
+
+
+class RetryRequest(BaseModel):
+    job_ids: list[int] | None = Field(None, description="only these jobs")
+    failed: bool = Field(False, description="failed jobs (the default when quarantined is false)")
+    quarantined: bool = Field(False, description="quarantined jobs, with their attempts reset")
+
+
+class RecompressRequest(BaseModel):
+    ratio: float
+    ids: list[int] | None = None
+    folder: str | None = None
+    older_than: str | None = Field(None, description="an age: 90s, 30m, 12h, 30d, 2w")
+    below_ratio: float | None = None
+    all: bool = False
+    dry_run: bool = True
+
+
+class RestoreRequest(BaseModel):
+    output: str = Field(description="a folder on the server: the image goes to its old relative path there")
+
+
+class AddRequest(BaseModel):
+    paths: list[str] = Field(description="files or folders (recursive) on the server")
+    ratio: float
+    archive: str | None = Field(None, description="archive root (default: AIC_ARCHIVE, else AIC_HOME's)")
+    policy: Policy = Policy.KEEP
+    done_dir: str | None = None
+
+
+def _acted(run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    try:
+        return run(*args, **kwargs)
+    except actions.ActionError as error:
+        raise HTTPException(error.status, str(error)) from error
+
+
+@router.post("/retry", dependencies=Write)
+def retry(session: Catalog, body: RetryRequest) -> dict[str, Any]:
+    """`aic-admin retry [--failed] [--quarantined] [JOB_ID...]`: the jobs back to pending, published."""
+    states = [JobState.FAILED] if body.failed or not body.quarantined else []
+    if body.quarantined:
+        states.append(JobState.QUARANTINED)
+    return actions.retry(session, states=states, job_ids=body.job_ids)
+
+
+@router.post("/sources/{source_id}/retry", dependencies=Write)
+def retry_source(session: Catalog, source_id: int) -> dict[str, Any]:
+    """The source's failed and quarantined jobs back to pending, published."""
+    if session.get(Source, source_id) is None:
+        raise _not_found(source_id)
+    session.rollback()
+    return actions.retry(session, states=(JobState.FAILED, JobState.QUARANTINED), source_id=source_id)
+
+
+@router.post("/recompress")
+def recompress(request: Request, session: Catalog, body: RecompressRequest) -> dict[str, Any]:
+    """`aic-admin recompress --json`'s report; without dry_run its jobs are queued, not waited for.
+
+    A dry run changes nothing, so it needs no token (the page shows the plan before asking for it).
+    """
+    if not body.dry_run:
+        require_token(request)
+    try:
+        older = duration(body.older_than) if body.older_than else None
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from error
+    selection = Selection(
+        ids=tuple(body.ids) if body.ids else None,
+        folder=Path(body.folder).expanduser().resolve() if body.folder else None,
+        older_than=older,
+        below_ratio=body.below_ratio,
+        everything=body.all,
+    )
+    return _acted(actions.recompress, session, selection, body.ratio, dry_run=body.dry_run)
+
+
+@router.post("/sources/{source_id}/restore", dependencies=Write)
+def restore(session: Catalog, source_id: int, body: RestoreRequest) -> dict[str, Any]:
+    """A restore job for the current version, into a folder on the server."""
+    return _acted(actions.restore, session, source_id, Path(body.output))
+
+
+@router.post("/add", dependencies=Write)
+def add(request: Request, body: AddRequest) -> dict[str, Any]:
+    """`aic-admin add`: files on the server recorded and queued for compression."""
+    archive = Path(body.archive) if body.archive else WorkerConfig.from_env().archive_root
+    return _acted(
+        actions.add,
+        request.app.state.sessions,
+        [Path(p) for p in body.paths],
+        body.ratio,
+        archive_root=archive.expanduser().resolve(),
+        policy=body.policy,
+        done_dir=Path(body.done_dir).expanduser().resolve() if body.done_dir else None,
+    )

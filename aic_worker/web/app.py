@@ -1,0 +1,96 @@
+"""The web application: one FastAPI app over a catalog's sessions, and the server that runs it.
+
+`aic-admin serve` runs it in the foreground; `aic-admin run` beside its watcher, in a thread
+(BackgroundServer). Settings come from the environment, like every AIC process's.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.orm import Session, sessionmaker
+
+from aic_worker.catalog.engine import data_dir
+from aic_worker.web import api, pages
+from aic_worker.web.auth import TOKEN_VARIABLE
+from aic_worker.web.preview import PreviewCache
+
+PREVIEW_CACHE_VARIABLE = "AIC_PREVIEW_CACHE_MB"
+DEFAULT_PREVIEW_CACHE_MB = 256
+STATIC = Path(__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    token: str | None  # AIC_API_TOKEN; None: writes disabled
+    preview_dir: Path  # AIC_HOME/previews
+    preview_cache_bytes: int  # AIC_PREVIEW_CACHE_MB
+    device: str  # where previews decode: AIC_DEVICE, else auto
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
+        env = os.environ if env is None else env
+        megabytes = float(env.get(PREVIEW_CACHE_VARIABLE) or DEFAULT_PREVIEW_CACHE_MB)
+        if not megabytes >= 0:
+            raise ValueError(f"{PREVIEW_CACHE_VARIABLE} must be a number of megabytes, got {megabytes}")
+        return cls(
+            token=env.get(TOKEN_VARIABLE) or None,
+            preview_dir=data_dir(env).expanduser().resolve() / "previews",
+            preview_cache_bytes=int(megabytes * 1024 * 1024),
+            device=env.get("AIC_DEVICE") or "auto",
+        )
+
+
+def create_app(sessions: sessionmaker[Session], settings: WebSettings) -> FastAPI:
+    """The dashboard (/) and the JSON API (/api/v1, its schema at /api/v1/openapi.json)."""
+    app = FastAPI(
+        title="AIC",
+        summary="A learned-codec image archive: its catalog, previews and actions.",
+        openapi_url="/api/v1/openapi.json",
+        docs_url="/api/v1/docs",
+        redoc_url=None,
+    )
+    app.state.sessions = sessions
+    app.state.settings = settings
+    app.state.previews = PreviewCache(
+        settings.preview_dir, settings.preview_cache_bytes, sessions, settings.device
+    )
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+class BackgroundServer:
+    """uvicorn in a daemon thread, for `aic-admin run`: started, then stopped with the command."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, name="aic-web", daemon=True)
+        self.url = url_of(host, port)
+
+    def start(self, timeout: float = 10.0) -> str:
+        """Start serving and return the URL; raises OSError when the port can't be bound."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise OSError(f"the dashboard could not listen on {self.url}")
+            time.sleep(0.05)
+        return self.url
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)

@@ -1,0 +1,14 @@
+"""What the routes get from the app: a catalog session per request."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from fastapi import Request
+from sqlalchemy.orm import Session
+
+
+def catalog_session(request: Request) -> Iterator[Session]:
+    """A session on the app's catalog for one request, closed after it."""
+    with request.app.state.sessions() as session:
+        yield session
