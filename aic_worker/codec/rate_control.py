@@ -38,6 +38,11 @@ QUANTISE_CHANNELS = 64               # channels quantised at once (bounds big im
 TRADE_STRIDE = CODES_PER_OCTAVE // 8  # step codes between the finer steps the trade tries
 FILL = 1 / 1.04                      # a traded file must fill this much of the budget (ratio ≤ 1.04·R)
 TRADE_SPARE = 4                      # groups beyond the estimate that the trade's exact encode codes
+TYPICAL_SLOPE = 0.008                # −d ln(size) / d step code, the search's first guess
+MIN_SLOPE = 0.002                    # a flatter measured slope is noise: it would overshoot far
+AIM_UNDER = 0.005                    # the secant aims this far under the budget (in log size)
+CLOSE_ENOUGH = 0.003                 # a fitting step this close below the budget is the answer: one
+                                     # code finer costs ~0.7 % more (0.65–0.96 % measured), too much
 
 
 def split_code(step_code: int) -> tuple[int, bool]:
@@ -124,27 +129,7 @@ def fit(
     groups dropped while the latent's squared error falls."""
     if sizer([]) > budget:
         raise RatioUnreachableError(f"headers and metadata alone take {sizer([])} bytes, budget is {budget}")
-    lo, hi = finest_code(y), CODE_MAX
-    over_lo = math.log(_estimate(y, lo, group, sizer, version) / budget)      # > 0: too big
-    if over_lo <= 0:
-        hi = lo
-    else:
-        over_hi = math.log(max(_estimate(y, hi, group, sizer, version), 1) / budget)
-        # Regula falsi (Illinois) on log size, nearly linear in the step code: a handful of
-        # estimates instead of a bisection's ten. Invariant: lo too big, hi fits or is CODE_MAX.
-        side = 0
-        while hi - lo > 1 and over_hi <= 0:
-            mid = round(lo + (hi - lo) * over_lo / (over_lo - over_hi))
-            mid = min(max(mid, lo + 1), hi - 1)
-            over = math.log(_estimate(y, mid, group, sizer, version) / budget)
-            if over > 0:
-                lo, over_lo = mid, over
-                over_hi = over_hi / 2 if side == -1 else over_hi
-                side = -1
-            else:
-                hi, over_hi = mid, over
-                over_lo = over_lo / 2 if side == 1 else over_lo
-                side = 1
+    hi = _finest_fitting_code(y, budget, group, sizer, version)
     traded = _trade(y, hi, budget, group, sizer, version) if trade else None
     if traded is not None:
         return traded
@@ -157,6 +142,48 @@ def fit(
             return RateResult(code, payloads, size, q)
         del q                       # one quantised copy at a time
     return _truncated(y, budget, group, sizer, version)
+
+
+def _finest_fitting_code(y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int) -> int:
+    """The finest step code whose estimated file fits ``budget`` (CODE_MAX if none does).
+
+    Log size falls almost linearly with the step code, at 0.0065–0.0096 per code on
+    training photos. So a secant from the finest step, started with a typical slope and
+    aimed a little under the budget, lands just past the answer; regula falsi (Illinois)
+    then closes the bracket. Measured on training photos at 8x–128x: 4–5 estimates
+    where a bracket from the finest to the coarsest step took 6–7.
+    """
+    def over(code: int) -> float:                     # > 0: too big
+        return math.log(max(_estimate(y, code, group, sizer, version), 1) / budget)
+
+    lo = finest_code(y)
+    over_lo = over(lo)
+    if over_lo <= 0:
+        return lo
+    slope = TYPICAL_SLOPE
+    while True:                                       # invariant: lo is too big
+        hi = min(CODE_MAX, max(lo + 1, round(lo + (over_lo + AIM_UNDER) / slope)))
+        over_hi = over(hi)
+        if over_hi <= 0:
+            break
+        if hi == CODE_MAX:
+            return CODE_MAX
+        slope = max(MIN_SLOPE, (over_lo - over_hi) / (hi - lo))
+        lo, over_lo = hi, over_hi
+    side = 0                                          # invariant: lo too big, hi fits
+    while hi - lo > 1 and over_hi < -CLOSE_ENOUGH:
+        mid = round(lo + (hi - lo) * over_lo / (over_lo - over_hi))
+        mid = min(max(mid, lo + 1), hi - 1)
+        over_mid = over(mid)
+        if over_mid > 0:
+            lo, over_lo = mid, over_mid
+            over_hi = over_hi / 2 if side == -1 else over_hi
+            side = -1
+        else:
+            hi, over_hi = mid, over_mid
+            over_lo = over_lo / 2 if side == 1 else over_lo
+            side = 1
+    return hi
 
 
 def _trade(
