@@ -83,3 +83,25 @@ def test_a_private_redis_on_a_port_refuses_anyone_without_its_password(tmp_path:
         assert password not in " ".join(psutil.Process(server.process.pid).cmdline())
     finally:
         server.stop()
+
+
+def test_a_broker_killed_with_its_starter_leaves_no_runtime_directory_after_the_next_start(
+    short_dir: Path,
+) -> None:
+    """kill -9 of `aic-admin run` takes its redis-server down (tied to the parent) but can't
+    remove the private runtime directory: the next start for that AIC_HOME does."""
+    home = short_dir.joinpath(*["d" * 40] * 3)
+    home.mkdir(parents=True)
+    first = EmbeddedBroker(home)
+    old = socket_of(first.start()).parent
+    assert first.server is not None and first.server.process is not None
+    first.server.process.kill()  # what the kernel does to it once its starter is gone
+    first.server.process.wait()
+    assert old.exists()
+    second = EmbeddedBroker(home)
+    try:
+        new = socket_of(second.start()).parent
+        assert not old.exists() and new.exists() and new != old
+    finally:
+        second.stop()
+    assert not new.exists() and not (home / "broker" / "socket_dir").exists()
