@@ -1,11 +1,12 @@
-"""Compress jobs that wait together are encoded together: their tiles share forward passes.
+"""Compress and recompress jobs that wait together are encoded together: their tiles share forward passes.
 
 ```
- task for job A, claimed ─► claim up to AIC_BATCH − 1 more claimable compress jobs of A's model
-   ─► each: read the original, check, decode (pipeline.read_compress)
+ task for job A, claimed ─► claim up to AIC_BATCH − 1 more claimable compress or recompress jobs of A's model
+   ─► each: read what it encodes from, check, decode (pipeline.READERS: read_compress, read_recompress)
    ─► Codec.compress_batch: one analysis pass per tile shape, rate control per image
-   ─► each on its own: stage, fsync, verify decode, place, commit, policy (pipeline.write_compress)
+   ─► each on its own: stage, fsync, verify decode, place, commit, retire, policy (Encoding.write)
 ```
+A recompress by truncation needs no encoder: it is finished when it is read.
 A companion is claimed like any job (lease.claim: an attempt counted, its lease renewed
 while the batch runs) and each job's errors are settled on their own (runner.settle):
 one corrupt image or lost lease fails that job only. When a companion's own message comes,
@@ -24,23 +25,23 @@ from functools import partial
 from sqlalchemy.orm import Session, sessionmaker
 
 from aic_worker.catalog import lease
-from aic_worker.catalog.models import Job, JobKind
+from aic_worker.catalog.models import Job
 from aic_worker.codec_cache import CodecCache
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.heartbeat import LeaseHeartbeat
-from aic_worker.jobs.pipeline import CompressInput, JobContext, encoding_error, read_compress, write_compress
+from aic_worker.jobs.pipeline import READERS, Encoding, JobContext, encoding_error
 from aic_worker.jobs.runner import execute, job_context, settle
 from aic_worker.observe import metrics
 from aic_worker.observe.log_format import job_scope
 
 log = logging.getLogger(__name__)
-KINDS = (JobKind.COMPRESS,)  # the kinds a batch takes
+KINDS = tuple(READERS)  # the kinds a batch takes: compress, recompress
 
 
 def claim_companions(
     sessions: sessionmaker[Session], job: Job, owner: str, config: WorkerConfig
 ) -> list[Job]:
-    """Up to batch_size − 1 more claimable compress jobs of `job`'s model, leased to `owner` (committed).
+    """Up to batch_size − 1 more claimable jobs of KINDS and `job`'s model, leased to `owner` (committed).
 
     Oldest first, as the reaper and the broker would hand them out. An error here only
     means no batch: `job` itself is claimed already and runs alone.
@@ -65,7 +66,7 @@ def claim_companions(
 def execute_batched(
     sessions: sessionmaker[Session], codecs: CodecCache, job: Job, owner: str, config: WorkerConfig
 ) -> str:
-    """Run claimed `job` with the compress jobs waiting for its model batched in; `job`'s outcome."""
+    """Run claimed `job` with the jobs of KINDS waiting for its model batched in; `job`'s outcome."""
     companions = claim_companions(sessions, job, owner, config)
     if not companions:
         return execute(sessions, codecs, job, owner, config)
@@ -80,7 +81,7 @@ def execute_batched(
 def execute_batch(
     sessions: sessionmaker[Session], codecs: CodecCache, jobs: list[Job], owner: str, config: WorkerConfig
 ) -> list[str]:
-    """Run claimed compress `jobs` (all held by `owner`, one model) as one batch; each one's outcome."""
+    """Run claimed `jobs` of KINDS (all held by `owner`, one model) as one batch; each one's outcome."""
     length = timedelta(seconds=config.lease_seconds)
     with ExitStack() as stack:
         contexts = [
@@ -89,22 +90,24 @@ def execute_batch(
             for job in jobs
         ]
         outcomes: list[str | None] = [None] * len(jobs)
-        reads: dict[int, CompressInput] = {}
+        reads: dict[int, Encoding] = {}
         for i, (ctx, job) in enumerate(zip(contexts, jobs, strict=True)):
             with job_scope(job.id):
                 outcomes[i] = settle(ctx, job, config, partial(_read, reads, i, ctx, job))
-        for i, result in _encode(reads, jobs).items():
-            write = partial(_write, contexts[i], jobs[i], reads[i], result)
+        for i, result in _encode(reads).items():
+            write = partial(_write, reads[i], result)
             with job_scope(jobs[i].id):
                 outcomes[i] = settle(contexts[i], jobs[i], config, write)
     return [outcome or "done" for outcome in outcomes]
 
 
-def _read(reads: dict[int, CompressInput], i: int, ctx: JobContext, job: Job) -> None:
-    reads[i] = read_compress(ctx, job)
+def _read(reads: dict[int, Encoding], i: int, ctx: JobContext, job: Job) -> None:
+    encoding = READERS[job.kind](ctx, job)
+    if encoding is not None:  # None: finished already (a truncation)
+        reads[i] = encoding
 
 
-def _encode(reads: dict[int, CompressInput], jobs: list[Job]) -> dict[int, bytes | Exception]:
+def _encode(reads: dict[int, Encoding]) -> dict[int, bytes | Exception]:
     """Each read job's `.aic` bytes, or what stopped them; one compress_batch per model."""
     by_model: dict[str, list[int]] = {}
     for i, read in reads.items():
@@ -114,8 +117,8 @@ def _encode(reads: dict[int, CompressInput], jobs: list[Job]) -> dict[int, bytes
         codec = reads[members[0]].codec
         start = time.perf_counter()
         try:
-            encoded = codec.compress_batch([reads[i].image for i in members],
-                                           [float(jobs[i].target_ratio) for i in members])
+            images, ratios = [reads[i].image for i in members], [reads[i].ratio for i in members]
+            encoded = codec.compress_batch(images, ratios)
         except Exception as error:  # the time limit, say: every job of the batch gets it
             encoded = [error] * len(members)
         share = (time.perf_counter() - start) / len(members)
@@ -125,10 +128,10 @@ def _encode(reads: dict[int, CompressInput], jobs: list[Job]) -> dict[int, bytes
     return results
 
 
-def _write(ctx: JobContext, job: Job, read: CompressInput, result: bytes | Exception) -> None:
+def _write(read: Encoding, result: bytes | Exception) -> None:
     if isinstance(result, Exception):
-        error = encoding_error(result, read.original.path)
+        error = encoding_error(result, read.name)
         if error is result:
             raise result
         raise error from result
-    write_compress(ctx, job, read, result)
+    read.write(result)

@@ -36,6 +36,10 @@ class PermanentJobError(Exception):
         self.bad_input = bad_input
 
 
+class DamagedArchiveError(PermanentJobError):
+    """An archive file is missing, altered or does not decode: verify marks its version damaged."""
+
+
 class LeaseLostError(Exception):
     """The job's lease was reaped and maybe claimed by another worker: stop, change nothing."""
 

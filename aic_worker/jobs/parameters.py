@@ -1,18 +1,44 @@
-"""What a compress job needs to know about the folder its original came from.
+"""What compress and recompress jobs need to know beyond their kind, ratio and model.
 
 The message carries only the job id (DESIGN.md, invariant 1), so these settings travel in
-the job's `parameters` JSON in the catalog. The watcher and `aic-admin add` build them; the
-worker reads them back. Torch-free.
+the job's `parameters` JSON in the catalog. The watcher, `aic-admin add` and `aic-admin
+recompress`/`repair` build them; the worker reads them back. A key that is absent takes its
+default, so jobs written by release 0.3.0 still run. Torch-free.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aic_worker.store.policy import Policy
+
+DEFAULT_KEEP_VERSIONS = 1
+
+
+class IfBigger(enum.StrEnum):
+    """What a compress job does when the `.aic` at the folder's ratio is not smaller than the original."""
+
+    PASSTHROUGH = "passthrough"  # store the original's bytes as the archive version (store/archive.py)
+    LEAVE = "leave"  # store nothing; the job is quarantined with the sizes as its reason
+
+
+class Method(enum.StrEnum):
+    """How a recompress job makes the new version."""
+
+    AUTO = "auto"  # encode from the original if it is there, else from the newest intact version
+    ENCODE = "encode"  # the same (named for the command line's plan)
+    TRUNCATE = "truncate"  # cut the current .aic down to the ratio: no decoder, same model, 5–13 dB worse
+
+
+def keep_versions_of(value: Any) -> int:
+    """A keep-versions count (at least 1: the current version); ValueError naming the bad value."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"keep_versions must be a whole number of at least 1, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -22,10 +48,13 @@ class CompressParameters:
     archive_root: Path
     policy: Policy = Policy.KEEP
     done_dir: Path | None = None  # where the move policy puts originals
+    keep_versions: int = DEFAULT_KEEP_VERSIONS  # archive versions whose files stay, the current one included
+    if_bigger: IfBigger = IfBigger.PASSTHROUGH
 
     def __post_init__(self) -> None:
         if self.policy is Policy.MOVE and self.done_dir is None:
             raise ValueError("the move policy needs a done folder")
+        keep_versions_of(self.keep_versions)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -34,11 +63,13 @@ class CompressParameters:
             "archive_root": str(self.archive_root),
             "policy": self.policy.value,
             "done_dir": None if self.done_dir is None else str(self.done_dir),
+            "keep_versions": self.keep_versions,
+            "if_bigger": self.if_bigger.value,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> CompressParameters:
-        """Raises ValueError (naming what is missing) for parameters a compress job can't run with."""
+        """Raises ValueError (naming what is missing or wrong) for parameters a job can't run with."""
         try:
             done = data.get("done_dir")
             return cls(
@@ -47,6 +78,36 @@ class CompressParameters:
                 archive_root=Path(data["archive_root"]),
                 policy=Policy(data.get("policy", Policy.KEEP)),
                 done_dir=None if done is None else Path(done),
+                keep_versions=data.get("keep_versions", DEFAULT_KEEP_VERSIONS),
+                if_bigger=IfBigger(data.get("if_bigger", IfBigger.PASSTHROUGH)),
             )
         except KeyError as missing:
             raise ValueError(f"compress job parameters lack {missing}") from None
+
+
+@dataclass(frozen=True)
+class RecompressParameters:
+    """A recompress job's choices; `repair`: the current version is damaged and is made again.
+
+    `keep_versions` None: the source's folder setting (its compress job's parameters).
+    """
+
+    method: Method = Method.AUTO
+    keep_versions: int | None = None
+    repair: bool = False
+
+    def __post_init__(self) -> None:
+        if self.keep_versions is not None:
+            keep_versions_of(self.keep_versions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"method": self.method.value, "keep_versions": self.keep_versions, "repair": self.repair}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RecompressParameters:
+        """Raises ValueError naming the bad value."""
+        return cls(
+            method=Method(data.get("method", Method.AUTO)),
+            keep_versions=data.get("keep_versions"),
+            repair=bool(data.get("repair", False)),
+        )

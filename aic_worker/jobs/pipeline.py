@@ -7,11 +7,28 @@ Compress (DESIGN.md, invariant 2), each step only after the one before it succee
    ─► archive.place: link to the final name ─► commit: archive version + job done
    ─► the folder's policy for the original (keep, move, delete)
 ```
-Recompress writes a new version beside the current one from the original when one is
-still on disk; without it, it can only truncate the current file to a higher ratio (same
-model), and then measures quality against the current version's decoding. Restore decodes
-the current version into a PNG at the job's `output`; verify checks that the current file
-still has its recorded sha256 and decodes, and when the original is there, to its PSNR.
+Never bigger: when the `.aic` is not smaller than the original file, the original's bytes
+are stored instead, as a passthrough version (`a.jpg.orig`, checked by its sha256, no PSNR:
+bit-exact), or, if the folder says `if_bigger: leave`, nothing is stored and the job is
+quarantined with both sizes as its reason.
+
+Recompress writes a new version beside the current one, encoded from the original when it
+is still on disk (sha256 checked), else from the newest intact stored version, decoded
+(a passthrough's bytes are the original's); quality is then measured against that version
+and `reference_version_id` names it. `method: truncate` cuts the current `.aic` down
+instead (no encoder, same model, 5–13 dB worse). A repair is a recompress at the damaged
+version's own ratio that skips it as a starting point. Compress and encoding recompress
+jobs are batched (batch.py): read (`read_compress`, `read_recompress`), encode, write.
+
+Versions kept: when a new version is committed, the superseded versions beyond the
+source's `keep_versions` (default 1: only the current one) are marked removed in that same
+transaction, under the job's lease, and their files deleted after it. A crash in between
+leaves a marked file on disk, never a missing current one; `aic-admin prune` deletes it.
+
+Restore decodes the current version into a PNG at the job's `output` (a passthrough's
+bytes are copied); verify checks that the current file still has its recorded sha256 and,
+for a `.aic`, decodes, and when quality was measured against the original and it is there,
+to its PSNR. A file that fails is marked damaged (damaged_at); one that passes is unmarked.
 """
 
 from __future__ import annotations
@@ -24,24 +41,39 @@ import stat
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from aic_worker.catalog import lease
-from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source, SourcePath
-from aic_worker.catalog.sources import current_version, mark_path_removed, record_archive_version
+from aic_worker.catalog.models import (
+    ArchiveKind,
+    ArchiveVersion,
+    Job,
+    JobKind,
+    JobState,
+    Source,
+    SourcePath,
+    utcnow,
+)
+from aic_worker.catalog.sources import mark_path_removed, record_archive_version
 from aic_worker.codec import AicFormatError, Codec
 from aic_worker.codec.image_modes import UnsupportedImageError
-from aic_worker.codec.quality import ms_ssim, psnr
+from aic_worker.codec.quality import Pixels, measure, pixels_of, psnr
 from aic_worker.codec_cache import CodecCache
-from aic_worker.jobs.errors import LeaseLostError, PermanentJobError, in_transaction
-from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.jobs.errors import DamagedArchiveError, LeaseLostError, PermanentJobError, in_transaction
+from aic_worker.jobs.parameters import (
+    DEFAULT_KEEP_VERSIONS,
+    CompressParameters,
+    IfBigger,
+    Method,
+    RecompressParameters,
+)
 from aic_worker.observe import metrics
 from aic_worker.store import archive
 from aic_worker.store.policy import Policy, apply_policy
@@ -111,8 +143,26 @@ class SourceFacts:
     """What the catalog says of a source, read in one short transaction."""
 
     sha256: str
+    size: int  # the original's bytes
     paths: tuple[Path, ...]  # where its content was last seen, not removed
-    current: ArchiveVersion | None
+    kept: tuple[ArchiveVersion, ...]  # versions whose files were not removed, newest first
+    keep_versions: int  # its folder's setting, from its latest compress job
+
+    @property
+    def current(self) -> ArchiveVersion | None:
+        return next((v for v in self.kept if v.superseded_by is None), None)
+
+
+def folder_keep_versions(session: Session, source_id: int) -> int:
+    """The keep_versions of the source's folder, as its latest compress job recorded it (default 1)."""
+    parameters = session.scalar(
+        select(Job.parameters)
+        .where(Job.source_id == source_id, Job.kind == JobKind.COMPRESS)
+        .order_by(Job.id.desc())
+        .limit(1)
+    )
+    value = (parameters or {}).get("keep_versions", DEFAULT_KEEP_VERSIONS)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
 
 
 def _source_facts(ctx: JobContext, source_id: int) -> SourceFacts:
@@ -123,7 +173,13 @@ def _source_facts(ctx: JobContext, source_id: int) -> SourceFacts:
         paths = session.scalars(
             select(SourcePath.path).where(SourcePath.source_id == source_id, SourcePath.removed_at.is_(None))
         )
-        return SourceFacts(source.sha256, tuple(Path(p) for p in paths), current_version(session, source_id))
+        kept = session.scalars(
+            select(ArchiveVersion)
+            .where(ArchiveVersion.source_id == source_id, ArchiveVersion.removed_at.is_(None))
+            .order_by(ArchiveVersion.id.desc())
+        )
+        return SourceFacts(source.sha256, source.size, tuple(Path(p) for p in paths), tuple(kept),
+                           folder_keep_versions(session, source_id))
 
     return ctx.db(work)
 
@@ -180,19 +236,75 @@ def encoding_error(error: Exception, name: Path) -> Exception:
     return error
 
 
-def rgb_of(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"))
 
 
-def measure(codec: Codec, staged: Path, reference: np.ndarray) -> tuple[float, float]:
+def decoded_pixels(codec: Codec, data: bytes, name: str | Path) -> Pixels:
+    """A `.aic` file's decoding, as quality is measured on it; a file that won't decode is damaged."""
+    try:
+        return pixels_of(codec.decompress(data))
+    except AicFormatError as error:
+        raise DamagedArchiveError(f"{name}: does not decode: {error}") from error
+
+
+def measure_staged(codec: Codec, staged: Path, reference: Pixels) -> tuple[float, float]:
     """Decode the staged file from disk and measure it against `reference`: (PSNR, MS-SSIM)."""
     try:
-        decoded = rgb_of(codec.decompress(staged.read_bytes()))
+        decoded = pixels_of(codec.decompress(staged.read_bytes()))
     except AicFormatError as error:
         raise PermanentJobError(f"the written archive file does not decode: {error}") from error
-    if decoded.shape != reference.shape:
-        raise PermanentJobError(f"the archive decodes to {decoded.shape}, the original is {reference.shape}")
-    return psnr(reference, decoded), ms_ssim(reference, decoded)
+    if decoded.values.shape != reference.values.shape:
+        raise PermanentJobError(
+            f"the archive decodes to {decoded.values.shape}, its reference is {reference.values.shape}"
+        )
+    return measure(reference, decoded)
+
+
+Quality = tuple[float | None, float | None]  # (PSNR, MS-SSIM); None for a passthrough: bit-exact
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A file to store as a source's next version, and how its staged copy is checked.
+
+    `check` gets the staged file on disk and returns its quality, or raises to refuse it.
+    """
+
+    data: bytes
+    kind: ArchiveKind
+    pixels: int  # W·H of the image, for the achieved ratio (W·H·3 / bytes)
+    model_id: str
+    names: list[Path]  # where it may go, first free wins (archive.candidates)
+    check: Callable[[Path], Quality]
+    reference_version_id: int | None = None  # quality measured against this version, not the original
+
+
+def aic_version(
+    codec: Codec, data: bytes, reference: Pixels, image: Image.Image, names: list[Path],
+    reference_version_id: int | None = None, floor: Callable[[tuple[float, float]], None] = lambda _q: None,
+) -> NewVersion:
+    """A `.aic` file, checked by decoding it from disk and measuring it against `reference`."""
+
+    def check(staged: Path) -> Quality:
+        quality = measure_staged(codec, staged, reference)
+        floor(quality)
+        return quality
+
+    return NewVersion(data, ArchiveKind.AIC, image.width * image.height, codec.model_id, names, check,
+                      reference_version_id)
+
+
+def passthrough_version(
+    original: bytes, sha256: str, image: Image.Image, model_id: str, preferred: Path
+) -> NewVersion:
+    """The original's bytes as a version, checked by the sha256 of the staged file on disk."""
+
+    def check(staged: Path) -> Quality:
+        if archive.file_sha256(staged) != sha256:
+            raise PermanentJobError(f"{staged}: the written copy of the original does not match its sha256")
+        return None, None
+
+    names = list(archive.candidates(archive.with_suffix(preferred, archive.PASSTHROUGH_SUFFIX)))
+    return NewVersion(original, ArchiveKind.PASSTHROUGH, image.width * image.height, model_id, names, check)
 
 
 def _recorded(session: Session, path: Path) -> bool:
@@ -225,18 +337,42 @@ def check_quality(quality: tuple[float, float], floor: float | None, original: P
         )
 
 
-def write_version(
-    ctx: JobContext,
-    job: Job,
-    codec: Codec,
-    data: bytes,
-    reference: np.ndarray,
-    names: list[Path],
-    check: Callable[[tuple[float, float]], None] = lambda _quality: None,
-) -> ArchiveVersion:
-    """Stage, verify, place and commit `data` as the source's new current archive version.
+def retire_superseded(session: Session, source_id: int, keep: int) -> list[tuple[Path, str]]:
+    """Mark removed the superseded versions of `source_id` beyond the newest `keep` (current included).
 
-    `check` sees the measured (PSNR, MS-SSIM) before anything is placed, and may refuse.
+    Returns their (path, sha256): the caller deletes the files once this transaction is
+    committed, so a crash in between leaves files too many (prune's work), never too few.
+    """
+    kept = session.scalars(
+        select(ArchiveVersion)
+        .where(ArchiveVersion.source_id == source_id, ArchiveVersion.removed_at.is_(None))
+        .order_by(ArchiveVersion.superseded_by.is_not(None), ArchiveVersion.id.desc())
+        .with_for_update()
+    ).all()
+    now = utcnow()
+    doomed = [v for v in kept[keep:] if v.superseded_by is not None]
+    for version in doomed:
+        version.removed_at = now
+    return [(Path(v.path), v.sha256) for v in doomed]
+
+
+def remove_retired(retired: list[tuple[Path, str]], job_id: int) -> int:
+    """Delete the files of versions just marked removed (committed); the bytes freed."""
+    freed = 0
+    for path, sha256 in retired:
+        size = path.stat().st_size if path.is_file() else 0
+        if archive.remove_version(path, sha256):
+            freed += size
+            log.info("job %s: removed superseded %s", job_id, path)
+        else:
+            log.warning("job %s: %s holds other bytes than its superseded version: left", job_id, path)
+    return freed
+
+
+def write_version(
+    ctx: JobContext, job: Job, new: NewVersion, target_ratio: float, keep: int
+) -> ArchiveVersion:
+    """Stage, check, place and commit `new` as the source's current version; retire old ones.
 
     Who may remove a placed file: another worker can re-encode the same bytes and adopt this
     attempt's placed, uncommitted file (archive.place). So the commit and the removal by a
@@ -247,29 +383,29 @@ def write_version(
     - a loser removes a file only if it placed it and, under the locks, no row records the
       path; whoever commits later finds the file and puts it back.
     A crash, or a database away for longer than the lease, leaves the placed file: the next
-    attempt adopts it (same bytes) or takes the next name.
+    attempt adopts it (same bytes) or takes the next name. Superseded versions beyond `keep`
+    are marked removed by the commit that holds the lease, and only then deleted: a worker
+    that lost its lease commits nothing and so removes no old version's file.
     """
-    directory = names[0].parent
-    for stale in archive.remove_stale_temps(directory, job.id):
+    data, names = new.data, new.names
+    for stale in archive.remove_stale_temps(names[0].parent, job.id):
         log.info("job %s: removed %s left by an interrupted attempt", job.id, stale)
     ctx.check_lease()
     staged = archive.stage(names[0], data, job.id)
     sha256 = hashlib.sha256(data).hexdigest()
     try:
-        quality = measure(codec, staged, reference)
-        check(quality)
+        quality = new.check(staged)
         ctx.check_lease()
         final, created = archive.place(staged, names, sha256, lambda path: _path_recorded(ctx, path))
     finally:
         staged.unlink(missing_ok=True)
-    height, width = reference.shape[:2]
 
-    def commit(session: Session) -> ArchiveVersion:
+    def commit(session: Session) -> tuple[ArchiveVersion, list[tuple[Path, str]]]:
         done = session.scalars(
             select(ArchiveVersion).where(ArchiveVersion.path == str(final), ArchiveVersion.sha256 == sha256)
         ).one_or_none()
         if done is not None and session.get(Job, job.id).state is JobState.DONE:
-            return done  # an earlier try committed, and only its acknowledgement was lost
+            return done, []  # an earlier try committed, and only its acknowledgement was lost
         held = lease.hold(session, job.id, ctx.owner)
         lease.lock_archive_path(session, str(final))
         if not held:
@@ -287,31 +423,39 @@ def write_version(
             path=str(final),
             bytes=len(data),
             sha256=sha256,
-            target_ratio=float(job.target_ratio),
-            achieved_ratio=width * height * 3 / len(data),
-            model_id=codec.model_id,
-            psnr=quality[0],
-            ms_ssim=quality[1],
+            target_ratio=target_ratio,
+            achieved_ratio=new.pixels * 3 / len(data),
+            model_id=new.model_id,
+            psnr=quality[0],  # type: ignore[arg-type]  # NULL for a passthrough (revision 0003)
+            ms_ssim=quality[1],  # type: ignore[arg-type]
         )
+        version.kind = new.kind
+        version.reference_version_id = new.reference_version_id
+        retired = retire_superseded(session, job.source_id, keep)
         if not lease.complete(session, job.id, ctx.owner):
             raise LeaseLostError(f"job {job.id} is no longer ours")
-        return version
+        return version, retired
 
-    return ctx.db(commit)
+    version, retired = ctx.db(commit)
+    remove_retired(retired, job.id)
+    return version
 
 
 @dataclass(frozen=True)
-class CompressInput:
-    """A compress job read and checked, ready for the codec: what batch.py gathers."""
+class Encoding:
+    """A job read and checked, ready for the codec: what batch.py gathers across jobs.
 
-    params: CompressParameters
-    sha256: str
-    original: Original
-    image: Image.Image
+    `write` takes the encoded bytes (codec.compress(image, ratio)) and finishes the job.
+    """
+
     codec: Codec
+    image: Image.Image
+    ratio: float
+    name: Path  # what error messages call the image
+    write: Callable[[bytes], None]
 
 
-def read_compress(ctx: JobContext, job: Job) -> CompressInput:
+def read_compress(ctx: JobContext, job: Job) -> Encoding:
     """A compress job's parameters, its original (content checked) decoded, and its codec."""
     try:
         params = CompressParameters.from_json(job.parameters)
@@ -322,28 +466,56 @@ def read_compress(ctx: JobContext, job: Job) -> CompressInput:
     if original is None:
         raise PermanentJobError(f"{params.path}: the original is gone or its content changed")
     image = open_image(original.data, original.path)
-    return CompressInput(params, facts.sha256, original, image, ctx.codec(job.model_id))
+    codec = ctx.codec(job.model_id)
+    write = partial(write_compress, ctx, job, params, facts.sha256, original, image, codec)
+    return Encoding(codec, image, float(job.target_ratio), original.path, write)
 
 
-def write_compress(ctx: JobContext, job: Job, read: CompressInput, data: bytes) -> None:
-    """The encoded `data` of a compress job through invariant 2: stage, verify, place, commit, policy."""
-    params, original = read.params, read.original
+def _too_big(data: bytes, original: bytes, ratio: float, name: Path) -> str:
+    return (
+        f"{name}: a .aic at ratio {ratio:g} is {len(data):,} bytes, not smaller than the original's "
+        f"{len(original):,}"
+    )
+
+
+def write_compress(
+    ctx: JobContext, job: Job, params: CompressParameters, sha256: str, original: Original,
+    image: Image.Image, codec: Codec, data: bytes,
+) -> None:
+    """The encoded `data` of a compress job through invariant 2: stage, verify, place, commit, policy.
+
+    Never bigger: a `.aic` not smaller than the original is replaced by a passthrough version
+    (or nothing, the job quarantined, when the folder says `if_bigger: leave`).
+    """
     preferred = archive.archive_path(params.archive_root, params.folder, params.path)
-    names = list(archive.candidates(preferred))
-    floor = ctx.min_psnr if params.policy is Policy.DELETE else None
-    version = write_version(ctx, job, read.codec, data, rgb_of(read.image), names,
-                            partial(check_quality, floor=floor, original=original.path))
-    metrics.count_io(job.kind, read=len(original.data), written=len(data))
-    log.info("job %s: %s -> %s (ratio %.1f, PSNR %.2f dB)", job.id, original.path, version.path,
-             version.achieved_ratio, version.psnr)
+    ratio = float(job.target_ratio)
+    if len(data) >= len(original.data):
+        reason = _too_big(data, original.data, ratio, original.path)
+        if params.if_bigger is IfBigger.LEAVE:
+            raise PermanentJobError(f"{reason}: left alone, as its folder's if_bigger setting says")
+        log.info("job %s: %s; its bytes are stored as they are", job.id, reason)
+        new = passthrough_version(original.data, sha256, image, codec.model_id, preferred)
+    else:
+        floor = ctx.min_psnr if params.policy is Policy.DELETE else None
+        new = aic_version(codec, data, pixels_of(image), image, list(archive.candidates(preferred)),
+                          floor=partial(check_quality, floor=floor, original=original.path))
+    version = write_version(ctx, job, new, ratio, params.keep_versions)
+    metrics.count_io(job.kind, read=len(original.data), written=len(new.data))
+    log.info("job %s: %s -> %s (%s, ratio %.1f, PSNR %s)", job.id, original.path, version.path,
+             version.kind.value, version.achieved_ratio,
+             "bit-exact" if version.psnr is None else f"{version.psnr:.2f} dB")
     if original.path == params.path and params.policy is not Policy.KEEP:
-        _apply_policy(ctx, params, read.sha256)
+        _apply_policy(ctx, params, sha256)
+
+
+def run_encoding(encoding: Encoding | None) -> None:
+    """One job's encoding on its own (a batch of one): encode, then write."""
+    if encoding is not None:
+        encoding.write(encode(encoding.codec, encoding.image, encoding.ratio, encoding.name))
 
 
 def compress(ctx: JobContext, job: Job) -> None:
-    read = read_compress(ctx, job)
-    data = encode(read.codec, read.image, float(job.target_ratio), read.original.path)
-    write_compress(ctx, job, read, data)
+    run_encoding(read_compress(ctx, job))
 
 
 def _apply_policy(ctx: JobContext, params: CompressParameters, sha256: str) -> None:
@@ -362,46 +534,132 @@ def _current(facts: SourceFacts, job: Job) -> ArchiveVersion:
     return facts.current
 
 
-def _read_archive(version: ArchiveVersion) -> bytes:
-    """The current version's bytes, if they are still the ones the catalog recorded."""
+def read_archive(version: ArchiveVersion) -> bytes:
+    """A version's bytes, if they are still the ones the catalog recorded (else it is damaged)."""
     try:
         data = Path(version.path).read_bytes()
     except FileNotFoundError as error:
-        raise PermanentJobError(f"archive file {version.path} is missing") from error
+        raise DamagedArchiveError(f"archive file {version.path} is missing") from error
+    except IsADirectoryError as error:
+        raise DamagedArchiveError(f"archive file {version.path} is a folder") from error
     if hashlib.sha256(data).hexdigest() != version.sha256:
-        raise PermanentJobError(f"archive file {version.path} does not match its recorded sha256")
+        raise DamagedArchiveError(f"archive file {version.path} does not match its recorded sha256")
     return data
 
 
-def recompress(ctx: JobContext, job: Job) -> None:
-    facts = _source_facts(ctx, job.source_id)
-    current = _current(facts, job)
+@dataclass(frozen=True)
+class Start:
+    """What a recompress encodes from: the original's bytes, or a stored version's decoding."""
+
+    image: Image.Image
+    name: Path
+    original: bytes | None  # the original's bytes (from its path or a passthrough version)
+    version: ArchiveVersion | None  # the .aic version decoded (quality is measured against it)
+
+
+def _start(ctx: JobContext, facts: SourceFacts, *, skip: int | None) -> Start:
+    """The original if it is still there, else the newest intact version (not version `skip`)."""
+    original = find_original(facts)
+    if original is not None:
+        return Start(open_image(original.data, original.path), original.path, original.data, None)
+    for version in facts.kept:
+        if version.id == skip or version.damaged_at is not None:
+            continue
+        try:
+            data = read_archive(version)
+            if version.kind is ArchiveKind.PASSTHROUGH:
+                return Start(open_image(data, Path(version.path)), Path(version.path), data, None)
+            image = ctx.codec(version.model_id).decompress(data)
+        except (DamagedArchiveError, AicFormatError) as error:
+            log.warning("version %s can't be encoded from: %s", version.id, error)
+            continue
+        return Start(image, Path(version.path), None, version)
+    raise PermanentJobError(
+        f"source {facts.sha256[:12]}…: the original is gone and no intact archive version is left to "
+        "encode from"
+    )
+
+
+def read_recompress(ctx: JobContext, job: Job) -> Encoding | None:
+    """A recompress job read: what to encode from, at which ratio; None when truncation did the job."""
+    try:
+        params = RecompressParameters.from_json(job.parameters)
+    except ValueError as error:
+        raise PermanentJobError(f"recompress job parameters: {error}") from error
     if job.target_ratio is None:
         raise PermanentJobError("a recompress job needs a target ratio")
     ratio = float(job.target_ratio)
-    model_id = job.model_id or current.model_id
-    codec = ctx.codec(model_id)
-    original = find_original(facts)
-    if original is not None:
-        image = open_image(original.data, original.path)
-        data, reference = encode(codec, image, ratio, original.path), rgb_of(image)
-        read = len(original.data)
-    elif model_id == current.model_id and ratio >= current.achieved_ratio:
-        old = _read_archive(current)
-        try:
-            data, reference = codec.truncate(old, ratio), rgb_of(codec.decompress(old))
-        except ValueError as error:
-            raise PermanentJobError(f"{current.path}: {error}") from error
-        read = len(old)
-    else:
+    facts = _source_facts(ctx, job.source_id)
+    current = _current(facts, job)
+    keep = params.keep_versions or facts.keep_versions
+    if params.method is Method.TRUNCATE:
+        _truncate(ctx, job, facts, current, ratio, keep)
+        return None
+    start = _start(ctx, facts, skip=current.id if params.repair else None)
+    if start.version is not None and not params.repair and ratio < start.version.achieved_ratio * (1 - 1e-6):
         raise PermanentJobError(
-            f"the original is gone: only truncation of {current.path} to a ratio of at least "
-            f"{current.achieved_ratio:.2f} with its own model is possible"
+            f"the original is gone: {start.name} is at ratio {start.version.achieved_ratio:.2f}, and a lower "
+            f"ratio ({ratio:g}) can't bring back what it dropped"
         )
-    names = list(archive.candidates(Path(current.path)))
-    version = write_version(ctx, job, codec, data, reference, names)
-    metrics.count_io(job.kind, read=read, written=len(data))
-    log.info("job %s: recompressed to %s (ratio %.1f)", job.id, version.path, version.achieved_ratio)
+    codec = ctx.codec(job.model_id or current.model_id)
+    write = partial(write_recompress, ctx, job, facts, current, start, codec, keep, params.repair)
+    return Encoding(codec, start.image, ratio, start.name, write)
+
+
+def write_recompress(
+    ctx: JobContext, job: Job, facts: SourceFacts, current: ArchiveVersion, start: Start, codec: Codec,
+    keep: int, repair: bool, data: bytes,
+) -> None:
+    """A recompress job's encoded `data` as the new version (or a passthrough: never bigger)."""
+    ratio = float(job.target_ratio)
+    if start.original is not None and len(data) >= facts.size:
+        if current.kind is ArchiveKind.PASSTHROUGH and not repair:
+            ctx.finish(job)
+            reason = _too_big(data, start.original, ratio, start.name)
+            log.info("job %s: %s; %s stays as it is", job.id, reason, current.path)
+            return
+        new = passthrough_version(start.original, facts.sha256, start.image, codec.model_id,
+                                  Path(current.path))
+    else:
+        names = list(archive.candidates(archive.with_suffix(Path(current.path), archive.SUFFIX)))
+        new = aic_version(codec, data, pixels_of(start.image), start.image, names,
+                          start.version.id if start.version is not None else None)
+    version = write_version(ctx, job, new, ratio, keep)
+    metrics.count_io(job.kind, read=len(start.original or b"") or current.bytes, written=len(new.data))
+    against = "the original" if new.reference_version_id is None else f"version {new.reference_version_id}"
+    log.info("job %s: %s to %s (%s, ratio %.1f, measured against %s)", job.id,
+             "repaired" if repair else "recompressed", version.path, version.kind.value,
+             version.achieved_ratio, against)
+
+
+def _truncate(
+    ctx: JobContext, job: Job, facts: SourceFacts, current: ArchiveVersion, ratio: float, keep: int
+) -> None:
+    """`method: truncate`: the current `.aic` cut down to `ratio` (same model; no encoder)."""
+    if current.kind is ArchiveKind.PASSTHROUGH:
+        raise PermanentJobError(f"{current.path} holds the original's bytes: there is no .aic to truncate")
+    if job.model_id is not None and job.model_id != current.model_id:
+        raise PermanentJobError(f"{current.path}: truncation keeps the file's model; this job asks another")
+    old = read_archive(current)
+    codec = ctx.codec(current.model_id)
+    try:
+        data = codec.truncate(old, ratio)
+        image = codec.decompress(old)
+    except (ValueError, AicFormatError) as error:
+        raise PermanentJobError(f"{current.path}: {error}") from error
+    original = find_original(facts)
+    if original is not None:  # measured against the original when it is there
+        reference, against = pixels_of(open_image(original.data, original.path)), None
+    else:
+        reference, against = pixels_of(image), current.id
+    new = aic_version(codec, data, reference, image, list(archive.candidates(Path(current.path))), against)
+    version = write_version(ctx, job, new, ratio, keep)
+    metrics.count_io(job.kind, read=len(old), written=len(data))
+    log.info("job %s: truncated to %s (ratio %.1f)", job.id, version.path, version.achieved_ratio)
+
+
+def recompress(ctx: JobContext, job: Job) -> None:
+    run_encoding(read_recompress(ctx, job))
 
 
 def restore(ctx: JobContext, job: Job) -> None:
@@ -409,48 +667,74 @@ def restore(ctx: JobContext, job: Job) -> None:
     if not output:
         raise PermanentJobError("a restore job needs an `output` path in its parameters")
     current = _current(_source_facts(ctx, job.source_id), job)
-    data = _read_archive(current)
-    codec = ctx.codec(current.model_id)
-    try:
-        image = codec.decompress(data)
-    except AicFormatError as error:
-        raise PermanentJobError(f"{current.path}: {error}") from error
-    buffer = io.BytesIO()
-    extra = {k: image.info[k] for k in ("exif", "icc_profile") if k in image.info}
-    image.save(buffer, format="PNG", **extra)
-    png = buffer.getvalue()
+    data = read_archive(current)
+    if current.kind is ArchiveKind.PASSTHROUGH:
+        written = data  # the original's bytes, bit for bit (their sha256 was just checked)
+    else:
+        try:
+            image = ctx.codec(current.model_id).decompress(data)
+        except AicFormatError as error:
+            raise PermanentJobError(f"{current.path}: {error}") from error
+        buffer = io.BytesIO()
+        extra = {k: image.info[k] for k in ("exif", "icc_profile") if k in image.info}
+        image.save(buffer, format="PNG", **extra)
+        written = buffer.getvalue()
     target = Path(output)
-    staged = archive.stage(target, png, job.id)
+    staged = archive.stage(target, written, job.id)
     try:
-        archive.place(staged, [target], hashlib.sha256(png).hexdigest())
+        archive.place(staged, [target], hashlib.sha256(written).hexdigest())
     except FileExistsError as error:
         raise PermanentJobError(f"{target} exists with other content: not overwritten") from error
     finally:
         staged.unlink(missing_ok=True)
     ctx.finish(job)
-    metrics.count_io(job.kind, read=len(data), written=len(png))
+    metrics.count_io(job.kind, read=len(data), written=len(written))
     log.info("job %s: restored %s to %s", job.id, current.path, target)
+
+
+def _check_current(ctx: JobContext, facts: SourceFacts, current: ArchiveVersion) -> int:
+    """Raise DamagedArchiveError unless the current file is sound; its bytes read."""
+    data = read_archive(current)
+    if current.kind is ArchiveKind.PASSTHROUGH:
+        if current.sha256 != facts.sha256:
+            raise DamagedArchiveError(f"{current.path}: a passthrough whose sha256 is not its source's")
+        return len(data)  # bit-exact: nothing to decode
+    decoded = decoded_pixels(ctx.codec(current.model_id), data, current.path)
+    original = find_original(facts) if current.reference_version_id is None else None
+    if original is not None and current.psnr is not None:
+        reference = pixels_of(open_image(original.data, original.path))
+        measured = psnr(reference.values, decoded.values, reference.peak)
+        if abs(measured - current.psnr) > VERIFY_PSNR_TOLERANCE_DB:
+            raise DamagedArchiveError(
+                f"{current.path} decodes to PSNR {measured:.2f} dB, recorded {current.psnr:.2f} dB"
+            )
+    return len(data)
 
 
 def verify(ctx: JobContext, job: Job) -> None:
     facts = _source_facts(ctx, job.source_id)
     current = _current(facts, job)
-    data = _read_archive(current)
-    codec = ctx.codec(current.model_id)
     try:
-        decoded = rgb_of(codec.decompress(data))
-    except AicFormatError as error:
-        raise PermanentJobError(f"{current.path}: {error}") from error
-    original = find_original(facts)
-    if original is not None:
-        measured = psnr(rgb_of(open_image(original.data, original.path)), decoded)
-        if abs(measured - current.psnr) > VERIFY_PSNR_TOLERANCE_DB:
-            raise PermanentJobError(
-                f"{current.path} decodes to PSNR {measured:.2f} dB, recorded {current.psnr:.2f} dB"
-            )
-    ctx.finish(job)
-    metrics.count_io(job.kind, read=len(data))
+        read = _check_current(ctx, facts, current)
+    except DamagedArchiveError:
+        ctx.db(lambda session: _mark_damaged(session, current.id, utcnow()))
+        raise
+
+    def work(session: Session) -> None:
+        if not lease.complete(session, job.id, ctx.owner):
+            raise LeaseLostError(f"job {job.id} is no longer ours")
+        _mark_damaged(session, current.id, None)
+
+    ctx.db(work)
+    metrics.count_io(job.kind, read=read)
     log.info("job %s: %s verified", job.id, current.path)
+
+
+def _mark_damaged(session: Session, version_id: int, when: datetime | None) -> None:
+    """Set (a time) or clear (None) a version's damaged mark; a mark already set keeps its first time."""
+    version = session.get(ArchiveVersion, version_id)
+    if version is not None and (when is None or version.damaged_at is None):
+        version.damaged_at = when
 
 
 RUNNERS: dict[JobKind, Callable[[JobContext, Job], None]] = {
@@ -459,3 +743,8 @@ RUNNERS: dict[JobKind, Callable[[JobContext, Job], None]] = {
     JobKind.RESTORE: restore,
     JobKind.VERIFY: verify,
 }
+READERS: dict[JobKind, Callable[[JobContext, Job], Encoding | None]] = {
+    JobKind.COMPRESS: read_compress,
+    JobKind.RECOMPRESS: read_recompress,
+}
+"""The kinds batch.py encodes together: read, then one compress_batch, then each one's `write`."""

@@ -3,7 +3,10 @@
 Layout: `<archive root>/<path relative to its watched folder>.aic`, e.g. the original
 `/photos/2024/a.png` of the folder `/photos` becomes `<root>/2024/a.png.aic`. When that name
 is taken (another source, or an earlier version of the same one) the next free of
-`a.png.2.aic`, `a.png.3.aic`, … is used.
+`a.png.2.aic`, `a.png.3.aic`, … is used. A passthrough version (the original's bytes,
+kept because a `.aic` at the folder's ratio would not be smaller) is named the same way
+with `.orig` in place of `.aic`: `<root>/2024/a.jpg.orig`, `a.jpg.2.orig`, …; its bytes
+are the original's, bit for bit, and it is never decoded as a `.aic`.
 
 Writing (DESIGN.md, invariant 2):
 ```
@@ -14,7 +17,8 @@ Writing (DESIGN.md, invariant 2):
 ```
 A crash leaves at most a temp file, which the next attempt at the same job removes
 (remove_stale_temps), or a placed file that was never committed, which that attempt
-recognises by its content and adopts. Torch-free.
+recognises by its content and adopts. A superseded version's file is removed (remove_version)
+only after the catalog has committed the version that replaces it. Torch-free.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pathlib import Path
 from aic_worker.private_files import create_private_file, fsync_directory, make_folders
 
 SUFFIX = ".aic"
+PASSTHROUGH_SUFFIX = ".orig"
 MAX_CANDIDATES = 10_000
 
 
@@ -49,18 +54,27 @@ def relative_inside(path: Path, folder: Path) -> Path:
     return relative
 
 
-def archive_path(archive_root: Path, folder: Path, original: Path) -> Path:
-    """The preferred archive name of `original` from watched `folder`."""
+def archive_path(archive_root: Path, folder: Path, original: Path, suffix: str = SUFFIX) -> Path:
+    """The preferred archive name of `original` from watched `folder` (`suffix`: .aic or .orig)."""
     relative = relative_inside(original, folder)
-    return archive_root / relative.with_name(relative.name + SUFFIX)
+    return archive_root / relative.with_name(relative.name + suffix)
+
+
+def with_suffix(path: Path, suffix: str) -> Path:
+    """`path` (an archive name) with `suffix` in place of its .aic or .orig: `a.jpg.aic` -> `a.jpg.orig`."""
+    name = path.name
+    for known in (SUFFIX, PASSTHROUGH_SUFFIX):
+        name = name.removesuffix(known)
+    return path.with_name(name + suffix)
 
 
 def candidates(preferred: Path) -> Iterator[Path]:
-    """`preferred`, then `name.2.aic`, `name.3.aic`, …"""
+    """`preferred`, then `name.2.aic`, `name.3.aic`, … (or `.orig`, as `preferred` ends)."""
     yield preferred
-    stem = preferred.name.removesuffix(SUFFIX)
+    suffix = PASSTHROUGH_SUFFIX if preferred.name.endswith(PASSTHROUGH_SUFFIX) else SUFFIX
+    stem = preferred.name.removesuffix(suffix)
     for n in range(2, MAX_CANDIDATES):
-        yield preferred.with_name(f"{stem}.{n}{SUFFIX}")
+        yield preferred.with_name(f"{stem}.{n}{suffix}")
 
 
 def file_sha256(path: Path) -> str:
@@ -83,18 +97,39 @@ def temp_job(name: str) -> int | None:
     return int(match[1]) if match else None
 
 
+def temp_files(directory: Path) -> Iterator[tuple[Path, int]]:
+    """Each temp file (temp_name()'s form) in `directory`, with the job it belongs to."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.iterdir()):
+        job = temp_job(path.name)
+        if job is not None and path.is_file() and not path.is_symlink():
+            yield path, job
+
+
+def remove_version(path: Path, sha256: str) -> bool:
+    """Delete a superseded version's file if it still holds `sha256`; whether it is gone now.
+
+    Only called for a version the catalog has marked removed (or, for prune, found superseded
+    beyond the versions kept) after a newer version was committed. A file at that name with
+    other bytes (put there by hand: archive names are never reused) is left, and False says so.
+    """
+    try:
+        if path.is_symlink() or file_sha256(path) != sha256:
+            return False
+    except FileNotFoundError:
+        return True
+    path.unlink(missing_ok=True)
+    fsync_directory(path.parent)
+    return True
+
+
 def remove_stale_temps(directory: Path, job_id: int) -> list[Path]:
     """Delete temp files an earlier, interrupted attempt at job `job_id` left in `directory`.
 
     Only that job's: `.x.job3.png.aic.job33.<hex>.tmp` is job 33's, never job 3's.
     """
-    if not directory.is_dir():
-        return []
-    stale = [
-        p
-        for p in sorted(directory.iterdir())
-        if temp_job(p.name) == job_id and p.is_file() and not p.is_symlink()
-    ]
+    stale = [path for path, job in temp_files(directory) if job == job_id]
     for path in stale:
         path.unlink(missing_ok=True)
     return stale
