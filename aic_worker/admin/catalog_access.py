@@ -6,17 +6,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker.catalog.engine import create_catalog_engine, session_factory
+from aic_worker.catalog.engine import create_catalog_engine, reading, session_factory
 from aic_worker.catalog.migrate import prepare_catalog
 
 T = TypeVar("T")
 
 
 @contextmanager
-def open_catalog() -> Iterator[sessionmaker[Session]]:
-    """Sessions on the catalog (AIC_DATABASE_URL, else AIC_HOME's SQLite file).
+def _prepared_engine() -> Iterator[Engine]:
+    """An engine on the catalog (AIC_DATABASE_URL, else AIC_HOME's SQLite file).
 
     A fresh catalog gets its schema; an outdated one raises CatalogVersionError, which
     main() reports with the advice to run `aic-admin db upgrade`.
@@ -24,12 +25,27 @@ def open_catalog() -> Iterator[sessionmaker[Session]]:
     engine = create_catalog_engine()
     try:
         prepare_catalog(engine)
-        yield session_factory(engine)
+        yield engine
     finally:
         engine.dispose()
 
 
+@contextmanager
+def open_catalog() -> Iterator[sessionmaker[Session]]:
+    """Sessions on the catalog, for commands that change it."""
+    with _prepared_engine() as engine:
+        yield session_factory(engine)
+
+
+@contextmanager
+def read_sessions() -> Iterator[sessionmaker[Session]]:
+    """Sessions for commands that only read: on SQLite their transactions don't take the
+    write lock (engine.reading), so a long report never keeps a worker from committing."""
+    with _prepared_engine() as engine:
+        yield session_factory(reading(engine))
+
+
 def read_catalog(collect: Callable[[Session], T]) -> T:
-    """What `collect` reads from the catalog in one session."""
-    with open_catalog() as sessions, sessions() as session:
+    """What `collect` reads from the catalog in one read-only session."""
+    with read_sessions() as sessions, sessions() as session:
         return collect(session)

@@ -7,17 +7,29 @@ comes from catalog/reports.py, which the dashboard's JSON API shares.
 from __future__ import annotations
 
 import argparse
+import itertools
 
 from aic_worker.admin import output
-from aic_worker.admin.catalog_access import open_catalog, read_catalog
+from aic_worker.admin.catalog_access import read_catalog, read_sessions
 from aic_worker.admin.selection import Selection, add_selection_arguments
 from aic_worker.catalog.overview import STATES
 from aic_worker.catalog.reports import (
     iter_source_records,
     quarantine_report,
     source_details,
+    source_page,
     stats_report,
 )
+
+DEFAULT_LIMIT = 100
+
+
+def positive(text: str) -> int:
+    """argparse type: a whole number above 0."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a number above 0")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -29,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_selection_arguments(p, with_all=False)
     p.add_argument("--state", choices=STATES, help="only sources in this state")
     p.add_argument("--json", action="store_true", help="a JSON array, one object per source")
+    page = p.add_argument_group("how many (in source id order)")
+    page.add_argument(
+        "--limit", type=positive, default=DEFAULT_LIMIT, metavar="N", help=f"at most N ({DEFAULT_LIMIT})"
+    )
+    page.add_argument("--after", type=int, metavar="ID", help="those after source ID (the next page)")
+    page.add_argument("--all", action="store_true", help="every one, streamed (JSON: one object per line)")
     p.set_defaults(func=ls)
 
     p = subparsers.add_parser("show", help="everything about one source: paths, versions, jobs")
@@ -47,30 +65,46 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=quarantine)
 
 
+LS_COLUMNS = ["id", "state", "source", "ratio", "achieved", "archive", "bytes", "PSNR"]
+LS_KEYS = [
+    "id", "state", "source_path", "target_ratio", "achieved_ratio", "archive_path", "archive_bytes", "psnr"
+]
+TABLE_CHUNK = 1000  # rows per rich table when `ls --all` streams a table
+
+
 def ls(args: argparse.Namespace) -> int:
+    """One page of sources (`--limit`, after `--after`), or with `--all` every one, streamed:
+    memory holds one batch, whatever the size of the catalog."""
     selection = Selection.from_args(args)
-    with open_catalog() as sessions, sessions() as session:
-        records = list(iter_source_records(session, conditions=selection.conditions(), state=args.state))
+    with read_sessions() as sessions, sessions() as session:
+        if args.all:
+            records = iter_source_records(session, conditions=selection.conditions(), state=args.state)
+            if args.json:
+                output.print_json_stream(records)
+            else:
+                header = True
+                while chunk := list(itertools.islice(records, TABLE_CHUNK)):
+                    output.table(None, LS_COLUMNS, [[r[k] for k in LS_KEYS] for r in chunk], header=header)
+                    header = False
+            return output.OK
+        page = source_page(
+            session,
+            conditions=selection.conditions(),
+            state=args.state,
+            limit=args.limit + 1,
+            after_id=args.after,
+        )
+    more = len(page) > args.limit
+    page = page[: args.limit]
     if args.json:
-        output.print_json(records)
-        return output.OK
-    output.table(
-        None,
-        ["id", "state", "source", "ratio", "achieved", "archive", "bytes", "PSNR"],
-        [
-            (
-                r["id"],
-                r["state"],
-                r["source_path"],
-                r["target_ratio"],
-                r["achieved_ratio"],
-                r["archive_path"],
-                r["archive_bytes"],
-                r["psnr"],
-            )
-            for r in records
-        ],
-    )
+        output.print_json(page)
+    else:
+        output.table(None, LS_COLUMNS, [[r[k] for k in LS_KEYS] for r in page])
+    if more:
+        output.stderr().print(
+            f"first {args.limit} shown; the next page: --after {page[-1]['id']}; every source: --all",
+            highlight=False,
+        )
     return output.OK
 
 

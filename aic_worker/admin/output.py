@@ -57,6 +57,18 @@ def print_json(document: Any) -> None:
     print(json.dumps(document, indent=2, default=_jsonable))
 
 
+def print_json_stream(items: Iterable[Any]) -> None:
+    """A JSON array on stdout, written as `items` come: one compact object per line, so a
+    listing of millions is never held in memory (nor indented by json's slow pure-Python path)."""
+    write = sys.stdout.write
+    separator = "[\n"
+    for item in items:
+        write(separator)
+        write(json.dumps(item, default=_jsonable))
+        separator = ",\n"
+    write("[]\n" if separator == "[\n" else "\n]\n")
+
+
 def printed_json(args: Any, document: Any) -> bool:
     """With `--json` on the command line, print `document` as JSON and say so."""
     if args.json:
@@ -80,10 +92,14 @@ def usage_error(command: str, message: str) -> int:
     return USAGE
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """A rich table on stdout; None cells print as `-`, numeric columns align right."""
+def table(
+    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, header: bool = True
+) -> None:
+    """A rich table on stdout; None cells print as `-`, numeric columns align right.
+
+    header=False continues a table printed in chunks (a long listing, streamed)."""
     rows = [list(row) for row in rows]
-    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, show_header=header)
     for i, name in enumerate(columns):
         numeric = bool(rows) and all(isinstance(row[i], int | float) or row[i] is None for row in rows)
         grid.add_column(name, justify="right" if numeric else "left", overflow="fold")

@@ -13,13 +13,48 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import ColumnElement, exists, func
+from sqlalchemy import Boolean, ColumnElement, func, literal, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from aic_worker.catalog.models import Source, SourcePath, utcnow
 from aic_worker.catalog.overview import CURRENT
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class PathUnder(FunctionElement[bool]):
+    """`path` starts with `prefix`, as a bytewise range that an index answers: prefix <= path <
+    prefix with its last byte raised by one (LIKE would read every path: SQLite's LIKE ignores
+    case, PostgreSQL's index on path is in the database's collation). `prefix` ends with "/",
+    so the range's end ends with "0"."""
+
+    type = Boolean()
+    inherit_cache = True
+    name = "path_under"
+
+    def __init__(self, path: ColumnElement[str], prefix: str) -> None:
+        super().__init__(path, literal(prefix), literal(prefix[:-1] + chr(ord(prefix[-1]) + 1)))
+
+
+def _range(element: PathUnder, compiler: SQLCompiler, low: str, high: str, **kw: Any) -> str:
+    path, start, end = (compiler.process(clause, **kw) for clause in element.clauses)
+    return f"({path} {low} {start} AND {path} {high} {end})"
+
+
+@compiles(PathUnder)
+def _bytewise(element: PathUnder, compiler: SQLCompiler, **kw: Any) -> str:
+    """SQLite compares TEXT bytewise (collation BINARY), so its unique index on path serves."""
+    return _range(element, compiler, ">=", "<", **kw)
+
+
+@compiles(PathUnder, "postgresql")
+def _pattern(element: PathUnder, compiler: SQLCompiler, **kw: Any) -> str:
+    """The text_pattern_ops operators compare bytewise, and their index serves (models.py)."""
+    return _range(element, compiler, "~>=~", "~<~", **kw)
 
 
 def duration(text: str) -> timedelta:
@@ -82,13 +117,8 @@ class Selection:
             found.append(Source.id.in_(self.ids))
         if self.folder is not None:
             folder = str(self.folder)
-            found.append(
-                exists().where(
-                    SourcePath.source_id == Source.id,
-                    (SourcePath.folder == folder)
-                    | SourcePath.path.startswith(folder.rstrip("/") + "/", autoescape=True),
-                )
-            )
+            under = (SourcePath.folder == folder) | PathUnder(SourcePath.path, folder.rstrip("/") + "/")
+            found.append(Source.id.in_(select(SourcePath.source_id).where(under)))
         if self.older_than is not None:
             cutoff = (now or utcnow()) - self.older_than
             found.append(func.coalesce(CURRENT.created_at, Source.first_seen_at) < cutoff)

@@ -20,7 +20,7 @@ from PIL import Image
 from sqlalchemy.orm import Session
 
 from aic_watch.options import add_archive_options
-from aic_worker.catalog.engine import create_catalog_engine, session_factory
+from aic_worker.catalog.engine import create_catalog_engine, reading, session_factory
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.migrate import prepare_catalog
 from aic_worker.catalog.models import Job, JobKind, JobState
@@ -143,7 +143,7 @@ def _broker_status() -> dict[str, Any]:
 def _status(args: argparse.Namespace) -> int:
     engine = create_catalog_engine()
     try:
-        with session_factory(engine)() as session:
+        with session_factory(reading(engine))() as session:
             report = status_report(session)
     finally:
         engine.dispose()

@@ -149,6 +149,7 @@ class Source(Base):
     """One piece of content, identified by the sha256 of its file bytes."""
 
     __tablename__ = "sources"
+    __table_args__ = (Index("ix_sources_state", "state"),)  # quarantined and new ones, among millions
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(SHA256_HEX_LENGTH), unique=True)
@@ -170,6 +171,18 @@ class SourcePath(Base):
     """A place where a source's content was found, in the watched folder it came from."""
 
     __tablename__ = "source_paths"
+    __table_args__ = (
+        Index("ix_source_paths_folder", "folder"),
+        # `--folder DIR` finds paths under DIR by a bytewise range on the path (admin/selection.py).
+        # PostgreSQL's unique index is in the database's collation and can't answer it; SQLite's
+        # can, so there this index is kept empty (WHERE 0) rather than a copy of that one.
+        Index(
+            "ix_source_paths_path_pattern",
+            "path",
+            postgresql_ops={"path": "text_pattern_ops"},
+            sqlite_where=text("0"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     source_id: Mapped[int] = mapped_column(ForeignKey("sources.id", ondelete="CASCADE"), index=True)
@@ -213,6 +226,22 @@ class ArchiveVersion(Base):
             unique=True,
             sqlite_where=text("superseded_by IS NULL"),
             postgresql_where=text("superseded_by IS NULL"),
+        ),
+        # stats reads its quantiles and histogram from these, and ls --below-ratio filters on the first.
+        *(
+            Index(
+                f"ix_archive_versions_current_{column}",
+                column,
+                sqlite_where=text("superseded_by IS NULL"),
+                postgresql_where=text("superseded_by IS NULL"),
+            )
+            for column in ("achieved_ratio", "psnr")
+        ),
+        Index(
+            "ix_archive_versions_damaged",
+            "damaged_at",
+            sqlite_where=text("damaged_at IS NOT NULL"),
+            postgresql_where=text("damaged_at IS NOT NULL"),
         ),
     )
 
@@ -262,6 +291,7 @@ class Job(Base):
         ),
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_jobs_claim", "state", "not_before"),
+        Index("ix_jobs_finished", "state", "finished_at"),  # status: jobs done in the last minutes
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -10,64 +10,71 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import BigInteger, ColumnElement, RowMapping, Select, and_, case, cast, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from aic_worker.catalog.models import ArchiveVersion, Job, JobState, Source, SourcePath, SourceState, utcnow
-from aic_worker.catalog.overview import PRIMARY, STATES, SourceRow, source_rows
+from aic_worker.catalog.overview import (
+    CURRENT,
+    LATEST,
+    PRIMARY,
+    STATES,
+    joined,
+    reason_column,
+    state_column,
+    state_is,
+)
 
 RATIO_BUCKETS = (8, 16, 32, 64, 128, 256)  # histogram edges of achieved ratios
 RECENT_FAILURES = 10
 THROUGHPUT_WINDOWS = (1, 5, 60)  # minutes
+STREAM_BATCH = 5000  # sources per query when listing them all
 
 
-def source_record(row: SourceRow) -> dict[str, Any]:
-    """One source as `ls --json` prints it."""
-    source, version, job = row.source, row.version, row.job
-    unfinished = job is not None and job.state is not JobState.DONE
-    target = (
-        job.target_ratio if unfinished and job.target_ratio else version.target_ratio if version else None
-    )
-    return {
-        "id": source.id,
-        "source_path": row.path.path if row.path else None,
-        "folder": row.path.folder if row.path else None,
-        "state": row.state,
-        "target_ratio": target,
-        "achieved_ratio": version.achieved_ratio if version else None,
-        "archive_path": version.path if version else None,
-        "archive_bytes": version.bytes if version else None,
-        "psnr": version.psnr if version else None,
-        "ms_ssim": version.ms_ssim if version else None,
-        "model_id": version.model_id if version else None,
-        "archived_at": version.created_at if version else None,
-        "source_bytes": source.size,
-        "sha256": source.sha256,
-        "width": source.width,
-        "height": source.height,
-        "reason": row.reason,
-    }
+def _record_columns() -> list[ColumnElement[Any]]:
+    """The `ls --json` keys as SQL columns: one row per source, no ORM object."""
+    unfinished = and_(LATEST.state != JobState.DONE, LATEST.target_ratio.is_not(None))
+    return [
+        Source.id.label("id"),
+        PRIMARY.path.label("source_path"),
+        PRIMARY.folder.label("folder"),
+        state_column().label("state"),
+        case((unfinished, LATEST.target_ratio), else_=CURRENT.target_ratio).label("target_ratio"),
+        CURRENT.achieved_ratio.label("achieved_ratio"),
+        CURRENT.path.label("archive_path"),
+        CURRENT.bytes.label("archive_bytes"),
+        CURRENT.psnr.label("psnr"),
+        CURRENT.ms_ssim.label("ms_ssim"),
+        CURRENT.model_id.label("model_id"),
+        CURRENT.created_at.label("archived_at"),
+        Source.size.label("source_bytes"),
+        Source.sha256.label("sha256"),
+        Source.width.label("width"),
+        Source.height.label("height"),
+        reason_column().label("reason"),
+        CURRENT.kind.label("kind"),
+    ]
 
 
-def iter_source_records(
-    session: Session,
-    *,
-    conditions: Iterable[ColumnElement[bool]] = (),
-    state: str | None = None,
-    q: str | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Every selected source in the `ls --json` schema, in id order."""
+def _records(
+    conditions: Iterable[ColumnElement[bool]], state: str | None, q: str | None
+) -> Select[tuple[Any, ...]]:
     found = [*conditions]
+    if state is not None:
+        found += state_is(state)
     if q:
         found.append(PRIMARY.path.icontains(q, autoescape=True))
-    for row in source_rows(session, *found):
-        record = source_record(row)
-        if state is None or record["state"] == state:
-            yield record
+    return joined(select(*_record_columns())).where(*found).order_by(Source.id)
+
+
+def _as_record(row: RowMapping) -> dict[str, Any]:
+    record = dict(row)
+    record["kind"] = record["kind"].value if record["kind"] is not None else None
+    return record
 
 
 def source_page(
@@ -78,17 +85,52 @@ def source_page(
     q: str | None = None,
     limit: int | None = 100,
     offset: int = 0,
+    after_id: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One page of `iter_source_records` (limit None: all of them)."""
-    records = iter_source_records(session, conditions=conditions, state=state, q=q)
-    stop = None if limit is None else offset + limit
-    return list(itertools.islice(records, offset, stop))
+    """Sources in the `ls --json` schema, in id order: `limit` of them (None: all) from
+    `offset`, or after source `after_id` (a page that costs the same however deep it is).
+
+    `conditions` are WHERE clauses on Source and CURRENT (Selection.conditions()), `state`
+    one of overview.STATES, `q` a case-insensitive substring of the source's path.
+    """
+    query = _records(conditions, state, q)
+    if after_id is not None:
+        query = query.where(Source.id > after_id)
+    query = query.limit(limit).offset(offset or None)
+    return [_as_record(row) for row in session.execute(query).mappings()]
+
+
+def iter_source_records(
+    session: Session,
+    *,
+    conditions: Iterable[ColumnElement[bool]] = (),
+    state: str | None = None,
+    q: str | None = None,
+    batch: int = STREAM_BATCH,
+) -> Iterator[dict[str, Any]]:
+    """Every selected source in the `ls --json` schema, in id order, in memory for `batch`.
+
+    Each batch is its own short query, after the last id of the one before (no OFFSET to
+    skip), and the session's transaction ends between batches: a listing of millions holds
+    no lock or snapshot for its whole length, only for one batch.
+    """
+    conditions = list(conditions)
+    after_id = None
+    while True:
+        page = source_page(
+            session, conditions=conditions, state=state, q=q, limit=batch, after_id=after_id
+        )
+        session.commit()
+        yield from page
+        if len(page) < batch:
+            return
+        after_id = page[-1]["id"]
 
 
 def source_details(session: Session, source_id: int) -> dict[str, Any] | None:
     """The `show --json` document of one source, or None if there is no such source."""
-    row = next(source_rows(session, Source.id == source_id), None)
-    if row is None:
+    found = source_page(session, conditions=[Source.id == source_id], limit=1)
+    if not found:
         return None
     paths = session.scalars(
         select(SourcePath).where(SourcePath.source_id == source_id).order_by(SourcePath.id)
@@ -98,7 +140,7 @@ def source_details(session: Session, source_id: int) -> dict[str, Any] | None:
     )
     jobs = session.scalars(select(Job).where(Job.source_id == source_id).order_by(Job.id))
     return {
-        **source_record(row),
+        **found[0],
         "paths": [
             {"path": p.path, "folder": p.folder, "mtime": p.mtime, "removed_at": p.removed_at} for p in paths
         ],
@@ -115,6 +157,9 @@ def source_details(session: Session, source_id: int) -> dict[str, Any] | None:
                 "sha256": v.sha256,
                 "created_at": v.created_at,
                 "current": v.superseded_by is None,
+                "kind": v.kind.value,
+                "removed_at": v.removed_at,
+                "damaged_at": v.damaged_at,
             }
             for v in versions
         ],
@@ -134,99 +179,153 @@ def source_details(session: Session, source_id: int) -> dict[str, Any] | None:
     }
 
 
-def _quantile(ordered: Sequence[float], q: float) -> float:
-    """Nearest-rank quantile of a sorted, non-empty sequence."""
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+def _current(column: InstrumentedAttribute[Any]) -> list[ColumnElement[bool]]:
+    """Current archive versions that have a value in `column` (a passthrough has no PSNR)."""
+    return [ArchiveVersion.superseded_by.is_(None), column.is_not(None)]
 
 
-def distribution(values: Sequence[float]) -> dict[str, float] | None:
-    if not values:
+def distribution(session: Session, column: InstrumentedAttribute[Any]) -> dict[str, float] | None:
+    """min, nearest-rank p10, median and p90, max and mean of `column` over current versions.
+
+    Each quantile is one row read at its rank from an index on the column (models.py), so
+    no query sorts or loads the values.
+    """
+    n, mean = session.execute(select(func.count(column), func.avg(column)).where(*_current(column))).one()
+    if not n:
         return None
-    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        rank = min(n - 1, max(0, math.ceil(q * n) - 1))
+        return session.scalar(select(column).where(*_current(column)).order_by(column).offset(rank).limit(1))
+
     return {
-        "min": ordered[0],
-        "p10": _quantile(ordered, 0.1),
-        "median": _quantile(ordered, 0.5),
-        "p90": _quantile(ordered, 0.9),
-        "max": ordered[-1],
-        "mean": sum(ordered) / len(ordered),
+        "min": at(0),
+        "p10": at(0.1),
+        "median": at(0.5),
+        "p90": at(0.9),
+        "max": at(1),
+        "mean": float(mean),
     }
 
 
-def _histogram(ratios: Sequence[float]) -> list[dict[str, Any]]:
-    edges = [0, *RATIO_BUCKETS, None]
-    return [
-        {"from": low, "to": high, "files": sum(low <= r and (high is None or r < high) for r in ratios)}
-        for low, high in itertools.pairwise(edges)
-    ]
+def _histogram(session: Session) -> list[dict[str, Any]]:
+    """Current versions per achieved-ratio bucket: one range count on the index per bucket."""
+    ratio = ArchiveVersion.achieved_ratio
+    buckets = []
+    for low, high in itertools.pairwise([0, *RATIO_BUCKETS, None]):
+        where = [*_current(ratio), ratio >= low]
+        if high is not None:
+            where.append(ratio < high)
+        buckets.append({"from": low, "to": high, "files": session.scalar(select(func.count()).where(*where))})
+    return buckets
 
 
-def _totals(rows: Sequence[SourceRow]) -> dict[str, Any]:
-    archived = [r for r in rows if r.version is not None]
-    bytes_in = sum(r.source.size for r in archived)
-    bytes_out = sum(r.version.bytes for r in archived)
-    raw = sum(r.version.achieved_ratio * r.version.bytes for r in archived)
+def _total(column: ColumnElement[int | None]) -> ColumnElement[int]:
+    """SUM of byte counts as an integer (PostgreSQL sums bigint to numeric), 0 when none."""
+    return cast(func.coalesce(func.sum(column), 0), BigInteger)
+
+
+def _totals(groups: Iterable[RowMapping]) -> dict[str, Any]:
+    """Totals over groups of the by-folder-and-state query, as stats prints them."""
+    files = bytes_in = bytes_out = sources = 0
+    raw = 0.0
+    for group in groups:
+        sources += group["sources"]
+        files += group["files"]
+        bytes_in += group["bytes_in"]
+        bytes_out += group["bytes_out"]
+        raw += group["raw"] or 0.0
     return {
-        "files": len(archived),
+        "files": files,
         "bytes_in": bytes_in,
         "bytes_out": bytes_out,
         "space_saved": bytes_in - bytes_out,
         "overall_ratio": raw / bytes_out if bytes_out else None,
+        "sources": sources,
     }
 
 
 def stats_report(session: Session) -> dict[str, Any]:
-    """What `aic-admin stats --json` prints."""
-    rows = list(source_rows(session))
-    archived = [r for r in rows if r.version is not None]
-    ratios = [r.version.achieved_ratio for r in archived]
-    by_folder: dict[str | None, list[SourceRow]] = defaultdict(list)
-    for row in rows:
-        by_folder[row.path.folder if row.path else None].append(row)
+    """What `aic-admin stats --json` prints: every figure summed by the database.
+
+    One pass over the sources groups them by primary folder and state (a few dozen rows
+    come back, however large the archive); the distributions read the ratio and PSNR
+    indexes; `bytes_on_disk` counts every version whose file is still kept, superseded or not.
+    """
+    archived = CURRENT.id.is_not(None)
+    state = state_column().label("state")
+    groups = session.execute(
+        joined(
+            select(
+                PRIMARY.folder.label("folder"),
+                state,
+                func.count().label("sources"),
+                func.count(CURRENT.id).label("files"),
+                _total(case((archived, Source.size))).label("bytes_in"),
+                _total(CURRENT.bytes).label("bytes_out"),
+                func.sum(CURRENT.achieved_ratio * CURRENT.bytes).label("raw"),
+            )
+        ).group_by(PRIMARY.folder, state)
+    ).mappings().all()
     states = dict.fromkeys(STATES, 0)
-    for row in rows:
-        states[row.state] += 1
+    by_folder: dict[str | None, list[RowMapping]] = defaultdict(list)
+    for group in groups:
+        states[group["state"]] += group["sources"]
+        by_folder[group["folder"]].append(group)
+    on_disk = session.scalar(select(_total(ArchiveVersion.bytes)).where(ArchiveVersion.removed_at.is_(None)))
     return {
-        **_totals(rows),
-        "sources": len(rows),
+        **_totals(groups),
         "states": states,
-        "ratio": distribution(ratios),
-        "ratio_histogram": _histogram(ratios),
-        "psnr": distribution([r.version.psnr for r in archived]),
+        "ratio": distribution(session, ArchiveVersion.achieved_ratio),
+        "ratio_histogram": _histogram(session),
+        "psnr": distribution(session, ArchiveVersion.psnr),
         "folders": [
-            {"folder": folder, **_totals(members), "sources": len(members)}
+            {"folder": folder, **_totals(members)}
             for folder, members in sorted(by_folder.items(), key=lambda item: item[0] or "")
         ],
+        "bytes_on_disk": on_disk,
     }
 
 
 def quarantine_report(session: Session) -> dict[str, Any]:
-    """What `aic-admin quarantine --json` prints."""
+    """What `aic-admin quarantine --json` prints: quarantined sources and jobs, from their
+    state indexes."""
     sources = [
-        {"id": row.source.id, "source_path": row.path.path if row.path else None, "reason": row.source.reason}
-        for row in source_rows(session, Source.state == SourceState.QUARANTINED)
-    ]
-    jobs = session.execute(
-        select(Job, SourcePath.path)
-        .outerjoin(SourcePath, SourcePath.source_id == Job.source_id)
-        .where(Job.state == JobState.QUARANTINED)
-        .order_by(Job.id, SourcePath.id)
-    ).all()
-    seen: dict[int, dict[str, Any]] = {}
-    for job, path in jobs:
-        seen.setdefault(
-            job.id,
-            {
-                "job_id": job.id,
-                "kind": job.kind.value,
-                "source_id": job.source_id,
-                "source_path": path,
-                "attempts": job.attempts,
-                "since": job.finished_at,
-                "reason": job.quarantine_reason,
-            },
+        {"id": row.id, "source_path": row.source_path, "reason": row.reason}
+        for row in session.execute(
+            joined(select(Source.id, PRIMARY.path.label("source_path"), Source.reason))
+            .where(Source.state == SourceState.QUARANTINED)
+            .order_by(Source.id)
         )
-    return {"sources": sources, "jobs": list(seen.values())}
+    ]
+    path = (
+        select(SourcePath.path)
+        .where(SourcePath.source_id == Job.source_id)
+        .order_by(SourcePath.id)
+        .limit(1)
+        .correlate(Job)
+        .scalar_subquery()
+    )
+    jobs = [
+        {
+            "job_id": row.id,
+            "kind": row.kind.value,
+            "source_id": row.source_id,
+            "source_path": row.path,
+            "attempts": row.attempts,
+            "since": row.finished_at,
+            "reason": row.quarantine_reason,
+        }
+        for row in session.execute(
+            select(
+                Job.id, Job.kind, Job.source_id, path.label("path"), Job.attempts, Job.finished_at,
+                Job.quarantine_reason,
+            )
+            .where(Job.state == JobState.QUARANTINED)
+            .order_by(Job.id)
+        )
+    ]
+    return {"sources": sources, "jobs": jobs}
 
 
 def status_report(session: Session, now: datetime | None = None) -> dict[str, Any]:

@@ -1,0 +1,268 @@
+"""Catalog scale benchmark: fill a catalog with realistic rows fast, then time every admin
+command and every daemon query on it (issue #17; figures in docs/scale.md and the README).
+
+    python bench/catalog_scale.py fill --sources 1000000 --database URL
+    python bench/catalog_scale.py time --database URL [--repeat 3]
+
+`fill` migrates the catalog to head and bulk-inserts, per source, one path, one done
+compress job and one current archive version; one source in 1,000 is quarantined (its job
+too, no version). Ten watched folders. Then ANALYZE, so the planner knows the tables.
+
+`time` runs each `aic-admin` command as its own process (wall time and that process's
+peak RSS, best of --repeat), then times the daemons' own queries in this process (median
+of 20 runs: the watcher's record/dedup by sha256 and by path, a worker's claim, a reaper
+round, a metrics scrape, status), and last checks that on SQLite a one-row write commits
+promptly while `stats`, `ls --all --json` and a `recompress --dry-run` read. Prints
+Markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.orm import Session
+
+from aic_worker.catalog import lease
+from aic_worker.catalog.engine import create_catalog_engine, session_factory
+from aic_worker.catalog.jobs import enqueue_job
+from aic_worker.catalog.migrate import upgrade
+from aic_worker.catalog.models import (
+    ArchiveVersion,
+    CodecModel,
+    Job,
+    JobKind,
+    JobState,
+    Source,
+    SourcePath,
+    SourceState,
+)
+from aic_worker.catalog.reports import status_report
+from aic_worker.catalog.sources import find_path, find_source, record_source
+
+FOLDERS = 10
+QUARANTINE_EVERY = 1000
+BATCH = 20_000
+MODEL_ID = hashlib.sha256(b"catalog_scale model").hexdigest()
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+DAEMON_RUNS = 20
+ADMIN = [sys.executable, "-m", "aic_worker.admin.main"]
+
+
+def _sha(n: int) -> str:
+    return hashlib.sha256(n.to_bytes(8, "little")).hexdigest()
+
+
+def _rows(start: int, stop: int) -> Iterator[tuple[dict[str, Any], ...]]:
+    """(source, path, job, version or None) for source ids start..stop-1, the same every run."""
+    for i in range(start, stop):
+        quarantined = i % QUARANTINE_EVERY == 0
+        folder = f"/photos/folder-{i % FOLDERS}"
+        seen = EPOCH + timedelta(seconds=i * 7)
+        size = 2_000_000 + (i * 7919) % 8_000_000
+        width, height = 3000 + i % 97, 2000 + i % 89
+        ratio = 24 + (i * 13) % 40 + (i % 7) / 7
+        source = {
+            "id": i, "sha256": _sha(i), "size": size, "width": width, "height": height, "mode": "RGB",
+            "first_seen_at": seen, "state": SourceState.QUARANTINED if quarantined else SourceState.ARCHIVED,
+            "reason": "not a readable image" if quarantined else None,
+        }
+        path = {
+            "id": i, "source_id": i, "folder": folder, "path": f"{folder}/{seen:%Y/%m}/IMG_{i:08d}.jpg",
+            "mtime": seen, "first_seen_at": seen, "removed_at": None,
+        }
+        job = {
+            "id": i, "kind": JobKind.COMPRESS, "source_id": i, "target_ratio": 32.0, "model_id": MODEL_ID,
+            "parameters": {}, "attempts": 1, "created_at": seen, "updated_at": seen, "started_at": seen,
+            "finished_at": seen + timedelta(seconds=3),
+            "state": JobState.QUARANTINED if quarantined else JobState.DONE,
+            "quarantine_reason": "not a readable image" if quarantined else None,
+        }
+        version = None if quarantined else {
+            "id": i, "source_id": i, "path": f"/archive{path['path']}.aic",
+            "bytes": int(width * height * 3 / ratio), "sha256": _sha(i + 10**12), "target_ratio": 32.0,
+            "achieved_ratio": ratio, "model_id": MODEL_ID, "psnr": 30 + (i * 31) % 900 / 100,
+            "ms_ssim": 0.95 + (i % 50) / 1000, "created_at": seen + timedelta(seconds=3),
+        }
+        yield source, path, job, version
+
+
+def fill(url: str, sources: int) -> None:
+    """Bulk-insert `sources` sources (and their rows) into the catalog at `url`, ids from 1."""
+    engine = create_catalog_engine(url)
+    upgrade(engine)
+    started = time.monotonic()
+    with engine.begin() as connection:
+        connection.execute(
+            CodecModel.__table__.insert(),
+            [{"id": MODEL_ID, "path": "/models/bench.safetensors", "created_at": EPOCH, "is_default": True}],
+        )
+    tables = [Source.__table__, SourcePath.__table__, Job.__table__, ArchiveVersion.__table__]
+    for start in range(1, sources + 1, BATCH):
+        batch = list(_rows(start, min(start + BATCH, sources + 1)))
+        with engine.begin() as connection:
+            for n, table in enumerate(tables):
+                connection.execute(table.insert(), [row[n] for row in batch if row[n] is not None])
+        done = min(start + BATCH - 1, sources)
+        print(f"\r{done:,} sources, {time.monotonic() - started:.0f} s", end="", file=sys.stderr, flush=True)
+    _analyze(engine)
+    print(f"\nfilled {sources:,} sources in {time.monotonic() - started:.0f} s", file=sys.stderr)
+    engine.dispose()
+
+
+def _analyze(engine: Engine) -> None:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
+
+
+def _run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of one `aic-admin` process."""
+    started = time.monotonic()
+    process = subprocess.Popen([*ADMIN, *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):
+        raise RuntimeError(f"aic-admin {' '.join(argv)} exited {process.returncode}: {process.stderr.read()}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def commands(sample_id: int) -> list[tuple[str, list[str]]]:
+    return [
+        ("verify --help (start-up floor)", ["verify", "--help"]),
+        ("stats", ["stats"]),
+        ("stats --json", ["stats", "--json"]),
+        ("ls (first page)", ["ls"]),
+        ("ls --json (first page)", ["ls", "--json"]),
+        ("ls --state quarantined", ["ls", "--state", "quarantined"]),
+        ("ls --folder F", ["ls", "--folder", "/photos/folder-3"]),
+        (f"show {sample_id}", ["show", str(sample_id)]),
+        ("quarantine", ["quarantine", "--json"]),
+        ("status --json", ["status", "--json"]),
+        ("ls --all --json", ["ls", "--all", "--json"]),
+        ("ls --all (table)", ["ls", "--all"]),
+        ("recompress --ratio 64 --all --dry-run --json", ["recompress", "--ratio", "64", "--all", "--dry-run",
+                                                         "--json"]),
+    ]
+
+
+def _median_seconds(work: Callable[[], object]) -> float:
+    times = []
+    for _ in range(DAEMON_RUNS):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def daemon_queries(engine: Engine, sources: int) -> list[tuple[str, float]]:
+    """Each daemon query, in a transaction rolled back afterwards (the catalog stays as filled)."""
+    sessions = session_factory(engine)
+    probe = max(1, sources // 2)
+
+    def rolled_back(work: Callable[[Session], object]) -> Callable[[], None]:
+        def run() -> None:
+            with sessions() as session, session.begin():
+                work(session)
+                session.rollback()
+        return run
+
+    def record(session: Session) -> None:  # the watcher: a new file, then the same content again
+        find_path(session, f"/photos/new/{time.monotonic_ns()}.jpg")
+        find_source(session, _sha(probe))
+        record_source(session, path=f"/photos/new/{time.monotonic_ns()}.jpg", folder="/photos/new",
+                      sha256=_sha(probe), size=1, mtime=EPOCH, width=1, height=1, mode="RGB")
+
+    def claim(session: Session) -> None:
+        job, _ = enqueue_job(session, JobKind.RECOMPRESS, probe, target_ratio=48.0, model_id=MODEL_ID)
+        session.flush()
+        assert lease.claim(session, "bench", job_id=job.id) is not None
+        lease.claim(session, "bench")  # the oldest claimable: none left
+
+    def scrape(session: Session) -> None:  # jobs/backlog.py's query
+        session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+
+    return [
+        ("watcher: record a file, dedup by sha256 and path", _median_seconds(rolled_back(record))),
+        ("worker: claim a job", _median_seconds(rolled_back(claim))),
+        ("reaper round", _median_seconds(rolled_back(lambda s: lease.reap(s)))),
+        ("metrics scrape (jobs by state)", _median_seconds(rolled_back(scrape))),
+        ("status (catalog side)", _median_seconds(rolled_back(status_report))),
+    ]
+
+
+def write_while_reading(engine: Engine, env: dict[str, str]) -> list[tuple[str, float]]:
+    """The longest one-row commit (a worker renewing a lease) while each command reads."""
+    sessions = session_factory(engine)
+    found = []
+    for name, argv in [("stats", ["stats"]), ("ls --all --json", ["ls", "--all", "--json"]),
+                       ("recompress --dry-run", ["recompress", "--ratio", "64", "--all", "--dry-run"])]:
+        waits: list[float] = []
+        reader = threading.Thread(target=_run, args=(argv, env))
+        reader.start()
+        while reader.is_alive():
+            started = time.monotonic()
+            with sessions() as session, session.begin():
+                session.execute(update(Job).where(Job.id == 1).values(updated_at=Job.updated_at))
+            waits.append(time.monotonic() - started)
+            time.sleep(0.05)
+        found.append((name, max(waits)))
+    return found
+
+
+def time_all(url: str, repeat: int) -> None:
+    engine = create_catalog_engine(url)
+    with engine.connect() as connection:
+        sources = connection.scalar(select(func.count()).select_from(Source))
+        backend = engine.dialect.name
+        if backend == "postgresql":
+            connection.execute(text("SELECT 1"))
+    env = {**os.environ, "AIC_DATABASE_URL": url, "AIC_HOME": os.environ.get("AIC_HOME", "/tmp/aic-scale-home")}
+    print(f"{sources:,} sources on {backend}; {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d}\n")
+    print("| command | wall s | peak RSS MB |\n|---|---|---|")
+    for name, argv in commands(max(1, sources // 2)):
+        runs = [_run(argv, env) for _ in range(repeat)]
+        wall = min(r[0] for r in runs)
+        print(f"| `aic-admin {name}` | {wall:.2f} | {max(r[1] for r in runs):.0f} |", flush=True)
+    print("\n| daemon query | median ms |\n|---|---|")
+    for name, seconds in daemon_queries(engine, sources):
+        print(f"| {name} | {seconds * 1000:.1f} |", flush=True)
+    if backend == "sqlite":
+        print("\n| while this reads | longest one-row commit, ms |\n|---|---|")
+        for name, seconds in write_while_reading(engine, env):
+            print(f"| `aic-admin {name}` | {seconds * 1000:.0f} |", flush=True)
+    engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fill", help="bulk-insert a synthetic catalog")
+    p.add_argument("--sources", type=int, required=True)
+    p.add_argument("--database", required=True, help="catalog URL (empty database or schema)")
+    p = sub.add_parser("time", help="time the admin commands and the daemon queries")
+    p.add_argument("--database", required=True, help="catalog URL filled by `fill`")
+    p.add_argument("--repeat", type=int, default=1, help="runs per command; the best counts")
+    args = parser.parse_args(argv)
+    if args.command == "fill":
+        fill(args.database, args.sources)
+    else:
+        time_all(args.database, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
