@@ -1,9 +1,15 @@
-"""`aic-admin verify | retry | models`: keeping the archive sound.
+"""`aic-admin verify | repair | prune | retry | models`: keeping the archive sound.
 
 verify   the sha256 of every current archive file, here; then VERIFY jobs (pipeline.verify:
          the sha256 again, a full decode, and the PSNR against the original when it is still
          there) for the files that failed it or were never verified since written, or for all
-         of them (`--all`). Exit 1 if any fails.
+         of them (`--all`). A file that fails is marked damaged (damaged_at), one that passes
+         unmarked. Sources are read PAGE at a time (constant memory). Exit 1 if any fails.
+repair   for each damaged (or missing) current file: a RECOMPRESS job with `repair` at its
+         ratio, which encodes from the original if it is there, else from the newest intact
+         older version. Exit 1, with the reasons, if any can't be repaired.
+prune    superseded versions' files beyond keep-versions, files of versions marked removed
+         that a crash left, temp files of jobs no live lease holds (store/retention.py).
 retry    failed jobs (now, without waiting out their backoff) or quarantined ones (with their
          attempts reset) back to pending, and published.
 models   the codec models the catalog knows: list, import, set the default, remove one that
@@ -15,15 +21,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import open_catalog, read_catalog
-from aic_worker.admin.job_batch import add_execution_arguments, run_as_asked
+from aic_worker.admin.job_batch import add_execution_arguments, run_batch, runs_locally
 from aic_worker.admin.output import CommandError
 from aic_worker.admin.selection import Selection, add_selection_arguments
 from aic_worker.catalog.codec_models import (
@@ -42,10 +49,22 @@ from aic_worker.catalog.models import (
     JobState,
     Source,
     SourceState,
+    database_now,
+    utcnow,
 )
-from aic_worker.catalog.overview import CURRENT, source_rows
+from aic_worker.catalog.overview import CURRENT
+from aic_worker.config import WorkerConfig
+from aic_worker.jobs.parameters import RecompressParameters
 from aic_worker.jobs.queue import publish
-from aic_worker.store.archive import file_sha256, fsync_directory
+from aic_worker.store.archive import file_sha256, fsync_directory, remove_version, temp_files
+from aic_worker.store.retention import (
+    Retired,
+    folder_keep_versions,
+    remove_retired,
+    retire_superseded,
+    retired,
+    superseded_beyond,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,6 +85,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_execution_arguments(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=verify)
+
+    p = subparsers.add_parser(
+        "repair",
+        help="make damaged or missing archive files again (exit 1 if any can't be)",
+        description="Make the current archive file of each given source (or, with --all, of each one "
+        "verify marked damaged) again when it is damaged or missing: from the original if it is still "
+        "there (sha256 checked), else from the newest intact older version, at the damaged version's "
+        "ratio. The new version replaces it; what could not be repaired is listed, exit 1.",
+    )
+    p.add_argument("ids", type=int, nargs="*", metavar="ID", help="source ids (checked by their sha256)")
+    p.add_argument("--all", dest="everything", action="store_true", help="every source marked damaged")
+    add_execution_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=repair)
+
+    p = subparsers.add_parser(
+        "prune",
+        help="free the space older releases or crashes left: superseded versions' files, temp files",
+        description="Delete the files of superseded archive versions beyond each source's keep-versions "
+        "(its folder's setting, default 1: the current version only), files of versions already marked "
+        "removed that a crash left, and temp files of jobs no worker holds. Current versions are never "
+        "touched. Reports the bytes really freed.",
+    )
+    p.add_argument("--keep-versions", type=int, metavar="N",
+                   help="keep N versions' files per source, the current one included (default: each "
+                   "source's folder setting)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=prune)
 
     p = subparsers.add_parser("retry", help="run failed (default) or quarantined jobs again")
     p.add_argument("job_ids", type=int, nargs="*", metavar="JOB_ID", help="only these jobs")
@@ -96,6 +144,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 # verify ------------------------------------------------------------------------------------
 
+PAGE = 500  # sources per catalog read: verify, repair and prune hold one page at a time
+
 
 def _unverified() -> ColumnElement[bool]:
     """No verify job finished since the current version was written."""
@@ -107,48 +157,84 @@ def _unverified() -> ColumnElement[bool]:
     )
 
 
-def _checksum_holds(version: ArchiveVersion) -> bool:
+def _checksum_holds(path: str, sha256: str) -> bool:
     try:
-        return file_sha256(Path(version.path)) == version.sha256
+        return file_sha256(Path(path)) == sha256
     except OSError:
         return False
 
 
+_WITH_CURRENT = (CURRENT.source_id == Source.id) & CURRENT.superseded_by.is_(None)
+
+
+def _pages(
+    sessions: sessionmaker[Session], query: Select[Any], key: InstrumentedAttribute[int] = Source.id
+) -> Iterator[list[Row[Any]]]:
+    """`query`'s rows (its first column `key`, unique) in pages of PAGE by `key`: constant memory."""
+    after = 0
+    while True:
+        with sessions() as session:
+            rows = list(session.execute(query.where(key > after).order_by(key).limit(PAGE)))
+        if not rows:
+            return
+        yield rows
+        after = rows[-1][0]
+
+
+class _Runner:
+    """Runs each page's jobs where the command line says, deciding (and saying) it once."""
+
+    def __init__(self, args: argparse.Namespace, sessions: sessionmaker[Session]) -> None:
+        self.args, self.sessions, self.local = args, sessions, None
+
+    def __call__(self, job_ids: list[int], kind: JobKind, description: str) -> dict[int, JobState]:
+        if not job_ids:
+            return {}
+        if self.local is None:
+            self.local = runs_locally(self.args)
+        return run_batch(self.sessions, job_ids, kind, local=self.local, device=self.args.device,
+                         description=description)
+
+
+def _reasons(sessions: sessionmaker[Session], job_ids: list[int]) -> dict[int, str | None]:
+    with sessions() as session:
+        return dict(
+            session.execute(
+                select(Job.id, func.coalesce(Job.quarantine_reason, Job.last_error))
+                .where(Job.id.in_(job_ids))
+            ).all()
+        )
+
+
 def verify(args: argparse.Namespace) -> int:
     selection = Selection.from_args(args)
-    conditions = [CURRENT.id.is_not(None), *selection.conditions()]
+    query = (
+        select(Source.id, CURRENT.path, CURRENT.sha256, _unverified().label("unverified"))
+        .join(CURRENT, _WITH_CURRENT)
+        .where(*selection.conditions())
+    )
+    checked = decoded = 0
+    failures: list[dict[str, Any]] = []
     with open_catalog() as sessions:
-        with sessions() as session:
-            rows = list(source_rows(session, *conditions))
-            current = (CURRENT.source_id == Source.id) & CURRENT.superseded_by.is_(None)
-            unverified = set(
-                session.scalars(select(Source.id).join(CURRENT, current).where(*conditions, _unverified()))
-            )
-        to_decode = [  # checksums are read outside any transaction: SQLite's would hold up the workers
-            row
-            for row in rows
-            if args.every_version or row.source.id in unverified or not _checksum_holds(row.version)
-        ]
-        with sessions() as session, session.begin():
-            jobs = {
-                row.version.path: enqueue_job(session, JobKind.VERIFY, row.source.id)[0].id
-                for row in to_decode
-            }
-        states = run_as_asked(args, sessions, list(jobs.values()), JobKind.VERIFY, "verifying")
-        with sessions() as session:
-            reasons = dict(
-                session.execute(
-                    select(Job.id, func.coalesce(Job.quarantine_reason, Job.last_error)).where(
-                        Job.id.in_(list(jobs.values()))
-                    )
-                ).all()
-            )
-    failures = [
-        {"archive_path": path, "job_id": job_id, "state": states[job_id].value, "reason": reasons.get(job_id)}
-        for path, job_id in jobs.items()
-        if states[job_id] is not JobState.DONE
-    ]
-    report = {"checked": len(rows), "decoded": len(jobs), "ok": len(rows) - len(failures), "failed": failures}
+        run = _Runner(args, sessions)
+        for page in _pages(sessions, query):
+            checked += len(page)
+            to_decode = [  # checksums are read outside any transaction: SQLite's would hold up the workers
+                row for row in page
+                if args.every_version or row.unverified or not _checksum_holds(row.path, row.sha256)
+            ]
+            with sessions() as session, session.begin():
+                jobs = {row.path: enqueue_job(session, JobKind.VERIFY, row.id)[0].id for row in to_decode}
+            decoded += len(jobs)
+            states = run(list(jobs.values()), JobKind.VERIFY, "verifying")
+            failed = {path: job_id for path, job_id in jobs.items() if states[job_id] is not JobState.DONE}
+            reasons = _reasons(sessions, list(failed.values()))
+            failures += [
+                {"archive_path": path, "job_id": job_id, "state": states[job_id].value,
+                 "reason": reasons.get(job_id)}
+                for path, job_id in failed.items()
+            ]
+    report = {"checked": checked, "decoded": decoded, "ok": checked - len(failures), "failed": failures}
     if args.json:
         output.print_json(report)
     else:
@@ -160,9 +246,187 @@ def verify(args: argparse.Namespace) -> int:
             )
         output.stdout().print(
             f"checked {report['checked']} archive file(s), decoded {report['decoded']}: "
-            f"{report['ok']} ok, {len(failures)} failed"
+            f"{report['ok']} ok, {len(failures)} failed (marked damaged; `aic-admin repair --all` makes "
+            "them again)" if failures else
+            f"checked {report['checked']} archive file(s), decoded {report['decoded']}: {report['ok']} ok, "
+            "0 failed"
         )
     return output.SOME_FAILED if failures else output.OK
+
+
+# repair ------------------------------------------------------------------------------------
+
+
+def _repair_query(ids: list[int] | None) -> Select[Any]:
+    """Sources and their current versions to look at: these ids, or those marked damaged."""
+    query = select(
+        Source.id, CURRENT.id.label("version_id"), CURRENT.path, CURRENT.sha256, CURRENT.damaged_at,
+        CURRENT.target_ratio, CURRENT.model_id,
+    ).join(CURRENT, _WITH_CURRENT)
+    return query.where(Source.id.in_(ids)) if ids else query.where(CURRENT.damaged_at.is_not(None))
+
+
+def repair(args: argparse.Namespace) -> int:
+    if bool(args.ids) == bool(args.everything):
+        return output.usage_error("repair", "give source IDs or --all (every source verify marked damaged)")
+    repaired: list[dict[str, Any]] = []
+    unrepaired: list[dict[str, Any]] = []
+    found: set[int] = set()
+    with open_catalog() as sessions:
+        run = _Runner(args, sessions)
+        for page in _pages(sessions, _repair_query(args.ids)):
+            found.update(row.id for row in page)
+            damaged = [  # an id given by hand is checked here: its damage may not be marked yet
+                row for row in page
+                if row.damaged_at is not None or not _checksum_holds(row.path, row.sha256)
+            ]
+            with sessions() as session, session.begin():
+                for row in damaged:
+                    if row.damaged_at is None:
+                        session.get(ArchiveVersion, row.version_id).damaged_at = utcnow()
+                jobs = {
+                    row.id: enqueue_job(
+                        session, JobKind.RECOMPRESS, row.id, target_ratio=row.target_ratio,
+                        model_id=row.model_id, parameters=RecompressParameters(repair=True).to_json(),
+                    )[0].id
+                    for row in damaged
+                }
+            states = run(list(jobs.values()), JobKind.RECOMPRESS, "repairing")
+            reasons = _reasons(sessions, list(jobs.values()))
+            paths = {row.id: row.path for row in damaged}
+            for source_id, job_id in jobs.items():
+                record = {"id": source_id, "archive_path": paths[source_id], "job_id": job_id,
+                          "state": states[job_id].value}
+                if states[job_id] is JobState.DONE:
+                    repaired.append(record)
+                else:
+                    unrepaired.append({**record, "reason": reasons.get(job_id)})
+    unrepaired += [
+        {"id": i, "archive_path": None, "job_id": None, "state": None,
+         "reason": "no such source with an archive"}
+        for i in sorted(set(args.ids or ()) - found)
+    ]
+    report = {"repaired": repaired, "not_repaired": unrepaired}
+    if args.json:
+        output.print_json(report)
+    else:
+        if unrepaired:
+            output.table("not repaired", ["id", "archive", "reason"],
+                         [(u["id"], u["archive_path"], u["reason"]) for u in unrepaired])
+        output.stdout().print(
+            f"repaired {len(repaired)} source(s) (a new version from the original, or from the newest "
+            f"intact older version); {len(unrepaired)} not repaired"
+        )
+    return output.SOME_FAILED if unrepaired else output.OK
+
+
+# prune -------------------------------------------------------------------------------------
+
+
+def _temp_folders(sessions: sessionmaker[Session]) -> set[Path]:
+    """Every archive root compress jobs name (and the default one): where temp files are left."""
+    roots = {WorkerConfig.from_env().archive_root.expanduser()}
+    after = 0
+    while True:
+        with sessions() as session:
+            rows = session.execute(
+                select(Job.id, Job.parameters)
+                .where(Job.kind == JobKind.COMPRESS, Job.id > after)
+                .order_by(Job.id)
+                .limit(PAGE)
+            ).all()
+        if not rows:
+            return roots
+        roots.update(Path(p["archive_root"]) for _, p in rows if isinstance(p.get("archive_root"), str))
+        after = rows[-1][0]
+
+
+def _stray_temps(sessions: sessionmaker[Session], roots: set[Path]) -> Iterator[Path]:
+    """Temp files (store/archive.py's names) of jobs that no live lease holds: left by a crash."""
+    for root in sorted(roots):
+        for folder, _, _ in os.walk(root):
+            found = list(temp_files(Path(folder)))
+            if not found:
+                continue
+            with sessions() as session:
+                now = database_now(session)
+                live = set(
+                    session.scalars(
+                        select(Job.id).where(
+                            Job.id.in_({job for _, job in found}),
+                            Job.state == JobState.RUNNING,
+                            Job.lease_expires_at > now,
+                        )
+                    )
+                )
+            yield from (path for path, job in found if job not in live)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat(follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return 0
+
+
+def prune(args: argparse.Namespace) -> int:
+    if args.keep_versions is not None and args.keep_versions < 1:
+        return output.usage_error("prune", f"--keep-versions must be at least 1, got {args.keep_versions}")
+    versions = temps = freed = 0
+    left: list[str] = []
+    with open_catalog() as sessions:
+        # Superseded versions beyond each source's keep-versions, and files of versions marked
+        # removed that are still there (a crash between a commit and the deletion).
+        query = select(Source.id).where(
+            exists().where(
+                ArchiveVersion.source_id == Source.id,
+                ArchiveVersion.superseded_by.is_not(None),
+                ArchiveVersion.removed_at.is_(None),
+            )
+        )
+        for page in _pages(sessions, query):
+            with sessions() as session, session.begin():
+                files: list[Retired] = []
+                for (source_id,) in page:
+                    keep = args.keep_versions or folder_keep_versions(session, source_id)
+                    if args.dry_run:
+                        files += [retired(v) for v in superseded_beyond(session, source_id, keep)]
+                    else:
+                        files += retire_superseded(session, source_id, keep)
+            versions += len(files)
+            freed += sum(map(_size, (path for path, _ in files))) if args.dry_run else remove_retired(files)
+        removed = select(
+            ArchiveVersion.id, ArchiveVersion.path, ArchiveVersion.sha256, ArchiveVersion.damaged_at
+        ).where(ArchiveVersion.removed_at.is_not(None))
+        for page in _pages(sessions, removed, ArchiveVersion.id):
+            for row in page:
+                path = Path(row.path)
+                if not path.is_file():
+                    continue
+                versions += 1
+                size = _size(path)
+                if args.dry_run or remove_version(path, None if row.damaged_at else row.sha256):
+                    freed += size
+                else:
+                    left.append(row.path)
+        for path in _stray_temps(sessions, _temp_folders(sessions)):
+            temps += 1
+            freed += _size(path)
+            if not args.dry_run:
+                path.unlink(missing_ok=True)
+    report = {"dry_run": args.dry_run, "version_files": versions, "temp_files": temps, "bytes_freed": freed,
+              "left": left}
+    if args.json:
+        output.print_json(report)
+        return output.OK
+    console = output.stdout()
+    console.print(
+        f"{'would remove' if args.dry_run else 'removed'} {versions} superseded version file(s) and {temps} "
+        f"temp file(s): {output.human_bytes(freed)} {'to free' if args.dry_run else 'freed'}"
+    )
+    for path in left:
+        console.print(f"  {path}: holds other bytes than its removed version: left", highlight=False)
+    return output.OK
 
 
 # retry -------------------------------------------------------------------------------------

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aic_worker.store.policy import Policy
-
-DEFAULT_KEEP_VERSIONS = 1
+from aic_worker.store.retention import DEFAULT_KEEP_VERSIONS
 
 
 class IfBigger(enum.StrEnum):

@@ -68,14 +68,13 @@ from aic_worker.codec.quality import Pixels, measure, pixels_of, psnr
 from aic_worker.codec_cache import CodecCache
 from aic_worker.jobs.errors import DamagedArchiveError, LeaseLostError, PermanentJobError, in_transaction
 from aic_worker.jobs.parameters import (
-    DEFAULT_KEEP_VERSIONS,
     CompressParameters,
     IfBigger,
     Method,
     RecompressParameters,
 )
 from aic_worker.observe import metrics
-from aic_worker.store import archive
+from aic_worker.store import archive, retention
 from aic_worker.store.policy import Policy, apply_policy
 
 log = logging.getLogger(__name__)
@@ -153,18 +152,6 @@ class SourceFacts:
         return next((v for v in self.kept if v.superseded_by is None), None)
 
 
-def folder_keep_versions(session: Session, source_id: int) -> int:
-    """The keep_versions of the source's folder, as its latest compress job recorded it (default 1)."""
-    parameters = session.scalar(
-        select(Job.parameters)
-        .where(Job.source_id == source_id, Job.kind == JobKind.COMPRESS)
-        .order_by(Job.id.desc())
-        .limit(1)
-    )
-    value = (parameters or {}).get("keep_versions", DEFAULT_KEEP_VERSIONS)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
-
-
 def _source_facts(ctx: JobContext, source_id: int) -> SourceFacts:
     def work(session: Session) -> SourceFacts:
         source = session.get(Source, source_id)
@@ -179,7 +166,7 @@ def _source_facts(ctx: JobContext, source_id: int) -> SourceFacts:
             .order_by(ArchiveVersion.id.desc())
         )
         return SourceFacts(source.sha256, source.size, tuple(Path(p) for p in paths), tuple(kept),
-                           folder_keep_versions(session, source_id))
+                           retention.folder_keep_versions(session, source_id))
 
     return ctx.db(work)
 
@@ -337,38 +324,6 @@ def check_quality(quality: tuple[float, float], floor: float | None, original: P
         )
 
 
-def retire_superseded(session: Session, source_id: int, keep: int) -> list[tuple[Path, str]]:
-    """Mark removed the superseded versions of `source_id` beyond the newest `keep` (current included).
-
-    Returns their (path, sha256): the caller deletes the files once this transaction is
-    committed, so a crash in between leaves files too many (prune's work), never too few.
-    """
-    kept = session.scalars(
-        select(ArchiveVersion)
-        .where(ArchiveVersion.source_id == source_id, ArchiveVersion.removed_at.is_(None))
-        .order_by(ArchiveVersion.superseded_by.is_not(None), ArchiveVersion.id.desc())
-        .with_for_update()
-    ).all()
-    now = utcnow()
-    doomed = [v for v in kept[keep:] if v.superseded_by is not None]
-    for version in doomed:
-        version.removed_at = now
-    return [(Path(v.path), v.sha256) for v in doomed]
-
-
-def remove_retired(retired: list[tuple[Path, str]], job_id: int) -> int:
-    """Delete the files of versions just marked removed (committed); the bytes freed."""
-    freed = 0
-    for path, sha256 in retired:
-        size = path.stat().st_size if path.is_file() else 0
-        if archive.remove_version(path, sha256):
-            freed += size
-            log.info("job %s: removed superseded %s", job_id, path)
-        else:
-            log.warning("job %s: %s holds other bytes than its superseded version: left", job_id, path)
-    return freed
-
-
 def write_version(
     ctx: JobContext, job: Job, new: NewVersion, target_ratio: float, keep: int
 ) -> ArchiveVersion:
@@ -400,7 +355,7 @@ def write_version(
     finally:
         staged.unlink(missing_ok=True)
 
-    def commit(session: Session) -> tuple[ArchiveVersion, list[tuple[Path, str]]]:
+    def commit(session: Session) -> tuple[ArchiveVersion, list[retention.Retired]]:
         done = session.scalars(
             select(ArchiveVersion).where(ArchiveVersion.path == str(final), ArchiveVersion.sha256 == sha256)
         ).one_or_none()
@@ -431,13 +386,15 @@ def write_version(
         )
         version.kind = new.kind
         version.reference_version_id = new.reference_version_id
-        retired = retire_superseded(session, job.source_id, keep)
+        retired = retention.retire_superseded(session, job.source_id, keep)
         if not lease.complete(session, job.id, ctx.owner):
             raise LeaseLostError(f"job {job.id} is no longer ours")
         return version, retired
 
     version, retired = ctx.db(commit)
-    remove_retired(retired, job.id)
+    freed = retention.remove_retired(retired)
+    if freed:
+        log.info("job %s: %s bytes of superseded versions freed", job.id, freed)
     return version
 
 

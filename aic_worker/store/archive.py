@@ -107,15 +107,18 @@ def temp_files(directory: Path) -> Iterator[tuple[Path, int]]:
             yield path, job
 
 
-def remove_version(path: Path, sha256: str) -> bool:
+def remove_version(path: Path, sha256: str | None) -> bool:
     """Delete a superseded version's file if it still holds `sha256`; whether it is gone now.
 
-    Only called for a version the catalog has marked removed (or, for prune, found superseded
-    beyond the versions kept) after a newer version was committed. A file at that name with
-    other bytes (put there by hand: archive names are never reused) is left, and False says so.
+    Only called for a version the catalog has marked removed after a newer version was
+    committed (store/retention.py). A file at that name with other bytes (archive names are
+    never reused, so put there by hand) is left, and False says so; `sha256` None is for a
+    version verify found damaged: any regular file there is its altered copy.
     """
     try:
-        if path.is_symlink() or file_sha256(path) != sha256:
+        if path.is_symlink() or not path.is_file():
+            return not path.exists()
+        if sha256 is not None and file_sha256(path) != sha256:
             return False
     except FileNotFoundError:
         return True

@@ -1,4 +1,4 @@
-"""`aic-admin verify` and `aic-admin models` against a real catalog and real archive files."""
+"""`aic-admin verify`, `repair`, `prune` and `models` against a real catalog and real archive files."""
 
 from __future__ import annotations
 
@@ -7,11 +7,18 @@ from pathlib import Path
 
 import pytest
 import torch
+from sqlalchemy import select
 
+from aic_worker.admin.job_batch import run_batch
+from aic_worker.catalog import lease
+from aic_worker.catalog.engine import session_factory
+from aic_worker.catalog.jobs import enqueue_job
+from aic_worker.catalog.models import ArchiveVersion, JobKind, JobState, utcnow
 from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import save_model
+from aic_worker.jobs.parameters import RecompressParameters
 from tests.admin.conftest import ArchiveEnv
-from tests.conftest import write_photos
+from tests.conftest import session_on, write_photos
 
 
 def flip_a_byte(path: Path, offset: int = -20) -> None:
@@ -83,3 +90,103 @@ def test_models_list_import_default_and_remove(archive_env: ArchiveEnv, other_mo
     not_weights = env.root / "not.safetensors"
     not_weights.write_bytes(b"nonsense")
     assert env.admin("models", "import", str(not_weights))[0] == 1
+
+
+def _versions(env: ArchiveEnv, source_id: int) -> list[ArchiveVersion]:
+    with session_on(env.engine) as session:
+        return list(session.scalars(
+            select(ArchiveVersion).where(ArchiveVersion.source_id == source_id).order_by(ArchiveVersion.id)
+        ))
+
+
+def _recompress(env: ArchiveEnv, source_ids: list[int], ratio: float, keep_versions: int) -> None:
+    """RECOMPRESS jobs run here, as `aic-admin recompress --local` runs them."""
+    sessions = session_factory(env.engine)
+    with sessions() as session, session.begin():
+        model = session.scalars(select(ArchiveVersion.model_id)).first()
+        jobs = [
+            enqueue_job(session, JobKind.RECOMPRESS, s, target_ratio=ratio, model_id=model,
+                        parameters=RecompressParameters(keep_versions=keep_versions).to_json())[0].id
+            for s in source_ids
+        ]
+    states = run_batch(sessions, jobs, JobKind.RECOMPRESS, local=True, device="cpu")
+    assert set(states.values()) == {JobState.DONE}
+
+
+def test_verify_marks_damage_and_repair_makes_it_again(archive_env: ArchiveEnv) -> None:
+    env = archive_env
+    photos = write_photos(env.inbox, 3)
+    ids = env.archived(photos)
+    missing, flipped = (Path(_versions(env, s)[0].path) for s in ids[:2])
+    missing.unlink()
+    flip_a_byte(flipped)
+    photos[2].unlink()  # its original gone: only an older version can repair it
+    _recompress(env, [ids[2]], 48, keep_versions=2)
+    flip_a_byte(Path(_versions(env, ids[2])[1].path))
+
+    code, out = env.admin("verify", "--local", "--json")
+    assert code == 1 and len(json.loads(out)["failed"]) == 3
+    assert all(_versions(env, s)[-1].damaged_at is not None for s in ids)
+    code, out = env.admin("ls", "--json")
+    assert code == 0
+
+    code, out = env.admin("repair", "--all", "--local", "--json")
+    report = json.loads(out)
+    assert code == 0 and sorted(r["id"] for r in report["repaired"]) == sorted(ids), report
+    for source_id in ids[:2]:  # from the originals, at the damaged version's ratio
+        old, new = _versions(env, source_id)
+        assert old.damaged_at is not None and old.superseded_by == new.id and new.reference_version_id is None
+        assert new.damaged_at is None and new.target_ratio == old.target_ratio
+        assert old.removed_at is not None and not Path(old.path).exists()  # its altered copy is gone
+    first, _, third = _versions(env, ids[2])
+    assert third.reference_version_id == first.id and third.target_ratio == 48
+    assert first.removed_at is not None  # the folder keeps one version: its space is freed now
+    assert env.admin("verify", "--local", "--all")[0] == 0
+
+    # Nothing left to repair from: the original gone and no older version kept.
+    flip_a_byte(Path(third.path))
+    code, out = env.admin("repair", str(ids[2]), "99", "--local", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["repaired"] == []
+    reasons = {u["id"]: u["reason"] for u in report["not_repaired"]}
+    assert "no intact archive version" in reasons[ids[2]] and "no such source" in reasons[99]
+    assert env.admin("repair", "--local")[0] == 2
+    code, out = env.admin("repair", str(ids[0]), "--local", "--json")  # sound: nothing to do
+    assert code == 0 and json.loads(out) == {"repaired": [], "not_repaired": []}
+
+
+def test_prune_frees_what_older_releases_and_crashes_left(archive_env: ArchiveEnv) -> None:
+    env = archive_env
+    ids = env.archived(write_photos(env.inbox, 2))
+    _recompress(env, ids, 48, keep_versions=3)  # as release 0.3.0 did: every superseded file stays
+    _recompress(env, ids, 64, keep_versions=3)
+    superseded = [v for s in ids for v in _versions(env, s) if v.superseded_by is not None]
+    assert len(superseded) == 4 and all(Path(v.path).exists() for v in superseded)
+    with session_on(env.engine) as session, session.begin():  # a crash after the mark, before the delete
+        session.get(ArchiveVersion, superseded[0].id).removed_at = utcnow()
+        running = enqueue_job(session, JobKind.VERIFY, ids[0])[0]
+        assert lease.claim(session, lease.new_owner(), job_id=running.id) is not None
+    stray = env.archive / f".img00.png.aic.job{running.id + 1}.0badf00d.tmp"
+    held = env.archive / f".img00.png.aic.job{running.id}.0badf00d.tmp"
+    for temp in (stray, held):
+        temp.write_bytes(b"half a file")
+
+    code, out = env.admin("prune", "--dry-run", "--json")
+    planned = json.loads(out)
+    assert code == 0 and planned["version_files"] == 4 and planned["temp_files"] == 1
+    assert planned["bytes_freed"] == sum(v.bytes for v in superseded) + len(b"half a file")
+    assert all(Path(v.path).exists() for v in superseded) and stray.exists()
+
+    code, out = env.admin("prune", "--keep-versions", "2", "--json")
+    assert code == 0 and json.loads(out)["version_files"] == 2  # the crash's, and the oldest of the other
+    code, out = env.admin("prune")  # each folder's keep-versions: 1
+    assert code == 0 and "removed 2 superseded version file(s) and 0 temp file(s)" in out
+    for source_id in ids:
+        *old, current = _versions(env, source_id)
+        assert all(v.removed_at is not None and not Path(v.path).exists() for v in old)
+        assert current.removed_at is None and Path(current.path).exists()
+    assert not stray.exists() and held.exists()  # a live lease's temp file is its job's
+    assert sum(p.stat().st_size for p in env.archive.glob("*.aic")) == sum(
+        _versions(env, s)[-1].bytes for s in ids
+    )
+    assert env.admin("prune", "--keep-versions", "0")[0] == 2

@@ -12,9 +12,9 @@ from PIL import Image
 
 from aic_worker.catalog.models import ArchiveKind, JobKind, JobState
 from aic_worker.codec.quality import EIGHT_BIT_PEAK, SIXTEEN_BIT_PEAK, psnr
-from aic_worker.jobs import pipeline
 from aic_worker.jobs.errors import LeaseLostError, PermanentJobError
 from aic_worker.jobs.parameters import IfBigger, Method, RecompressParameters
+from aic_worker.store import retention
 from aic_worker.store.policy import Policy
 from tests.conftest import photo
 from tests.jobs.conftest import CODECS, Harness
@@ -123,10 +123,10 @@ def test_a_kill_after_the_commit_leaves_both_files_never_neither(
     source = harness.source(original)
     harness.run(harness.compress_job(original, ratio=8, policy=Policy.DELETE))
 
-    def killed(retired: list[tuple[Path, str]], job_id: int) -> int:
+    def killed(files: list[retention.Retired]) -> int:
         raise KeyboardInterrupt("killed between the commit and the removal")
 
-    monkeypatch.setattr(pipeline, "remove_retired", killed)
+    monkeypatch.setattr(retention, "remove_retired", killed)
     with pytest.raises(KeyboardInterrupt):
         recompress(harness, source, 32)
     old, new = harness.versions()
