@@ -11,6 +11,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,10 +19,13 @@ from PIL import Image
 
 from aic_worker.admin import output
 from aic_worker.codec import AicFormatError, bitstream, rate_control
+from aic_worker.codec.image_modes import FILE_FORMATS, for_file
 from aic_worker.model_choice import shipped_weights
 
 if TYPE_CHECKING:
     from aic_worker.codec import Codec
+
+SUFFIX_FORMATS = {".png": "png", ".tif": "tiff", ".tiff": "tiff"}  # of a file named by -o
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
     p.set_defaults(func=compress)
 
-    p = sub.add_parser("decompress", help="decode .aic files to PNG")
+    p = sub.add_parser("decompress", help="decode .aic files to PNG (TIFF for modes PNG can't hold)")
     p.add_argument("inputs", nargs="+", type=Path, metavar="IN.aic")
     p.add_argument("-o", "--output", type=Path, required=True,
-                   help="a file for one input, a folder for several")
+                   help="a file for one input, a folder for several (a.jpg.aic -> DIR/a.png)")
+    p.add_argument("--format", choices=sorted(FILE_FORMATS),
+                   help="image format (default: the -o file's suffix, else PNG, or TIFF for CMYK, YCbCr, I)")
     p.add_argument("--model", type=Path, help="weights file (default: the shipped model the file names)")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=decompress)
@@ -61,11 +67,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=train)
 
 
-def _targets(inputs: list[Path], output: Path, suffix: str) -> list[tuple[Path, Path]]:
-    if len(inputs) == 1 and not output.is_dir():
+def _one_file(inputs: list[Path], output: Path) -> bool:
+    """`-o` names the output file itself (one input, and not an existing folder)."""
+    return len(inputs) == 1 and not output.is_dir()
+
+
+def _targets(inputs: list[Path], output: Path, name: Callable[[Path], str]) -> list[tuple[Path, Path]]:
+    if _one_file(inputs, output):
         return [(inputs[0], output)]
     output.mkdir(parents=True, exist_ok=True)
-    return [(src, output / (src.name + suffix if suffix == ".aic" else src.stem + suffix)) for src in inputs]
+    return [(src, output / name(src)) for src in inputs]
+
+
+def _decoded_stem(src: Path) -> str:
+    """`a.jpg.aic` -> `a`, `photo.2024.aic` -> `photo.2024`: the suffix of the format the
+    image is written in goes after it (no `a.png.png`)."""
+    name = src.name[: -len(".aic")] if src.name.lower().endswith(".aic") else src.name
+    inner = Path(name).suffix.lower()
+    if inner in Image.registered_extensions() and len(name) > len(inner):
+        name = name[: -len(inner)]
+    return name or src.name
 
 
 def _run(pairs: list[tuple[Path, Path]], work) -> int:
@@ -93,7 +114,7 @@ def compress(args: argparse.Namespace) -> int:
             data = codec.compress(img, args.ratio)
         dst.write_bytes(data)
 
-    return _run(_targets(args.inputs, args.output, ".aic"), work)
+    return _run(_targets(args.inputs, args.output, lambda src: src.name + ".aic"), work)
 
 
 def decompress(args: argparse.Namespace) -> int:
@@ -112,13 +133,23 @@ def decompress(args: argparse.Namespace) -> int:
             codecs[model_id] = Codec.load(path, args.device)
         return codecs[model_id]
 
+    named = _one_file(args.inputs, args.output)
+    written: dict[Path, Path] = {}
+
     def work(src: Path, dst: Path) -> None:
         data = src.read_bytes()
         img = codec_for(data).decompress(data)
+        fmt = args.format or (SUFFIX_FORMATS.get(dst.suffix.lower()) if named else None)
+        img, pil_format, suffix = for_file(img, fmt)
+        if not named:
+            dst = dst.with_name(dst.name + suffix)
+        if dst in written:
+            raise ValueError(f"{dst} was written from {written[dst]} in this run: not overwritten")
         extra = {k: img.info[k] for k in ("exif", "icc_profile") if k in img.info}
-        img.save(dst, format="PNG", **extra)
+        img.save(dst, format=pil_format, **extra)
+        written[dst] = src
 
-    return _run(_targets(args.inputs, args.output, ".png"), work)
+    return _run(_targets(args.inputs, args.output, _decoded_stem), work)
 
 
 def info(args: argparse.Namespace) -> int:

@@ -13,6 +13,13 @@ in named metadata blocks of the ``.aic`` file and put back on decompress:
   scaled back (×257), so precision below the top 8 bits is not kept.
 - EXIF and ICC bytes are carried verbatim. Pixels are coded as stored: the EXIF
   orientation tag travels with them, so viewers show the restored file the same way.
+
+Which file holds a restored image (``for_file``): PNG holds ``1``, ``L``, ``LA``, ``P``,
+``RGB``, ``RGBA`` and 16-bit grey (``I;16L`` and ``I;16B`` are byte orders of ``I;16``,
+which PNG stores in its own); TIFF holds every mode above. By default a restored image is a
+PNG, or a TIFF for ``CMYK``, ``YCbCr`` and 32-bit ``I``. Asked for PNG all the same,
+``CMYK`` and ``YCbCr`` become RGB (Pillow's formulas) and ``I`` becomes ``I;16`` (its
+values, 0..65535 after restore, are kept).
 """
 
 from __future__ import annotations
@@ -30,6 +37,10 @@ SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I"}
 CONVERTED = {"CMYK", "YCbCr"}
 SUPPORTED = GREY | SIXTEEN_BIT | CONVERTED | {"RGB", "RGBA", "LA", "P", "PA"}
 STORED = SUPPORTED - {"PA"}     # the modes ``prepare`` records (PA comes back as RGBA)
+# Raw layout of each 16/32-bit grey mode: Pillow's convert() between them clips to 8 bits.
+GREY_DTYPES = {"I;16": "<u2", "I;16L": "<u2", "I;16B": ">u2", "I": "=i4"}
+PNG_MODES = GREY | {"LA", "P", "RGB", "RGBA", "I;16", "I;16L", "I;16B"}
+FILE_FORMATS = {"png": ("PNG", ".png"), "tiff": ("TIFF", ".tif")}
 
 
 class UnsupportedImageError(ValueError):
@@ -108,9 +119,7 @@ def restore(rgb: np.ndarray, mode: str, meta: dict[str, bytes]) -> Image.Image:
         out = img.quantize(palette=ref, dither=Image.Dither.NONE)
     elif mode in SIXTEEN_BIT:
         grey = np.asarray(img.convert("L"), dtype=np.int32) * 257
-        out = Image.fromarray(grey.astype(np.uint16 if mode != "I" else np.int32))
-        if mode != "I":
-            out = out.convert(mode) if mode != "I;16" else out
+        out = Image.frombytes(mode, img.size, grey.astype(GREY_DTYPES[mode]).tobytes())
     else:
         out = img.convert(mode) if mode != "RGB" else img
     if "exif" in meta:
@@ -118,3 +127,27 @@ def restore(rgb: np.ndarray, mode: str, meta: dict[str, bytes]) -> Image.Image:
     if "icc" in meta:
         out.info["icc_profile"] = meta["icc"]
     return out
+
+
+def for_file(img: Image.Image, fmt: str | None = None) -> tuple[Image.Image, str, str]:
+    """``img`` ready to save as ``fmt`` ("png", "tiff"; None: PNG where it holds the mode,
+    else TIFF): (image, Pillow format name, file suffix). A mode the format can't hold is
+    converted as the module docstring says, so every restored mode can be written."""
+    if fmt is None:
+        fmt = "png" if img.mode in PNG_MODES else "tiff"
+    pil_format, suffix = FILE_FORMATS[fmt]
+    if fmt == "png" and img.mode not in PNG_MODES | {"I"}:
+        img = _with_info(img.convert("RGB"), img)
+    elif fmt == "png" and img.mode == "I":
+        grey = np.clip(np.asarray(img), 0, 65535).astype("<u2")
+        img = _with_info(Image.frombytes("I;16", img.size, grey.tobytes()), img)
+    elif fmt == "png" and img.mode == "I;16L":  # the same bytes; PNG's writer knows only I;16
+        img = _with_info(Image.frombytes("I;16", img.size, img.tobytes()), img)
+    return img, pil_format, suffix
+
+
+def _with_info(converted: Image.Image, original: Image.Image) -> Image.Image:
+    for key in ("exif", "icc_profile"):
+        if key in original.info:
+            converted.info[key] = original.info[key]
+    return converted

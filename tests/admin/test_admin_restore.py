@@ -1,13 +1,24 @@
-"""`aic-admin restore`: images back from the catalog, in their layout, with EXIF, ICC and mtime."""
+"""`aic-admin restore`: images back from the catalog, in their layout, with EXIF, ICC and mtime;
+every mode in a format that holds it; passthrough versions bit for bit; an older intact
+version when the current file is missing or damaged."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageCms
+from sqlalchemy import select
 
+from aic_worker.admin.job_batch import run_batch
+from aic_worker.admin.main import main
+from aic_worker.admin.worker_commands import record_file
+from aic_worker.catalog.engine import session_factory
+from aic_worker.catalog.models import ArchiveKind, ArchiveVersion, JobKind
+from aic_worker.jobs.parameters import CompressParameters
 from tests.admin.conftest import ArchiveEnv
+from tests.admin.test_codec_commands import assert_restored, write_mode_files
 from tests.conftest import photo
 
 MTIME = 1_600_000_000  # 2020-09-13
@@ -56,3 +67,67 @@ def test_restore_by_id_path_archive_and_folder(archive_env: ArchiveEnv) -> None:
     code, _ = env.admin("restore", str(jpeg_id), "9999", str(env.root / "nowhere"), "-o", str(by_name))
     assert code == 1 and (by_name / "b.png").read_bytes() == b"something else"  # never overwritten
     assert not any(Path(by_name).glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)  # the catalog's part is the same
+def test_every_mode_is_restored_to_a_format_that_holds_it(archive_env: ArchiveEnv) -> None:
+    env = archive_env
+    sources = write_mode_files(env.inbox / "modes")
+    env.archived(list(sources.values()), ratio=8)
+    out = env.root / "out"
+    code, text = env.admin("restore", str(env.inbox), "-o", str(out))
+    assert code == 0 and f"restored {len(sources)} image(s)" in text, env.capsys.readouterr()
+    for mode, src in sources.items():
+        [restored] = (out / "modes").glob(src.stem + ".*")
+        assert_restored(restored, mode)
+
+
+def _versions(env: ArchiveEnv, source_id: int) -> list[ArchiveVersion]:
+    """The source's archive versions, oldest first."""
+    with session_factory(env.engine)() as session:
+        return list(session.scalars(
+            select(ArchiveVersion).where(ArchiveVersion.source_id == source_id).order_by(ArchiveVersion.id)
+        ))
+
+
+def test_a_missing_or_damaged_current_file_falls_back_to_the_newest_intact_version(
+    archive_env: ArchiveEnv,
+) -> None:
+    env = archive_env
+    original = env.inbox / "a.png"
+    photo(64, seed=3).save(original)
+    job, _ = record_file(session_factory(env.engine)(),
+                         CompressParameters(original, env.inbox, env.archive, keep_versions=3), 8)
+    run_batch(session_factory(env.engine), [job.id], JobKind.COMPRESS, local=True, device="cpu")
+    assert env.admin("recompress", "--ratio", "16", "--id", str(job.source_id), "--local")[0] == 0
+    old, current = _versions(env, job.source_id)
+    assert current.superseded_by is None and old.removed_at is None
+
+    Path(current.path).unlink()
+    env.capsys.readouterr()
+    assert main(["restore", str(job.source_id), "-o", str(env.root / "out")]) == 0
+    said = env.capsys.readouterr()
+    assert "restored 1 image(s)" in said.out and "(1 from an older version" in said.out
+    missing = f"version {current.id}: archive file {current.path} is missing"
+    assert f"{original}: {missing}: restored from version {old.id} of " in said.err
+    with Image.open(env.root / "out" / "a.png") as image:
+        assert image.size == (64, 64)
+
+    Path(old.path).write_bytes(b"not what was archived")
+    assert main(["restore", str(job.source_id), "-o", str(env.root / "again")]) == 1
+    err = env.capsys.readouterr().err
+    assert f"archive file {old.path} does not match its recorded sha256" in err
+    assert "no intact version left to restore from" in err
+    assert not (env.root / "again" / "a.png").exists()
+
+
+def test_a_passthrough_version_is_restored_bit_exactly(archive_env: ArchiveEnv) -> None:
+    env = archive_env
+    tiny = env.inbox / "flat.png"
+    Image.new("1", (64, 64), 1).save(tiny)  # a hundred bytes: a .aic at 24x would be bigger
+    [source_id] = env.archived([tiny])
+    [version] = _versions(env, source_id)
+    assert version.kind is ArchiveKind.PASSTHROUGH
+    code, text = env.admin("restore", str(source_id), "-o", str(env.root / "out"), "--format", "tiff")
+    assert code == 0 and "restored 1 image(s)" in text
+    assert (env.root / "out" / "flat.png").read_bytes() == tiny.read_bytes()  # bit for bit, as it was

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -83,3 +84,88 @@ def test_decompress_finds_the_shipped_model_each_file_names(
         assert img.size == (64, 48)
     (shipped / f"{old_id}.safetensors").unlink()
     assert main(["decompress", str(aic), "-o", str(out)]) == 1
+
+
+# Each mode the codec stores, as a small file Pillow opens in that mode: (file name, mode).
+# I;16L has no file of its own (Pillow opens it as I;16): tests/codec/test_restored_modes.py.
+MODE_FILES = {
+    "1": "bilevel.png", "L": "grey.png", "LA": "grey-alpha.png", "P": "palette.gif", "RGB": "rgb.jpg",
+    "RGBA": "rgba.png", "CMYK": "cmyk.jpg", "YCbCr": "ycbcr.tif", "I;16": "deep.png",
+    "I;16B": "deep-be.tif", "I": "deep32.tif",
+}
+# What restore and decompress write for each by default: (suffix, mode read back). PNG
+# stores 16-bit grey big-endian and Pillow reads it back as I;16, the same values.
+RESTORED = {
+    "1": (".png", "1"), "L": (".png", "L"), "LA": (".png", "LA"), "P": (".png", "P"),
+    "RGB": (".png", "RGB"), "RGBA": (".png", "RGBA"), "CMYK": (".tif", "CMYK"),
+    "YCbCr": (".tif", "YCbCr"), "I;16": (".png", "I;16"), "I;16B": (".png", "I;16"), "I": (".tif", "I"),
+}
+
+
+def write_mode_files(folder: Path, size: int = 32) -> dict[str, Path]:
+    """A small generated image in each mode of MODE_FILES, written to `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rgb = photo_like(size, size)
+    grey = rgb.convert("L")
+    alpha = Image.linear_gradient("L").resize(grey.size)  # smooth: its lossless block stays small
+    deep = (np.asarray(grey, dtype=np.int32) * 251 + 7).astype(np.uint16)  # uses the low byte too
+    images = {
+        "1": grey.convert("1"), "L": grey,
+        "LA": Image.merge("LA", (grey, alpha)),
+        "P": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=64), "RGB": rgb,
+        "RGBA": Image.merge("RGBA", (*rgb.split(), alpha)), "CMYK": rgb.convert("CMYK"),
+        "YCbCr": rgb.convert("YCbCr"), "I;16": Image.fromarray(deep),
+        "I;16B": Image.frombytes("I;16B", grey.size, deep.astype(">u2").tobytes()),
+        "I": Image.fromarray(deep.astype(np.int32)),
+    }
+    paths = {}
+    for mode, name in MODE_FILES.items():
+        path = folder / name
+        images[mode].save(path)
+        with Image.open(path) as check:
+            assert check.mode == mode, (name, check.mode)
+        paths[mode] = path
+    return paths
+
+
+def assert_restored(path: Path, mode: str) -> None:
+    """`path` is what restoring an image of `mode` writes by default."""
+    suffix, read_mode = RESTORED[mode]
+    assert path.suffix == suffix, (mode, path)
+    with Image.open(path) as img:
+        assert img.mode == read_mode and img.size == (32, 32), (mode, img.mode)
+        if mode in ("I;16", "I;16B", "I"):
+            assert np.asarray(img).max() > 255, mode  # 16-bit values, not clipped to 8 bits
+
+
+def test_every_mode_decompresses_to_a_format_that_holds_it(model_file: Path, tmp_path: Path) -> None:
+    sources = write_mode_files(tmp_path / "in")
+    aics = tmp_path / "aic"
+    assert main(["compress", *map(str, sources.values()), "--ratio", "8", "-o", str(aics),
+                 "--model", str(model_file)]) == 0
+    out = tmp_path / "out"
+    assert main(["decompress", *map(str, sorted(aics.iterdir())), "-o", str(out),
+                 "--model", str(model_file)]) == 0
+    for mode, src in sources.items():
+        [restored] = out.glob(src.stem + ".*")  # deep.png.aic -> deep.png, not deep.png.png
+        assert_restored(restored, mode)
+    # a file named by -o: its suffix picks the format; PNG can't hold CMYK, so RGB (documented)
+    one = tmp_path / "cmyk.png"
+    assert main(["decompress", str(aics / "cmyk.jpg.aic"), "-o", str(one), "--model", str(model_file)]) == 0
+    with Image.open(one) as img:
+        assert (img.format, img.mode) == ("PNG", "RGB")
+
+
+def test_decompress_does_not_overwrite_what_it_wrote_in_the_same_run(
+    model_file: Path, tmp_path: Path, capsys
+) -> None:
+    for name in ("a.png", "a.jpg"):
+        photo_like(32, 32).save(tmp_path / name)
+    aics = tmp_path / "aic"
+    main(["compress", str(tmp_path / "a.png"), str(tmp_path / "a.jpg"), "--ratio", "8", "-o", str(aics),
+          "--model", str(model_file)])
+    out = tmp_path / "out"
+    assert main(["decompress", str(aics / "a.jpg.aic"), str(aics / "a.png.aic"), "-o", str(out),
+                 "--model", str(model_file)]) == 1
+    assert [p.name for p in out.iterdir()] == ["a.png"]
+    assert f"{out / 'a.png'} was written from {aics / 'a.jpg.aic'} in this run" in capsys.readouterr().err
