@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from aic_worker.admin import output
-from aic_worker.admin.catalog_access import open_catalog
+from aic_worker.admin.catalog_access import catalog_engine
 
 COMMAND = "serve"
 DEFAULT_HOST = "127.0.0.1"
@@ -36,8 +36,8 @@ def serve(args: argparse.Namespace) -> int:
     from aic_worker.web.app import WebSettings, create_app, url_of
 
     settings = WebSettings.from_env()
-    with open_catalog() as sessions:
-        app = create_app(sessions, settings)
+    with catalog_engine() as engine:
+        app = create_app(engine, settings)
         writes = "writes need AIC_API_TOKEN" if settings.token else "read-only (AIC_API_TOKEN not set)"
         output.stderr().print(
             f"serving {url_of(args.host, args.port)} ({writes}); Ctrl-C stops", highlight=False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from aic_worker.admin.maintenance_commands import _reset as reset_job
-from aic_worker.admin.recompress_command import WORK, _plan_summary, plan
+from aic_worker.admin.recompress_command import WORK, Item, Totals, candidates, plan
 from aic_worker.admin.restore_command import Restoration, output_path
 from aic_worker.admin.selection import Selection
 from aic_worker.admin.worker_commands import _files, record_file
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import Job, JobKind, JobState, Source
-from aic_worker.catalog.overview import CURRENT, source_rows
+from aic_worker.catalog.overview import source_rows
 from aic_worker.jobs.parameters import CompressParameters
 from aic_worker.jobs.queue import publish
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
@@ -64,23 +65,41 @@ def retry(
     return {"retried": [job_id for job_id, _ in again], "published": _published(again)}
 
 
-def recompress(session: Session, selection: Selection, ratio: float, *, dry_run: bool) -> dict[str, Any]:
-    """`aic-admin recompress --json`'s plan; unless `dry_run`, its jobs committed and published
-    (`queued`: source and job ids), not waited for: their outcome shows on each source."""
+def recompress(
+    sessions: sessionmaker[Session],
+    reads: sessionmaker[Session],
+    selection: Selection,
+    ratio: float,
+    *,
+    dry_run: bool,
+) -> dict[str, Any]:
+    """`aic-admin recompress --json`'s plan, made by its own planner; unless `dry_run`, the jobs
+    of its work committed and published (`queued`: source and job ids), not waited for: their
+    outcome shows on each source."""
     if not selection.given:
         raise ActionError("say which sources: ids, folder, older_than, below_ratio or all", 422)
     if not ratio > 1 or not math.isfinite(ratio):
         raise ActionError(f"ratio must be a number above 1, got {ratio:g}", 422)
-    with session.begin():
+    with reads() as session:
         try:
             new_model = model_for_new_jobs(session).id
         except NoModelError as error:
             raise ActionError(str(error)) from error
-        rows = list(source_rows(session, CURRENT.id.is_not(None), *selection.conditions()))
-        items = [plan(session, row, ratio, new_model) for row in rows]
-        report: dict[str, Any] = {"ratio": ratio, "dry_run": dry_run, **_plan_summary(items)}
-        if dry_run:
-            return report
+    totals = Totals()
+    items: list[Item] = []
+    for batch in candidates(reads, selection.conditions()):
+        planned = [plan(candidate, ratio, new_model) for candidate in batch]
+        totals.add(planned)
+        items.extend(planned)
+    report: dict[str, Any] = {
+        "ratio": ratio,
+        "dry_run": dry_run,
+        "items": [item.record() for item in items],
+        **asdict(totals),
+    }
+    if dry_run:
+        return report
+    with sessions() as session, session.begin():
         queued = [
             (
                 item.id,

@@ -8,6 +8,7 @@ apart (docs/cli.md has the schemas; docs/web.md the routes). Writes need the tok
 
 from __future__ import annotations
 
+import argparse
 import os
 import stat
 from pathlib import Path
@@ -34,11 +35,14 @@ from aic_worker.store.archive import file_sha256
 from aic_worker.store.policy import Policy
 from aic_worker.web import actions
 from aic_worker.web.auth import require_token
-from aic_worker.web.dependencies import catalog_session
+from aic_worker.web.dependencies import catalog_session, writing_session
 from aic_worker.web.preview import MAX_WIDTH, MIN_WIDTH, PreviewError
 
+# response_model=None on the routes: FastAPI then encodes datetimes with isoformat(), as the CLI's
+# --json does, instead of pydantic's "Z" spelling.
 router = APIRouter(prefix="/api/v1", tags=["api"])
 Catalog = Annotated[Session, Depends(catalog_session)]
+Writing = Annotated[Session, Depends(writing_session)]
 MAX_PAGE = 1000
 WORKER_PING_SECONDS = 1.0
 
@@ -47,13 +51,13 @@ def _not_found(source_id: int) -> HTTPException:
     return HTTPException(404, f"no source with id {source_id}")
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=None)
 def stats(session: Catalog) -> dict[str, Any]:
     """The `aic-admin stats --json` document."""
     return stats_report(session)
 
 
-@router.get("/sources")
+@router.get("/sources", response_model=None)
 def sources(
     session: Catalog,
     state: JobState | None = None,
@@ -80,7 +84,7 @@ def sources(
     }
 
 
-@router.get("/sources/{source_id}")
+@router.get("/sources/{source_id}", response_model=None)
 def source(session: Catalog, source_id: int) -> dict[str, Any]:
     """The `aic-admin show ID --json` document."""
     found = source_details(session, source_id)
@@ -136,7 +140,7 @@ def original(session: Catalog, source_id: int) -> FileResponse:
     raise HTTPException(404, f"the original of source {source_id} is no longer where the catalog saw it")
 
 
-@router.get("/queue")
+@router.get("/queue", response_model=None)
 def queue(session: Catalog) -> dict[str, Any]:
     """Pending and running jobs, the broker's queue, workers answering, throughput: `status --json`."""
     report = status_report(session)
@@ -149,7 +153,7 @@ def queue(session: Catalog) -> dict[str, Any]:
     return report
 
 
-@router.get("/quarantine")
+@router.get("/quarantine", response_model=None)
 def quarantine(session: Catalog) -> dict[str, Any]:
     """The `aic-admin quarantine --json` document."""
     return quarantine_report(session)
@@ -194,8 +198,8 @@ def _acted(run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
         raise HTTPException(error.status, str(error)) from error
 
 
-@router.post("/retry", dependencies=Write)
-def retry(session: Catalog, body: RetryRequest) -> dict[str, Any]:
+@router.post("/retry", response_model=None, dependencies=Write)
+def retry(session: Writing, body: RetryRequest) -> dict[str, Any]:
     """`aic-admin retry [--failed] [--quarantined] [JOB_ID...]`: the jobs back to pending, published."""
     states = [JobState.FAILED] if body.failed or not body.quarantined else []
     if body.quarantined:
@@ -203,8 +207,8 @@ def retry(session: Catalog, body: RetryRequest) -> dict[str, Any]:
     return actions.retry(session, states=states, job_ids=body.job_ids)
 
 
-@router.post("/sources/{source_id}/retry", dependencies=Write)
-def retry_source(session: Catalog, source_id: int) -> dict[str, Any]:
+@router.post("/sources/{source_id}/retry", response_model=None, dependencies=Write)
+def retry_source(session: Writing, source_id: int) -> dict[str, Any]:
     """The source's failed and quarantined jobs back to pending, published."""
     if session.get(Source, source_id) is None:
         raise _not_found(source_id)
@@ -212,8 +216,8 @@ def retry_source(session: Catalog, source_id: int) -> dict[str, Any]:
     return actions.retry(session, states=(JobState.FAILED, JobState.QUARANTINED), source_id=source_id)
 
 
-@router.post("/recompress")
-def recompress(request: Request, session: Catalog, body: RecompressRequest) -> dict[str, Any]:
+@router.post("/recompress", response_model=None)
+def recompress(request: Request, body: RecompressRequest) -> dict[str, Any]:
     """`aic-admin recompress --json`'s report; without dry_run its jobs are queued, not waited for.
 
     A dry run changes nothing, so it needs no token (the page shows the plan before asking for it).
@@ -222,7 +226,7 @@ def recompress(request: Request, session: Catalog, body: RecompressRequest) -> d
         require_token(request)
     try:
         older = duration(body.older_than) if body.older_than else None
-    except ValueError as error:
+    except argparse.ArgumentTypeError as error:
         raise HTTPException(422, str(error)) from error
     selection = Selection(
         ids=tuple(body.ids) if body.ids else None,
@@ -231,16 +235,19 @@ def recompress(request: Request, session: Catalog, body: RecompressRequest) -> d
         below_ratio=body.below_ratio,
         everything=body.all,
     )
-    return _acted(actions.recompress, session, selection, body.ratio, dry_run=body.dry_run)
+    state = request.app.state
+    return _acted(
+        actions.recompress, state.sessions, state.reads, selection, body.ratio, dry_run=body.dry_run
+    )
 
 
-@router.post("/sources/{source_id}/restore", dependencies=Write)
-def restore(session: Catalog, source_id: int, body: RestoreRequest) -> dict[str, Any]:
+@router.post("/sources/{source_id}/restore", response_model=None, dependencies=Write)
+def restore(session: Writing, source_id: int, body: RestoreRequest) -> dict[str, Any]:
     """A restore job for the current version, into a folder on the server."""
     return _acted(actions.restore, session, source_id, Path(body.output))
 
 
-@router.post("/add", dependencies=Write)
+@router.post("/add", response_model=None, dependencies=Write)
 def add(request: Request, body: AddRequest) -> dict[str, Any]:
     """`aic-admin add`: files on the server recorded and queued for compression."""
     archive = Path(body.archive) if body.archive else WorkerConfig.from_env().archive_root

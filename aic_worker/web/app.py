@@ -16,9 +16,9 @@ from pathlib import Path
 import uvicorn
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
-from aic_worker.catalog.engine import data_dir
+from aic_worker.catalog.engine import data_dir, reading, session_factory
 from aic_worker.web import api, pages
 from aic_worker.web.auth import TOKEN_VARIABLE
 from aic_worker.web.preview import PreviewCache
@@ -49,8 +49,10 @@ class WebSettings:
         )
 
 
-def create_app(sessions: sessionmaker[Session], settings: WebSettings) -> FastAPI:
-    """The dashboard (/) and the JSON API (/api/v1, its schema at /api/v1/openapi.json)."""
+def create_app(engine: Engine, settings: WebSettings) -> FastAPI:
+    """The dashboard (/) and the JSON API (/api/v1, its schema at /api/v1/openapi.json) over
+    the catalog at `engine`. Reads run in read-only transactions (engine.reading): on SQLite a
+    page then never holds the write lock a worker's commit waits for."""
     app = FastAPI(
         title="AIC",
         summary="A learned-codec image archive: its catalog, previews and actions.",
@@ -58,10 +60,11 @@ def create_app(sessions: sessionmaker[Session], settings: WebSettings) -> FastAP
         docs_url="/api/v1/docs",
         redoc_url=None,
     )
-    app.state.sessions = sessions
+    app.state.sessions = session_factory(engine)
+    app.state.reads = session_factory(reading(engine))
     app.state.settings = settings
     app.state.previews = PreviewCache(
-        settings.preview_dir, settings.preview_cache_bytes, sessions, settings.device
+        settings.preview_dir, settings.preview_cache_bytes, app.state.reads, settings.device
     )
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -1,4 +1,4 @@
-"""What the routes get from the app: a catalog session per request."""
+"""What the routes get from the app: a catalog session per request, read-only unless it writes."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ from sqlalchemy.orm import Session
 
 
 def catalog_session(request: Request) -> Iterator[Session]:
-    """A session on the app's catalog for one request, closed after it."""
+    """A read-only session on the app's catalog for one request, closed after it."""
+    with request.app.state.reads() as session:
+        yield session
+
+
+def writing_session(request: Request) -> Iterator[Session]:
+    """A session that may change the catalog, for a write route."""
     with request.app.state.sessions() as session:
         yield session
