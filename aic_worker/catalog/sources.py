@@ -3,16 +3,21 @@
 The watcher calls record_source() for every stable file; the worker calls
 record_archive_version() in the same transaction as lease.complete(), so an archive version
 exists in the catalog exactly when its job is done (DESIGN.md, invariants 2 and 3).
+
+A file written with pauses longer than the stability window is taken half-written and its
+content quarantined (it does not decode); when the path later holds the complete image, that
+content is left with no path, job or version and record_source() deletes it, so the
+quarantine lists only what is still there to fix.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
-from aic_worker.catalog.models import ArchiveVersion, Source, SourcePath, SourceState, utcnow
+from aic_worker.catalog.models import ArchiveVersion, Job, Source, SourcePath, SourceState, utcnow
 from aic_worker.catalog.upsert import insert_if_absent
 
 
@@ -32,9 +37,11 @@ def record_source(
     """Record that `path` (in watched `folder`) holds this content; returns its source.
 
     Content already known under another path gains this path instead of a second record;
-    a path whose file was replaced moves to the new content.
+    a path whose file was replaced moves to the new content, and the old content, if it was
+    quarantined and nothing else refers to it, is forgotten (forget_orphaned_quarantine).
     """
     now = now or utcnow()
+    previous = session.scalar(select(SourcePath.source_id).where(SourcePath.path == path))
     insert_if_absent(
         session,
         Source,
@@ -55,7 +62,29 @@ def record_source(
         session, SourcePath, {"path": path, "first_seen_at": now, **path_values}, key=["path"]
     ):
         session.execute(update(SourcePath).where(SourcePath.path == path).values(path_values))
+    if previous is not None and previous != source.id:
+        forget_orphaned_quarantine(session, previous)
     return source
+
+
+def forget_orphaned_quarantine(session: Session, source_id: int) -> bool:
+    """Delete quarantined content that no path, job or archive version refers to any more
+    (a partial file's bytes once its path holds other content); returns whether it did.
+
+    One guarded statement: content recorded again meanwhile (another path, a job) is kept.
+    """
+    result = session.execute(
+        delete(Source)
+        .where(
+            Source.id == source_id,
+            Source.state == SourceState.QUARANTINED,
+            ~exists().where(SourcePath.source_id == source_id),
+            ~exists().where(Job.source_id == source_id),
+            ~exists().where(ArchiveVersion.source_id == source_id),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)
 
 
 def find_source(session: Session, sha256: str) -> Source | None:

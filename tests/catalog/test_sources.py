@@ -49,6 +49,27 @@ def test_a_path_whose_file_was_replaced_moves_to_the_new_content(
     assert session.scalars(select(SourcePath).where(SourcePath.source_id == old.id)).all() == []
 
 
+def test_quarantined_content_is_forgotten_when_its_only_path_holds_other_content(
+    session: Session, add_source: Callable[..., Source]
+) -> None:
+    """A half-written file quarantined, then complete: only the complete content remains."""
+    partial = add_source("half a photo", "/watched/photo.png")
+    quarantine_source(session, partial.id, "does not decode as an image: truncated")
+    kept = add_source("broken", "/watched/broken.png")  # quarantined, and still at another path
+    quarantine_source(session, kept.id, "does not decode as an image: not an image")
+    add_source("broken", "/watched/broken copy.png")
+    session.commit()
+    partial_id, kept_id = partial.id, kept.id
+    session.expunge_all()
+
+    complete = add_source("photo", "/watched/photo.png")
+    add_source("photo", "/watched/broken.png")  # one copy of the broken content replaced
+    session.commit()
+    assert session.get(Source, partial_id) is None
+    assert session.get(Source, kept_id).state is SourceState.QUARANTINED  # /watched/broken copy.png
+    assert {p.path for p in complete.paths} == {"/watched/photo.png", "/watched/broken.png"}
+
+
 def test_source_details_are_kept(session: Session) -> None:
     mtime = datetime(2020, 2, 29, 23, 59, 58, 123456, tzinfo=UTC)
     source = record_source(
