@@ -1,4 +1,4 @@
-"""Compress jobs that wait together run as one batch, in-process against a real catalog and files."""
+"""Compress and recompress jobs that wait together run as one batch, in-process (real catalog and files)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from sqlalchemy import Engine
 
 from aic_worker.catalog import lease
 from aic_worker.catalog.codec_models import register_model
-from aic_worker.catalog.models import Job, JobState, Source, SourceState
+from aic_worker.catalog.jobs import enqueue_job
+from aic_worker.catalog.models import Job, JobKind, JobState, Source, SourceState
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.batch import execute_batched
 from aic_worker.jobs.runner import claim
+from aic_worker.store.policy import Policy
 from tests.jobs.conftest import CODECS, RATIO, Harness
 
 
@@ -99,3 +101,19 @@ def test_batch_size_setting() -> None:
     for bad in ("0", "-2", "four", "2.5"):
         with pytest.raises(ValueError, match="AIC_BATCH"):
             WorkerConfig.from_env({"AIC_BATCH": bad})
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_recompress_jobs_without_originals_are_batched_too(harness: Harness) -> None:
+    originals = [harness.original(f"{i}.png", seed=i) for i in range(2)]
+    sources = [harness.source(path) for path in originals]
+    for path in originals:
+        harness.run(harness.compress_job(path, policy=Policy.DELETE))
+    with harness.sessions() as session, session.begin():
+        queued = [enqueue_job(session, JobKind.RECOMPRESS, s, target_ratio=64, model_id=harness.model_id)[0]
+                  for s in sources]
+    assert _run(harness, queued[0], batch=4) == "done"
+    assert _run(harness, queued[1], batch=4) == "nothing to do"  # it was encoded in the first one's batch
+    current = [v for v in harness.versions() if v.superseded_by is None]
+    assert [v.achieved_ratio >= 64 for v in current] == [True, True]
+    assert all(v.reference_version_id is not None for v in current)
