@@ -43,7 +43,16 @@ from aic_worker.admin.output import CommandError
 from aic_worker.catalog import lease
 from aic_worker.catalog.engine import create_catalog_engine, data_dir, session_factory
 from aic_worker.catalog.migrate import current_revision, upgrade
-from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, utcnow
+from aic_worker.catalog.models import (
+    ArchiveVersion,
+    Job,
+    JobKind,
+    JobState,
+    Source,
+    SourcePath,
+    SourceState,
+    utcnow,
+)
 from aic_worker.catalog.overview import CURRENT, source_rows
 from aic_worker.config import WorkerConfig, add_device_option
 from aic_worker.jobs.queue import make_app, publish
@@ -241,7 +250,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """What happened since start, read from the catalog: a line per archived or quarantined file."""
+    """What happened since start, read from the catalog: a line per archived or quarantined file.
+
+    Quarantined counts what is still set aside: content quarantined when found (it did not
+    decode, e.g. taken half-written) and later replaced at its path by a complete image is
+    forgotten by the catalog, and said here as resolved (catalog/sources.py).
+    """
 
     def __init__(self, sessions: sessionmaker[Session], live: bool) -> None:
         self.sessions = sessions
@@ -252,8 +266,9 @@ class _Progress:
         with sessions() as session:
             self.last_version = session.scalar(select(func.max(ArchiveVersion.id))) or 0
             self.finished_before = self._finished(session)
-        self.archived = self.waiting = 0
-        self.quarantined: set[int] = set()
+        self.archived = self.waiting = self.resolved = 0
+        self.quarantined: set[int] = set()  # jobs
+        self.quarantined_sources: dict[int, str] = {}  # source id -> its path when quarantined
 
     def __enter__(self) -> _Progress:
         if self.bar:
@@ -299,6 +314,7 @@ class _Progress:
                 if job.id not in self.quarantined:
                     self.quarantined.add(job.id)
                     self.say(f"quarantined {job.parameters.get('path')}: {job.quarantine_reason}")
+            self._poll_sources(session)
             self.waiting = (
                 session.scalar(
                     select(func.count()).where(Job.kind == JobKind.COMPRESS, Job.state.in_(UNFINISHED))
@@ -309,8 +325,39 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=finished, total=finished + self.waiting)
 
+    def _poll_sources(self, session: Session) -> None:
+        """Content quarantined when found since start, and what of it is no longer quarantined."""
+        found = session.execute(
+            select(Source.id, SourcePath.path, Source.reason)
+            .join(SourcePath, SourcePath.source_id == Source.id)
+            .where(Source.state == SourceState.QUARANTINED, Source.first_seen_at >= self.started)
+        )
+        for source_id, path, reason in found:
+            if source_id not in self.quarantined_sources:
+                self.quarantined_sources[source_id] = path
+                self.say(f"quarantined {path}: {reason}")
+        if not self.quarantined_sources:
+            return
+        still = set(
+            session.scalars(
+                select(Source.id).where(
+                    Source.id.in_(self.quarantined_sources), Source.state == SourceState.QUARANTINED
+                )
+            )
+        )
+        for source_id in set(self.quarantined_sources) - still:
+            self.resolved += 1
+            path = self.quarantined_sources.pop(source_id)
+            self.say(f"no longer quarantined: {path} (the file there changed)")
+
     def summary(self) -> None:
+        with self.sessions() as session:
+            jobs = session.scalar(
+                select(func.count()).where(Job.id.in_(self.quarantined), Job.state == JobState.QUARANTINED)
+            )
+        quarantined = (jobs or 0) + len(self.quarantined_sources)
+        resolved = f" ({self.resolved} more resolved since)" if self.resolved else ""
         self.say(
-            f"stopped: {self.archived} archived, {len(self.quarantined)} quarantined in this run; "
+            f"stopped: {self.archived} archived, {quarantined} quarantined in this run{resolved}; "
             f"{self.waiting} waiting (taken up at the next start)"
         )

@@ -67,13 +67,13 @@ def record_source(
     return source
 
 
-def forget_orphaned_quarantine(session: Session, source_id: int) -> bool:
+def forget_orphaned_quarantine(session: Session, source_id: int) -> None:
     """Delete quarantined content that no path, job or archive version refers to any more
-    (a partial file's bytes once its path holds other content); returns whether it did.
+    (a partial file's bytes once its path holds other content).
 
     One guarded statement: content recorded again meanwhile (another path, a job) is kept.
     """
-    result = session.execute(
+    session.execute(
         delete(Source)
         .where(
             Source.id == source_id,
@@ -84,7 +84,6 @@ def forget_orphaned_quarantine(session: Session, source_id: int) -> bool:
         )
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)
 
 
 def find_source(session: Session, sha256: str) -> Source | None:

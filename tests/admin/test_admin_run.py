@@ -1,11 +1,13 @@
 """`aic-admin run` as a real process: embedded broker, a worker, the watcher, SQLite in AIC_HOME.
 
 Stopped with SIGTERM in the middle of the work and started again, every image ends up
-archived exactly once, and nothing it started outlives it.
+archived exactly once, and nothing it started outlives it. Its summary, read from a real
+catalog, counts only what is still quarantined.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -15,10 +17,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 
+from aic_worker.admin.run_command import _Progress
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
-from aic_worker.catalog.models import ArchiveVersion, Job, JobState
+from aic_worker.catalog.models import ArchiveVersion, Job, JobState, utcnow
+from aic_worker.catalog.sources import quarantine_source, record_source
 from tests.conftest import RATIO, wait_for, write_photos
 
 
@@ -138,3 +142,32 @@ def test_run_stopped_mid_work_and_restarted_archives_everything_once(
         line for log in (out1, second.output()) for line in log.splitlines() if line.startswith("archived ")
     ]
     assert sorted(line.split()[1] for line in lines) == sorted(map(str, photos))  # each reported once
+
+
+def test_the_summary_counts_what_is_still_quarantined(
+    catalog: Engine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A half-written file quarantined, then complete at the same path: said, and not counted."""
+    sessions = session_factory(catalog)
+    progress = _Progress(sessions, live=False)
+
+    def found(path: str, content: bytes, problem: str | None = None) -> None:
+        """What the watcher records for a file that held still (aic_watch/enqueue.py)."""
+        with sessions() as session, session.begin():
+            source = record_source(
+                session, path=path, folder="/in", sha256=hashlib.sha256(content).hexdigest(),
+                size=len(content), mtime=utcnow(), width=None, height=None, mode=None,
+            )
+            if problem:
+                quarantine_source(session, source.id, problem)
+
+    found("/in/slow.png", b"half", "does not decode as an image: truncated")
+    found("/in/bad.png", b"junk", "does not decode as an image: not an image")
+    progress.poll()
+    found("/in/slow.png", b"half and the rest")
+    progress.poll()
+    progress.summary()
+    out = capsys.readouterr().out
+    assert "quarantined /in/slow.png: does not decode as an image: truncated" in out
+    assert "no longer quarantined: /in/slow.png" in out
+    assert "stopped: 0 archived, 1 quarantined in this run (1 more resolved since)" in out
