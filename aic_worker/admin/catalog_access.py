@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 
 @contextmanager
-def _prepared_engine() -> Iterator[Engine]:
+def catalog_engine() -> Iterator[Engine]:
     """An engine on the catalog (AIC_DATABASE_URL, else AIC_HOME's SQLite file).
 
     A fresh catalog gets its schema; an outdated one raises CatalogVersionError, which
@@ -33,7 +33,7 @@ def _prepared_engine() -> Iterator[Engine]:
 @contextmanager
 def open_catalog() -> Iterator[sessionmaker[Session]]:
     """Sessions on the catalog, for commands that change it."""
-    with _prepared_engine() as engine:
+    with catalog_engine() as engine:
         yield session_factory(engine)
 
 
@@ -41,7 +41,7 @@ def open_catalog() -> Iterator[sessionmaker[Session]]:
 def read_sessions() -> Iterator[sessionmaker[Session]]:
     """Sessions for commands that only read: on SQLite their transactions don't take the
     write lock (engine.reading), so a long report never keeps a worker from committing."""
-    with _prepared_engine() as engine:
+    with catalog_engine() as engine:
         yield session_factory(reading(engine))
 
 

@@ -7,7 +7,6 @@ comes from catalog/reports.py, which the dashboard's JSON API shares.
 from __future__ import annotations
 
 import argparse
-import itertools
 
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import read_catalog, read_sessions
@@ -69,7 +68,6 @@ LS_COLUMNS = ["id", "state", "source", "ratio", "achieved", "archive", "bytes", 
 LS_KEYS = [
     "id", "state", "source_path", "target_ratio", "achieved_ratio", "archive_path", "archive_bytes", "psnr"
 ]
-TABLE_CHUNK = 1000  # rows per rich table when `ls --all` streams a table
 
 
 def ls(args: argparse.Namespace) -> int:
@@ -82,10 +80,7 @@ def ls(args: argparse.Namespace) -> int:
             if args.json:
                 output.print_json_stream(records)
             else:
-                header = True
-                while chunk := list(itertools.islice(records, TABLE_CHUNK)):
-                    output.table(None, LS_COLUMNS, [[r[k] for k in LS_KEYS] for r in chunk], header=header)
-                    header = False
+                output.stream_table(None, LS_COLUMNS, ([r[k] for k in LS_KEYS] for r in records))
             return output.OK
         page = source_page(
             session,

@@ -8,9 +8,10 @@ a command that can't go on raises CommandError, which main() reports.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -27,6 +28,7 @@ from rich.table import Table
 
 OK, SOME_FAILED, USAGE = 0, 1, 2
 PIPE_WIDTH = 1000  # a table in a file or a pipe is as wide as its content
+STREAM_CHUNK = 1000  # rows per rich table, and per block of a streamed one
 
 
 def stdout() -> Console:
@@ -60,13 +62,30 @@ def print_json(document: Any) -> None:
 def print_json_stream(items: Iterable[Any]) -> None:
     """A JSON array on stdout, written as `items` come: one compact object per line, so a
     listing of millions is never held in memory (nor indented by json's slow pure-Python path)."""
+    _write_array(items)
+    sys.stdout.write("\n")
+
+
+def print_json_streaming(
+    head: dict[str, Any], key: str, items: Iterable[Any], rest: Callable[[], dict[str, Any]]
+) -> None:
+    """One JSON object on stdout: `head`'s keys, then `key` with `items` as an array written
+    as they come, then the keys of `rest()`, called once the items are written (totals)."""
+    write = sys.stdout.write
+    write(json.dumps(head, default=_jsonable)[:-1] + (", " if head else "") + json.dumps(key) + ": ")
+    _write_array(items)
+    tail = json.dumps(rest(), indent=2, default=_jsonable)
+    write("}\n" if tail == "{}" else ",\n" + tail[2:] + "\n")
+
+
+def _write_array(items: Iterable[Any]) -> None:
     write = sys.stdout.write
     separator = "[\n"
     for item in items:
         write(separator)
         write(json.dumps(item, default=_jsonable))
         separator = ",\n"
-    write("[]\n" if separator == "[\n" else "\n]\n")
+    write("[]" if separator == "[\n" else "\n]")
 
 
 def printed_json(args: Any, document: Any) -> bool:
@@ -92,20 +111,46 @@ def usage_error(command: str, message: str) -> int:
     return USAGE
 
 
-def table(
-    title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, header: bool = True
-) -> None:
-    """A rich table on stdout; None cells print as `-`, numeric columns align right.
-
-    header=False continues a table printed in chunks (a long listing, streamed)."""
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """A rich table on stdout; None cells print as `-`, numeric columns align right."""
     rows = [list(row) for row in rows]
-    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False, show_header=header)
+    grid = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
     for i, name in enumerate(columns):
-        numeric = bool(rows) and all(isinstance(row[i], int | float) or row[i] is None for row in rows)
-        grid.add_column(name, justify="right" if numeric else "left", overflow="fold")
+        grid.add_column(name, justify="right" if rows and _numeric(rows, i) else "left", overflow="fold")
     for row in rows:
         grid.add_row(*(cell_text(cell) for cell in row))
     stdout().print(grid)
+
+
+def _numeric(rows: Sequence[Sequence[Any]], column: int) -> bool:
+    """Whether a column holds numbers only (then it aligns right)."""
+    return all(isinstance(row[column], int | float) or row[column] is None for row in rows)
+
+
+def stream_table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """table() for any number of rows, in constant memory: up to STREAM_CHUNK rows are one
+    rich table; more are printed as they come, STREAM_CHUNK at a time, as plain aligned
+    columns (rich lays out a row in about a millisecond: a million rows would take an hour)."""
+    rows = iter(rows)
+    chunk = list(itertools.islice(rows, STREAM_CHUNK))
+    if len(chunk) < STREAM_CHUNK:
+        table(title, columns, chunk)
+        return
+    write = sys.stdout.write
+    if title:
+        write(title + "\n")
+    first = True
+    while chunk:
+        texts = [[cell_text(cell) for cell in row] for row in chunk]
+        widths = [max(len(name), *(len(t[i]) for t in texts)) for i, name in enumerate(columns)]
+        right = [_numeric(chunk, i) for i in range(len(columns))]
+        if first:
+            write("  ".join(name.ljust(w) for name, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+            first = False
+        for t in texts:
+            cells = (c.rjust(w) if r else c.ljust(w) for c, w, r in zip(t, widths, right, strict=True))
+            write("  ".join(cells).rstrip() + "\n")
+        chunk = list(itertools.islice(rows, STREAM_CHUNK))
 
 
 def cell_text(value: Any) -> str:

@@ -19,24 +19,28 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Row, and_, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from aic_watch.options import add_ratio_option
 from aic_worker.admin import output
-from aic_worker.admin.catalog_access import open_catalog
+from aic_worker.admin.catalog_access import catalog_engine
 from aic_worker.admin.job_batch import Holder, add_execution_arguments, run_batch, runs_locally
 from aic_worker.admin.selection import Selection, add_selection_arguments
-from aic_worker.catalog.jobs import enqueue_job
-from aic_worker.catalog.models import ArchiveVersion, JobKind, JobState, Source, SourcePath
-from aic_worker.catalog.overview import CURRENT, SourceRow, source_rows
+from aic_worker.catalog.engine import reading, session_factory
+from aic_worker.catalog.jobs import ACTIVE_STATES, RATIO_DECIMALS
+from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source, SourcePath, utcnow
+from aic_worker.catalog.overview import CURRENT, PRIMARY, with_primary
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 
 COMMAND = "recompress"
 WORK = ("encode", "truncate")
+BATCH = 2000  # sources planned, and jobs created, per transaction
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -79,7 +83,18 @@ class Item:
         }
 
 
-def _original_present(source: Source, paths: list[SourcePath]) -> bool:
+@dataclass(frozen=True)
+class Candidate:
+    """A selected source as plan() weighs it: plain values, for millions are planned."""
+
+    id: int
+    size: int
+    source_path: str | None  # its primary path
+    version: Row[Any]  # its current version: achieved_ratio, bytes, target_ratio, model_id
+    paths: Sequence[Row[Any]]  # every path it was found at: path, removed_at
+
+
+def _original_present(size: int, paths: Sequence[Row[Any]]) -> bool:
     """A path not marked removed holds a regular file of the recorded size (the worker checks the hash)."""
     for path in paths:
         if path.removed_at is None:
@@ -87,23 +102,21 @@ def _original_present(source: Source, paths: list[SourcePath]) -> bool:
                 st = os.stat(path.path, follow_symlinks=False)
             except OSError:
                 continue
-            if st.st_size == source.size:
+            if st.st_size == size:
                 return True
     return False
 
 
-def plan(session: Session, row: SourceRow, ratio: float, new_model: str) -> Item:
-    version = row.version
-    assert version is not None
+def plan(candidate: Candidate, ratio: float, new_model: str) -> Item:
+    version = candidate.version
     raw = round(version.achieved_ratio * version.bytes)  # W·H·3
     budget = min(version.bytes, math.floor(raw / ratio))
-    paths = list(session.scalars(select(SourcePath).where(SourcePath.source_id == row.source.id)))
 
     def item(action: str, why: str, model: str, after: int) -> Item:
-        path = row.path.path if row.path else None
-        return Item(row.source.id, path, action, why, model, version.achieved_ratio, version.bytes, after)
+        path = candidate.source_path
+        return Item(candidate.id, path, action, why, model, version.achieved_ratio, version.bytes, after)
 
-    if _original_present(row.source, paths):
+    if _original_present(candidate.size, candidate.paths):
         if math.isclose(version.target_ratio, ratio) and version.model_id == new_model:
             return item("skip", f"already at ratio {ratio:g}", version.model_id, version.bytes)
         return item("encode", "from the original", new_model, math.floor(raw / ratio))
@@ -120,6 +133,166 @@ def plan(session: Session, row: SourceRow, ratio: float, new_model: str) -> Item
     )
 
 
+def candidates(
+    reads: sessionmaker[Session], conditions: Sequence[ColumnElement[bool]], batch: int = BATCH
+) -> Iterator[list[Candidate]]:
+    """The selected sources that have a current version, in id order, `batch` at a time.
+
+    Each batch is two queries (its sources after the last id of the one before, then all
+    their paths) in a short read-only transaction of its own: memory and locks stay those of
+    one batch however large the selection, and a worker's commits never wait on the plan.
+    """
+    after = 0
+    while True:
+        with reads() as session:
+            rows = session.execute(
+                with_primary(
+                    select(
+                        Source.id, Source.size, PRIMARY.path, CURRENT.achieved_ratio, CURRENT.bytes,
+                        CURRENT.target_ratio, CURRENT.model_id,
+                    ).select_from(Source)
+                )
+                .join(CURRENT, and_(CURRENT.source_id == Source.id, CURRENT.superseded_by.is_(None)))
+                .where(Source.id > after, *conditions)
+                .order_by(Source.id)
+                .limit(batch)
+            ).all()
+            paths: dict[int, list[Row[Any]]] = defaultdict(list)
+            for path in session.execute(
+                select(SourcePath.source_id, SourcePath.path, SourcePath.removed_at).where(
+                    SourcePath.source_id.in_([row.id for row in rows])
+                )
+            ):
+                paths[path.source_id].append(path)
+        if not rows:
+            return
+        yield [Candidate(row.id, row.size, row.path, row, paths[row.id]) for row in rows]
+        after = rows[-1].id
+
+
+@dataclass
+class Totals:
+    """The plan's counts, kept as the batches go by (the items themselves are not kept)."""
+
+    selected: int = 0
+    to_encode: int = 0
+    to_truncate: int = 0
+    skipped: int = 0
+    refused: int = 0
+    bytes_before: int = 0
+    bytes_saved_at_least: int = 0
+
+    def add(self, items: Sequence[Item]) -> None:
+        self.selected += len(items)
+        for i in items:
+            if i.action in WORK:
+                self.bytes_before += i.bytes_before
+                self.bytes_saved_at_least += i.bytes_before - i.bytes_after_at_most
+            if i.action == "encode":
+                self.to_encode += 1
+            elif i.action == "truncate":
+                self.to_truncate += 1
+            elif i.action == "skip":
+                self.skipped += 1
+            else:
+                self.refused += 1
+
+
+class Jobs:
+    """The RECOMPRESS jobs of the plan's work, created a batch at a time as the plan streams."""
+
+    def __init__(self, sessions: sessionmaker[Session], args: argparse.Namespace) -> None:
+        self.sessions, self.args = sessions, args
+        self.local: bool | None = None  # decided at the first work: no work, no question to the broker
+        self.holder: Holder | None = None
+        self.parameters: dict[str, Any] = {}  # every job's parameters
+        self.by_source: dict[int, int] = {}  # source id -> job id
+        self.bytes_before: dict[int, int] = {}
+
+    def create(self, items: Sequence[Item]) -> None:
+        """One transaction per batch: the jobs already waiting for this work are found with one
+        query, the others inserted with one statement; a local run holds each from the start
+        (job_batch.py)."""
+        work = [i for i in items if i.action in WORK]
+        if not work:
+            return
+        models = {(i.id, i.model_id) for i in work}
+        if self.local is None:
+            self.local = runs_locally(self.args)
+            self.holder = Holder.new() if self.local else None  # jobs run here are ours from the start
+        ratio = round(float(self.args.ratio), RATIO_DECIMALS)
+        with self.sessions() as session, session.begin():
+            waiting: dict[int, int] = {}  # as catalog/jobs.enqueue_job finds the same work still to do
+            for job in session.execute(
+                select(Job.source_id, Job.model_id, Job.id, Job.parameters)
+                .where(
+                    Job.kind == JobKind.RECOMPRESS,
+                    Job.source_id.in_([i.id for i in work]),
+                    Job.target_ratio == ratio,
+                    Job.state.in_(ACTIVE_STATES),
+                )
+                .order_by(Job.id)
+            ):
+                if job.parameters == self.parameters and (job.source_id, job.model_id) in models:
+                    waiting.setdefault(job.source_id, job.id)
+            new = [i for i in work if i.id not in waiting]
+            now = utcnow()
+            created = session.scalars(
+                insert(Job).returning(Job.id, sort_by_parameter_order=True),
+                [
+                    {
+                        "kind": JobKind.RECOMPRESS, "state": JobState.PENDING, "source_id": i.id,
+                        "target_ratio": ratio, "model_id": i.model_id, "parameters": self.parameters,
+                        "attempts": 0,
+                        "created_at": now, "updated_at": now,
+                    }
+                    for i in new
+                ],
+            ).all() if new else []
+            waiting.update(zip((i.id for i in new), created, strict=True))
+            if self.holder is not None:
+                for job_id in created:
+                    self.holder.hold(session, job_id)
+        self.by_source.update(waiting)
+        self.bytes_before.update((i.id, i.bytes_before) for i in work)
+
+    def run(self) -> dict[str, Any]:
+        """Run the jobs (workers or here) and count what they saved."""
+        jobs = self.by_source
+        states = run_batch(
+            self.sessions,
+            list(jobs.values()),
+            JobKind.RECOMPRESS,
+            local=bool(self.local),
+            device=self.args.device,
+            description=f"recompressing to {self.args.ratio:g}",
+            holder=self.holder,
+        )
+        done = [source_id for source_id, job_id in jobs.items() if states[job_id] is JobState.DONE]
+        after: dict[int, int] = {}
+        with self.sessions() as session:
+            for start in range(0, len(done), BATCH):
+                after.update(
+                    session.execute(
+                        select(ArchiveVersion.source_id, ArchiveVersion.bytes).where(
+                            ArchiveVersion.source_id.in_(done[start : start + BATCH]),
+                            ArchiveVersion.superseded_by.is_(None),
+                        )
+                    ).all()
+                )
+        return {
+            "done": len(done),
+            "failed": len(jobs) - len(done),
+            "failures": [
+                {"id": source_id, "job_id": job_id, "state": states[job_id].value}
+                for source_id, job_id in jobs.items()
+                if states[job_id] is not JobState.DONE
+            ],
+            "bytes_saved": sum(self.bytes_before[s] - after[s] for s in done),
+            "bytes_after": sum(after.values()),
+        }
+
+
 def recompress(args: argparse.Namespace) -> int:
     selection = Selection.from_args(args)
     if not selection.given:
@@ -128,111 +301,68 @@ def recompress(args: argparse.Namespace) -> int:
         )
     if not args.ratio > 1 or not math.isfinite(args.ratio):
         return output.usage_error(COMMAND, f"--ratio must be a number above 1, got {args.ratio:g}")
-    with open_catalog() as sessions:
-        with sessions() as session, session.begin():
-            try:
+    with catalog_engine() as engine:
+        sessions, reads = session_factory(engine), session_factory(reading(engine))
+        try:
+            with sessions() as session:
                 new_model = model_for_new_jobs(session).id
-            except NoModelError as error:
-                output.error(COMMAND, str(error))
-                return output.SOME_FAILED
-            rows = list(source_rows(session, CURRENT.id.is_not(None), *selection.conditions()))
-            items = [plan(session, row, args.ratio, new_model) for row in rows]
-        report: dict[str, Any] = {"ratio": args.ratio, "dry_run": args.dry_run, **_plan_summary(items)}
-        if not args.dry_run:
-            report.update(_carry_out(sessions, items, args))
-    _show(report, args.json)
-    failed = report["refused"] + report.get("failed", 0)
+        except NoModelError as error:
+            output.error(COMMAND, str(error))
+            return output.SOME_FAILED
+        totals = Totals()
+        jobs = Jobs(sessions, args)
+
+        def planned() -> Iterator[Item]:
+            """Each batch planned, counted, its jobs created (unless a dry run), then shown."""
+            for batch in candidates(reads, selection.conditions()):
+                items = [plan(candidate, args.ratio, new_model) for candidate in batch]
+                totals.add(items)
+                if not args.dry_run:
+                    jobs.create(items)
+                yield from items
+
+        outcome: dict[str, Any] = {}
+
+        def summary() -> dict[str, Any]:
+            if not args.dry_run:
+                outcome.update(jobs.run())
+            return {**asdict(totals), **outcome}
+
+        head = {"ratio": args.ratio, "dry_run": args.dry_run}
+        if args.json:
+            output.print_json_streaming(head, "items", (i.record() for i in planned()), summary)
+        else:
+            _show(head, planned(), summary)
+    failed = totals.refused + outcome.get("failed", 0)
     return output.SOME_FAILED if failed else output.OK
 
 
-def _plan_summary(items: list[Item]) -> dict[str, Any]:
-    work = [i for i in items if i.action in WORK]
-    return {
-        "items": [i.record() for i in items],
-        "selected": len(items),
-        "to_encode": sum(i.action == "encode" for i in items),
-        "to_truncate": sum(i.action == "truncate" for i in items),
-        "skipped": sum(i.action == "skip" for i in items),
-        "refused": sum(i.action == "refuse" for i in items),
-        "bytes_before": sum(i.bytes_before for i in work),
-        "bytes_saved_at_least": sum(i.bytes_before - i.bytes_after_at_most for i in work),
-    }
-
-
-def _carry_out(
-    sessions: sessionmaker[Session], items: list[Item], args: argparse.Namespace
-) -> dict[str, Any]:
-    work = [i for i in items if i.action in WORK]
-    local = bool(work) and runs_locally(args)
-    holder = Holder.new() if local else None  # jobs run here are ours from the start (job_batch.py)
-    jobs: dict[int, int] = {}
-    with sessions() as session, session.begin():
-        for item in work:
-            job, _ = enqueue_job(
-                session, JobKind.RECOMPRESS, item.id, target_ratio=args.ratio, model_id=item.model_id
-            )
-            if holder is not None:
-                holder.hold(session, job.id)
-            jobs[item.id] = job.id
-    states = run_batch(
-        sessions,
-        list(jobs.values()),
-        JobKind.RECOMPRESS,
-        local=local,
-        device=args.device,
-        description=f"recompressing to {args.ratio:g}",
-        holder=holder,
-    )
-    done = [source_id for source_id, job_id in jobs.items() if states[job_id] is JobState.DONE]
-    before = {i.id: i.bytes_before for i in work}
-    with sessions() as session:
-        after = dict(
-            session.execute(
-                select(ArchiveVersion.source_id, ArchiveVersion.bytes).where(
-                    ArchiveVersion.source_id.in_(done), ArchiveVersion.superseded_by.is_(None)
-                )
-            ).all()
-        )
-    return {
-        "done": len(done),
-        "failed": len(jobs) - len(done),
-        "failures": [
-            {"id": source_id, "job_id": job_id, "state": states[job_id].value}
-            for source_id, job_id in jobs.items()
-            if states[job_id] is not JobState.DONE
-        ],
-        "bytes_saved": sum(before[s] - after[s] for s in done),
-        "bytes_after": sum(after.values()),
-    }
-
-
-def _show(report: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        output.print_json(report)
-        return
-    rows = [
+def _show(head: dict[str, Any], items: Iterator[Item], summary: Callable[[], dict[str, Any]]) -> None:
+    """The plan as a table, printed a chunk at a time as it is made, then the totals."""
+    rows = (
         (
-            i["id"],
-            i["source_path"],
-            i["from_ratio"],
-            i["action"],
-            output.human_bytes(i["bytes_before"]),
-            output.human_bytes(i["bytes_after_at_most"]),
-            i["why"],
+            i.id,
+            i.source_path,
+            i.from_ratio,
+            i.action,
+            output.human_bytes(i.bytes_before),
+            output.human_bytes(i.bytes_after_at_most),
+            i.why,
         )
-        for i in report["items"]
-    ]
-    output.table(
-        f"recompress to ratio {report['ratio']:g}" + (" (dry run)" if report["dry_run"] else ""),
+        for i in items
+    )
+    output.stream_table(
+        f"recompress to ratio {head['ratio']:g}" + (" (dry run)" if head["dry_run"] else ""),
         ["id", "source", "ratio now", "action", "bytes now", "after (at most)", "why"],
         rows,
     )
+    report = summary()
     console = output.stdout()
     console.print(
         f"{report['selected']} selected: {report['to_encode']} from originals, {report['to_truncate']} by "
         f"truncation, {report['skipped']} skipped, {report['refused']} refused"
     )
-    if report["dry_run"]:
+    if head["dry_run"]:
         console.print(f"would save at least {output.human_bytes(report['bytes_saved_at_least'])}")
         return
     console.print(

@@ -6,10 +6,11 @@
           └─ LATEST    its latest compress or recompress job, if any
 ```
 One statement, outer joins, so a source without a version, a path or a job still has its
-row; callers add WHERE clauses on Source and CURRENT. PRIMARY and LATEST are found by
-correlated subqueries on the source's own rows (indexes on source_id), so the database
-works out only the rows a query returns: `show ID` or a page of `ls` costs the same on a
-catalog of ten sources or ten million. `state` folds the three into the one word `ls`
+row; callers add WHERE clauses on Source and CURRENT. In joined(), PRIMARY and LATEST are
+found by correlated subqueries on the source's own rows (indexes on source_id), so the
+database works out only the rows a query returns: `show ID` or a page of `ls` costs the
+same on a catalog of ten sources or ten million. joined_whole() joins the same rows in the
+shape for reading all of them. `state` folds the three into the one word `ls`
 shows: pending, running, done, failed, quarantined, or damaged (the current version's file
 was found missing or altered).
 
@@ -22,8 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, literal, or_, select, union
 from sqlalchemy.orm import Session, aliased
 
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source, SourcePath, SourceState
@@ -89,12 +91,47 @@ def _latest_job_id() -> ColumnElement[int]:
     )
 
 
-def joined(query: Select[tuple[object, ...]]) -> Select[tuple[object, ...]]:
+def with_current(query: Select[Any]) -> Select[Any]:
+    """`query` (selecting from sources) with CURRENT outer-joined."""
+    return query.outerjoin(CURRENT, and_(CURRENT.source_id == Source.id, CURRENT.superseded_by.is_(None)))
+
+
+def with_primary(query: Select[Any]) -> Select[Any]:
+    """`query` (selecting from sources) with PRIMARY outer-joined."""
+    return query.outerjoin(PRIMARY, PRIMARY.id == _primary_path_id())
+
+
+def joined(query: Select[Any]) -> Select[Any]:
     """`query` (selecting from sources) with CURRENT, PRIMARY and LATEST outer-joined."""
+    return with_primary(with_current(query)).outerjoin(LATEST, LATEST.id == _latest_job_id())
+
+
+def joined_whole(query: Select[Any]) -> Select[Any]:
+    """joined(), shaped for reading the whole catalog (stats, a listing of every source): PRIMARY
+    and LATEST come from one GROUP BY over their tables each, which the database hashes or
+    merges in one pass, rather than from a lookup per source."""
+    primary = (
+        select(
+            SourcePath.source_id,
+            func.coalesce(
+                func.min(case((SourcePath.removed_at.is_(None), SourcePath.id))), func.min(SourcePath.id)
+            ).label("path_id"),
+        )
+        .group_by(SourcePath.source_id)
+        .subquery()
+    )
+    latest = (
+        select(Job.source_id, func.max(Job.id).label("job_id"))
+        .where(Job.kind.in_(ARCHIVING_KINDS))
+        .group_by(Job.source_id)
+        .subquery()
+    )
     return (
-        query.outerjoin(CURRENT, and_(CURRENT.source_id == Source.id, CURRENT.superseded_by.is_(None)))
-        .outerjoin(PRIMARY, PRIMARY.id == _primary_path_id())
-        .outerjoin(LATEST, LATEST.id == _latest_job_id())
+        with_current(query.select_from(Source))
+        .outerjoin(primary, primary.c.source_id == Source.id)
+        .outerjoin(PRIMARY, PRIMARY.id == primary.c.path_id)
+        .outerjoin(latest, latest.c.source_id == Source.id)
+        .outerjoin(LATEST, LATEST.id == latest.c.job_id)
     )
 
 
@@ -124,28 +161,21 @@ def reason_column() -> ColumnElement[str | None]:
 
 def state_is(state: str) -> list[ColumnElement[bool]]:
     """WHERE clauses for sources in `state`: the exact test, and beside it, for the rare states,
-    an index-backed pre-selection (sources with a job in that state, quarantined or new
-    sources, damaged versions) so that the exact test runs on a few rows, not on all."""
+    the ids of the few sources that can be in it, from indexes (sources with a job in that
+    state, quarantined or new sources, damaged versions), so the exact test runs on those only."""
     exact = state_column() == state
-    jobs_in = (
-        select(Job.source_id).where(Job.state == state, Job.kind.in_(ARCHIVING_KINDS))
-        if state in (s.value for s in UNFINISHED)
-        else None
-    )
-    if state == JobState.QUARANTINED.value:
-        assert jobs_in is not None
-        return [exact, or_(Source.state == SourceState.QUARANTINED, Source.id.in_(jobs_in))]
-    if state == JobState.PENDING.value:
-        assert jobs_in is not None
-        return [exact, or_(Source.state == SourceState.NEW, Source.id.in_(jobs_in))]
-    if jobs_in is not None:
-        return [exact, Source.id.in_(jobs_in)]
+    if state == JobState.DONE.value:
+        return [exact]
     if state == DAMAGED:
-        damaged = select(ArchiveVersion.source_id).where(
+        candidates: Select[Any] = select(ArchiveVersion.source_id).where(
             ArchiveVersion.damaged_at.is_not(None), ArchiveVersion.superseded_by.is_(None)
         )
-        return [exact, Source.id.in_(damaged)]
-    return [exact]
+    else:
+        candidates = select(Job.source_id).where(Job.state == state, Job.kind.in_(ARCHIVING_KINDS))
+        if state in (JobState.QUARANTINED.value, JobState.PENDING.value):
+            source_state = SourceState.QUARANTINED if state == JobState.QUARANTINED.value else SourceState.NEW
+            candidates = union(candidates, select(Source.id).where(Source.state == source_state))
+    return [exact, Source.id.in_(candidates)]
 
 
 def overview(*conditions: ColumnElement[bool]) -> Select[tuple[Source, SourcePath, ArchiveVersion, Job]]:
