@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aic_watch.config import ConfigError, make_config, make_folder
 from aic_watch.options import add_archive_options, add_watch_options
 from aic_watch.watcher import Watcher
-from aic_worker.admin import output
+from aic_worker.admin import output, serve_command
 from aic_worker.admin.child_process import die_with_parent, stop_group
 from aic_worker.admin.embedded_broker import EmbeddedBroker
 from aic_worker.admin.output import CommandError
@@ -87,6 +87,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_watch_options(p)
     p.add_argument("--concurrency", type=int, default=1, metavar="N", help="worker processes (default 1)")
     add_device_option(p)
+    serve_command.add_web_port_option(p)
     p.set_defaults(func=run)
 
 
@@ -225,6 +226,7 @@ def run(args: argparse.Namespace) -> int:
             "broker": broker.url,
             "model": model.id[:16],
             "logs": logs,
+            "web": serve_command.serve_beside(stack, engine, celery_app, args.web_port),
         }
         console = output.stdout()
         for key, value in where.items():

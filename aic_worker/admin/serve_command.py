@@ -8,9 +8,15 @@ decoded, so `serve --help` and the server's start stay quick.
 from __future__ import annotations
 
 import argparse
+from contextlib import ExitStack
+from typing import TYPE_CHECKING
 
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import catalog_engine
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from sqlalchemy import Engine
 
 COMMAND = "serve"
 DEFAULT_HOST = "127.0.0.1"
@@ -44,3 +50,31 @@ def serve(args: argparse.Namespace) -> int:
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return output.OK
+
+
+def add_web_port_option(parser: argparse.ArgumentParser) -> None:
+    """`--web-port` of `aic-admin run`, which serves the dashboard beside its watcher."""
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=DEFAULT_PORT,
+        metavar="PORT",
+        help=f"the dashboard's port on {DEFAULT_HOST} (default {DEFAULT_PORT}; 0: no dashboard)",
+    )
+
+
+def serve_beside(stack: ExitStack, engine: Engine, celery_app: Celery, port: int) -> str:
+    """For `aic-admin run`: the dashboard in a thread on loopback, publishing to `celery_app`'s
+    (embedded) broker and stopped with `stack`; its URL, or why there is none. A port already
+    taken (another `serve`) costs the dashboard, not the archiving."""
+    if not port:
+        return "no dashboard (--web-port 0)"
+    from aic_worker.web.app import BackgroundServer, WebSettings, create_app
+
+    server = BackgroundServer(create_app(engine, WebSettings.from_env(), celery_app), DEFAULT_HOST, port)
+    try:
+        url = server.start()
+    except OSError as error:
+        return f"no dashboard: {error}"
+    stack.callback(server.stop)
+    return url
