@@ -9,7 +9,7 @@ may be smaller than the number of jobs without anything being lost.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,6 @@ from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import Job, JobKind, JobState, Source
 from aic_worker.catalog.overview import source_rows
 from aic_worker.jobs.parameters import CompressParameters
-from aic_worker.jobs.queue import publish
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.store.policy import Policy
 
@@ -39,12 +38,17 @@ class ActionError(Exception):
         self.status = status
 
 
-def _published(jobs: Sequence[tuple[int, JobKind]]) -> int:
+# Wakes a worker for a committed job; False when the broker is away (queue.publish on the app's broker).
+Publish = Callable[[int, JobKind], bool]
+
+
+def _published(publish: Publish, jobs: Sequence[tuple[int, JobKind]]) -> int:
     return sum(publish(job_id, kind) for job_id, kind in jobs)
 
 
 def retry(
     session: Session,
+    publish: Publish,
     *,
     states: Sequence[JobState] = (JobState.FAILED,),
     job_ids: Sequence[int] | None = None,
@@ -62,12 +66,13 @@ def retry(
         for job in jobs:
             reset_job(session, job)
         again = [(job.id, job.kind) for job in jobs]
-    return {"retried": [job_id for job_id, _ in again], "published": _published(again)}
+    return {"retried": [job_id for job_id, _ in again], "published": _published(publish, again)}
 
 
 def recompress(
     sessions: sessionmaker[Session],
     reads: sessionmaker[Session],
+    publish: Publish,
     selection: Selection,
     ratio: float,
     *,
@@ -112,11 +117,11 @@ def recompress(
         ]
         jobs = [(job.id, job.kind) for _, job in queued]
         report["queued"] = [{"id": source_id, "job_id": job.id} for source_id, job in queued]
-    report["published"] = _published(jobs)
+    report["published"] = _published(publish, jobs)
     return report
 
 
-def restore(session: Session, source_id: int, folder: Path) -> dict[str, Any]:
+def restore(session: Session, publish: Publish, source_id: int, folder: Path) -> dict[str, Any]:
     """A restore job for the source's current version into `folder` on this server, in the
     layout `aic-admin restore` uses (PNG, the path relative to its watched folder)."""
     if not folder.is_absolute():
@@ -134,12 +139,13 @@ def restore(session: Session, source_id: int, folder: Path) -> dict[str, Any]:
         "job_id": job_id,
         "output": str(target),
         "created": created,
-        "published": _published([(job_id, kind)]),
+        "published": _published(publish, [(job_id, kind)]),
     }
 
 
 def add(
     sessions: sessionmaker[Session],
+    publish: Publish,
     paths: Sequence[Path],
     ratio: float,
     *,

@@ -141,13 +141,15 @@ def original(session: Catalog, source_id: int) -> FileResponse:
 
 
 @router.get("/queue", response_model=None)
-def queue(session: Catalog) -> dict[str, Any]:
+def queue(request: Request, session: Catalog) -> dict[str, Any]:
     """Pending and running jobs, the broker's queue, workers answering, throughput: `status --json`."""
     report = status_report(session)
     session.close()
     try:
-        depth = queue_depth()
-        report.update(broker="ok", queue_depth=depth, workers=answering_workers(timeout=WORKER_PING_SECONDS))
+        broker = request.app.state.celery_app
+        depth = queue_depth(broker)
+        workers = answering_workers(broker, timeout=WORKER_PING_SECONDS)
+        report.update(broker="ok", queue_depth=depth, workers=workers)
     except Exception as error:  # the broker away is a status to show, not a failure of the page
         report.update(broker=f"unreachable: {error}", queue_depth=None, workers=[])
     return report
@@ -199,21 +201,22 @@ def _acted(run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 @router.post("/retry", response_model=None, dependencies=Write)
-def retry(session: Writing, body: RetryRequest) -> dict[str, Any]:
+def retry(request: Request, session: Writing, body: RetryRequest) -> dict[str, Any]:
     """`aic-admin retry [--failed] [--quarantined] [JOB_ID...]`: the jobs back to pending, published."""
     states = [JobState.FAILED] if body.failed or not body.quarantined else []
     if body.quarantined:
         states.append(JobState.QUARANTINED)
-    return actions.retry(session, states=states, job_ids=body.job_ids)
+    return actions.retry(session, request.app.state.publish, states=states, job_ids=body.job_ids)
 
 
 @router.post("/sources/{source_id}/retry", response_model=None, dependencies=Write)
-def retry_source(session: Writing, source_id: int) -> dict[str, Any]:
+def retry_source(request: Request, session: Writing, source_id: int) -> dict[str, Any]:
     """The source's failed and quarantined jobs back to pending, published."""
     if session.get(Source, source_id) is None:
         raise _not_found(source_id)
     session.rollback()
-    return actions.retry(session, states=(JobState.FAILED, JobState.QUARANTINED), source_id=source_id)
+    states = (JobState.FAILED, JobState.QUARANTINED)
+    return actions.retry(session, request.app.state.publish, states=states, source_id=source_id)
 
 
 @router.post("/recompress", response_model=None)
@@ -237,14 +240,20 @@ def recompress(request: Request, body: RecompressRequest) -> dict[str, Any]:
     )
     state = request.app.state
     return _acted(
-        actions.recompress, state.sessions, state.reads, selection, body.ratio, dry_run=body.dry_run
+        actions.recompress,
+        state.sessions,
+        state.reads,
+        state.publish,
+        selection,
+        body.ratio,
+        dry_run=body.dry_run,
     )
 
 
 @router.post("/sources/{source_id}/restore", response_model=None, dependencies=Write)
-def restore(session: Writing, source_id: int, body: RestoreRequest) -> dict[str, Any]:
+def restore(request: Request, session: Writing, source_id: int, body: RestoreRequest) -> dict[str, Any]:
     """A restore job for the current version, into a folder on the server."""
-    return _acted(actions.restore, session, source_id, Path(body.output))
+    return _acted(actions.restore, session, request.app.state.publish, source_id, Path(body.output))
 
 
 @router.post("/add", response_model=None, dependencies=Write)
@@ -254,6 +263,7 @@ def add(request: Request, body: AddRequest) -> dict[str, Any]:
     return _acted(
         actions.add,
         request.app.state.sessions,
+        request.app.state.publish,
         [Path(p) for p in body.paths],
         body.ratio,
         archive_root=archive.expanduser().resolve(),

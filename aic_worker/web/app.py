@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
+from celery import Celery
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from aic_worker.catalog.engine import data_dir, reading, session_factory
+from aic_worker.jobs import queue
 from aic_worker.web import api, pages
 from aic_worker.web.auth import TOKEN_VARIABLE
 from aic_worker.web.preview import PreviewCache
@@ -49,10 +52,11 @@ class WebSettings:
         )
 
 
-def create_app(engine: Engine, settings: WebSettings) -> FastAPI:
+def create_app(engine: Engine, settings: WebSettings, celery_app: Celery | None = None) -> FastAPI:
     """The dashboard (/) and the JSON API (/api/v1, its schema at /api/v1/openapi.json) over
     the catalog at `engine`. Reads run in read-only transactions (engine.reading): on SQLite a
-    page then never holds the write lock a worker's commit waits for."""
+    page then never holds the write lock a worker's commit waits for. Jobs are published to
+    `celery_app`'s broker (default: AIC_BROKER_URL's; `aic-admin run` passes its embedded one)."""
     app = FastAPI(
         title="AIC",
         summary="A learned-codec image archive: its catalog, previews and actions.",
@@ -63,6 +67,8 @@ def create_app(engine: Engine, settings: WebSettings) -> FastAPI:
     app.state.sessions = session_factory(engine)
     app.state.reads = session_factory(reading(engine))
     app.state.settings = settings
+    app.state.celery_app = celery_app or queue.app
+    app.state.publish = functools.partial(queue.publish, celery_app=app.state.celery_app)
     app.state.previews = PreviewCache(
         settings.preview_dir, settings.preview_cache_bytes, app.state.reads, settings.device
     )

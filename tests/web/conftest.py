@@ -3,8 +3,7 @@ model (one under a sub-folder) and one corrupt file whose compress job is quaran
 
 `web` serves the app in this process through FastAPI's TestClient (httpx); the browser
 tests start `aic-admin serve` as a process instead (test_browser.py). Publishing to the
-broker is recorded, not sent: these tests have no worker, and the app's Celery client is
-bound to the broker named when it was imported.
+broker is recorded, not sent: these tests have no worker.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from aic_worker.web import actions
 from aic_worker.web.app import WebSettings, create_app
 from tests.admin.conftest import ArchiveEnv, archive_env  # noqa: F401 - the fixture, shared
 from tests.conftest import write_photos
@@ -53,11 +51,9 @@ def client_for(engine: Engine, token: str | None, home: Path) -> TestClient:
 
 
 @pytest.fixture
-def web(archive_env: ArchiveEnv, monkeypatch: pytest.MonkeyPatch) -> Iterator[Web]:  # noqa: F811
+def web(archive_env: ArchiveEnv) -> Iterator[Web]:  # noqa: F811
     photos, bad, ids = make_archive(archive_env)
     with client_for(archive_env.engine, TOKEN, archive_env.root / "home") as client:
         found = Web(archive_env, client, photos, bad, ids)
-        monkeypatch.setattr(
-            actions, "publish", lambda job_id, kind=None: found.published.append(job_id) or True
-        )
+        client.app.state.publish = lambda job_id, kind: found.published.append(job_id) or True
         yield found
