@@ -44,6 +44,8 @@ def test_job_parameters_carry_what_the_worker_needs(harness: Harness, view: Cata
         "archive_root": str(harness.archive),
         "policy": "move",
         "done_dir": str(done),
+        "if_bigger": "passthrough",  # the defaults of release 0.4.0 (jobs/parameters.py)
+        "keep_versions": 1,
     }
     (source,) = view.sources()
     assert (source.width, source.height, source.mode, source.size) == (16, 16, "RGB", len(png(1)))
