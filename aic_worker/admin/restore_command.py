@@ -153,7 +153,7 @@ def restore(args: argparse.Namespace) -> int:
                         bar.console.print(f"aic-admin {COMMAND}: {name}: {note}", highlight=False,
                                           markup=False)
                     bar.advance(task)
-    older = f" ({fell_back} from an older version: see `aic-admin verify`)" if fell_back else ""
+    older = f" ({fell_back} from an older version; aic-admin repair remakes the current)" if fell_back else ""
     summary = f"restored {restored} image(s) into {root}{older}; {failed} failed"
     output.stdout().print(summary, highlight=False)
     return output.SOME_FAILED if failed else output.OK
