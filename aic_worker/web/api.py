@@ -26,7 +26,6 @@ from aic_worker.catalog.reports import (
     quarantine_report,
     source_details,
     source_page,
-    stats_report,
     status_report,
 )
 from aic_worker.config import WorkerConfig
@@ -52,9 +51,12 @@ def _not_found(source_id: int) -> HTTPException:
 
 
 @router.get("/stats", response_model=None)
-def stats(session: Catalog) -> dict[str, Any]:
-    """The `aic-admin stats --json` document."""
-    return stats_report(session)
+def stats(request: Request, response: Response) -> dict[str, Any]:
+    """The `aic-admin stats --json` document, at most a minute old: the `Age` header says how old
+    in seconds (stats_cache.py)."""
+    report, age = request.app.state.stats.get()
+    response.headers["Age"] = str(int(age))
+    return report
 
 
 @router.get("/sources", response_model=None)

@@ -27,7 +27,6 @@ from aic_worker.catalog.reports import (
     quarantine_report,
     source_details,
     source_page,
-    stats_report,
     status_report,
 )
 from aic_worker.web.dependencies import catalog_session
@@ -67,7 +66,7 @@ def overview(request: Request, session: Catalog) -> HTMLResponse:
     return _page(
         request,
         "overview.html",
-        stats=stats_report(session),
+        stats=request.app.state.stats.get()[0],
         status=status_report(session, now),
         chart=chart,
         chart_max=max(1, *(c["files"] for c in chart)),
