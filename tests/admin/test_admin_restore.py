@@ -72,7 +72,7 @@ def test_restore_by_id_path_archive_and_folder(archive_env: ArchiveEnv) -> None:
 @pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)  # the catalog's part is the same
 def test_every_mode_is_restored_to_a_format_that_holds_it(archive_env: ArchiveEnv) -> None:
     env = archive_env
-    sources = write_mode_files(env.inbox / "modes")
+    sources = write_mode_files(env.inbox / "modes", ["CMYK", "I", "I;16", "P", "1"])
     env.archived(list(sources.values()), ratio=8)
     out = env.root / "out"
     code, text = env.admin("restore", str(env.inbox), "-o", str(out))
