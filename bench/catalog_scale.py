@@ -29,10 +29,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session
 
 from aic_worker.catalog import lease
@@ -123,8 +122,16 @@ def fill(url: str, sources: int) -> None:
 
 
 def _analyze(engine: Engine) -> None:
+    """Statistics for the planner; on PostgreSQL, id sequences moved past the ids given here."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-        connection.exec_driver_sql("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE")
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("ANALYZE")
+            return
+        for table in ("sources", "source_paths", "jobs", "archive_versions"):
+            connection.exec_driver_sql(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+            )
+        connection.exec_driver_sql("VACUUM ANALYZE")
 
 
 def _run(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -227,9 +234,8 @@ def time_all(url: str, repeat: int) -> None:
     with engine.connect() as connection:
         sources = connection.scalar(select(func.count()).select_from(Source))
         backend = engine.dialect.name
-        if backend == "postgresql":
-            connection.execute(text("SELECT 1"))
-    env = {**os.environ, "AIC_DATABASE_URL": url, "AIC_HOME": os.environ.get("AIC_HOME", "/tmp/aic-scale-home")}
+    home = os.environ.get("AIC_HOME", "/tmp/aic-scale-home")
+    env = {**os.environ, "AIC_DATABASE_URL": url, "AIC_HOME": home}
     print(f"{sources:,} sources on {backend}; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d}\n")
     print("| command | wall s | peak RSS MB |\n|---|---|---|")

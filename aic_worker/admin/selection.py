@@ -15,10 +15,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, func, literal, select
+from sqlalchemy import ColumnElement, func, literal, select
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+from sqlalchemy.sql.sqltypes import NullType
 
 from aic_worker.catalog.models import Source, SourcePath, utcnow
 from aic_worker.catalog.overview import CURRENT
@@ -32,7 +33,7 @@ class PathUnder(FunctionElement[bool]):
     case, PostgreSQL's index on path is in the database's collation). `prefix` ends with "/",
     so the range's end ends with "0"."""
 
-    type = Boolean()
+    type = NullType()  # not Boolean: SQLite would get `(...) = 1`, which no index answers
     inherit_cache = True
     name = "path_under"
 

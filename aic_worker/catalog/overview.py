@@ -159,23 +159,31 @@ def reason_column() -> ColumnElement[str | None]:
     )
 
 
-def state_is(state: str) -> list[ColumnElement[bool]]:
-    """WHERE clauses for sources in `state`: the exact test, and beside it, for the rare states,
-    the ids of the few sources that can be in it, from indexes (sources with a job in that
-    state, quarantined or new sources, damaged versions), so the exact test runs on those only."""
-    exact = state_column() == state
+def candidates(state: str) -> list[Select[Any]]:
+    """Queries for the ids of the few sources that can be in `state`, from indexes: sources
+    with an archiving job in that state, quarantined or new sources, damaged current
+    versions. Nothing for done, the state of nearly every source."""
     if state == JobState.DONE.value:
-        return [exact]
+        return []
     if state == DAMAGED:
-        candidates: Select[Any] = select(ArchiveVersion.source_id).where(
-            ArchiveVersion.damaged_at.is_not(None), ArchiveVersion.superseded_by.is_(None)
-        )
-    else:
-        candidates = select(Job.source_id).where(Job.state == state, Job.kind.in_(ARCHIVING_KINDS))
-        if state in (JobState.QUARANTINED.value, JobState.PENDING.value):
-            source_state = SourceState.QUARANTINED if state == JobState.QUARANTINED.value else SourceState.NEW
-            candidates = union(candidates, select(Source.id).where(Source.state == source_state))
-    return [exact, Source.id.in_(candidates)]
+        return [
+            select(ArchiveVersion.source_id).where(
+                ArchiveVersion.damaged_at.is_not(None), ArchiveVersion.superseded_by.is_(None)
+            )
+        ]
+    found = [select(Job.source_id).where(Job.state == state, Job.kind.in_(ARCHIVING_KINDS))]
+    if state == JobState.QUARANTINED.value:
+        found.append(select(Source.id).where(Source.state == SourceState.QUARANTINED))
+    if state == JobState.PENDING.value:
+        found.append(select(Source.id).where(Source.state == SourceState.NEW))
+    return found
+
+
+def state_is(state: str) -> list[ColumnElement[bool]]:
+    """WHERE clauses for sources in `state`: the exact test, and beside it the state's
+    candidates(), so that the exact test runs on those only."""
+    found = candidates(state)
+    return [state_column() == state] + ([Source.id.in_(union(*found))] if found else [])
 
 
 def overview(*conditions: ColumnElement[bool]) -> Select[tuple[Source, SourcePath, ArchiveVersion, Job]]:

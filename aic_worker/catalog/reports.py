@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +25,7 @@ from sqlalchemy import (
     func,
     select,
     type_coerce,
+    union,
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -35,6 +35,7 @@ from aic_worker.catalog.overview import (
     LATEST,
     PRIMARY,
     STATES,
+    candidates,
     joined,
     joined_whole,
     reason_column,
@@ -253,43 +254,54 @@ def _totals(groups: Iterable[RowMapping]) -> dict[str, Any]:
     }
 
 
+def _state_counts(session: Session, sources: int) -> dict[str, int]:
+    """Sources per state: the few that may be other than done counted exactly, the rest done."""
+    unusual = union(*(found for state in STATES for found in candidates(state)))
+    state = state_column().label("state")
+    counts = dict.fromkeys(STATES, 0)
+    counts.update(
+        session.execute(
+            joined(select(state, func.count()).select_from(Source))
+            .where(Source.id.in_(unusual))
+            .group_by(state)
+        ).all()
+    )
+    counts[JobState.DONE.value] += sources - sum(counts.values())
+    return counts
+
+
 def stats_report(session: Session) -> dict[str, Any]:
     """What `aic-admin stats --json` prints: every figure summed by the database.
 
-    One pass over the sources groups them by primary folder and state (a few dozen rows
-    come back, however large the archive); the distributions read the ratio and PSNR
-    indexes; `bytes_on_disk` counts every version whose file is still kept, superseded or not.
+    One pass over the sources groups them by primary folder (a few rows come back, however
+    large the archive); states are counted on the few sources that may be other than done
+    (overview.candidates); the distributions read the ratio and PSNR indexes; `bytes_on_disk`
+    counts every version whose file is still kept, superseded or not.
     """
     archived = CURRENT.id.is_not(None)
-    state = state_column().label("state")
     groups = session.execute(
         joined_whole(
             select(
                 PRIMARY.folder.label("folder"),
-                state,
                 func.count().label("sources"),
                 func.count(CURRENT.id).label("files"),
                 _total(case((archived, Source.size))).label("bytes_in"),
                 _total(CURRENT.bytes).label("bytes_out"),
                 func.sum(CURRENT.achieved_ratio * CURRENT.bytes).label("raw"),
             )
-        ).group_by(PRIMARY.folder, state)
+        ).group_by(PRIMARY.folder)
     ).mappings().all()
-    states = dict.fromkeys(STATES, 0)
-    by_folder: dict[str | None, list[RowMapping]] = defaultdict(list)
-    for group in groups:
-        states[group["state"]] += group["sources"]
-        by_folder[group["folder"]].append(group)
+    totals = _totals(groups)
     on_disk = session.scalar(select(_total(ArchiveVersion.bytes)).where(ArchiveVersion.removed_at.is_(None)))
     return {
-        **_totals(groups),
-        "states": states,
+        **totals,
+        "states": _state_counts(session, totals["sources"]),
         "ratio": distribution(session, ArchiveVersion.achieved_ratio),
         "ratio_histogram": _histogram(session),
         "psnr": distribution(session, ArchiveVersion.psnr),
         "folders": [
-            {"folder": folder, **_totals(members)}
-            for folder, members in sorted(by_folder.items(), key=lambda item: item[0] or "")
+            {"folder": group["folder"], **_totals([group])}
+            for group in sorted(groups, key=lambda group: group["folder"] or "")
         ],
         "bytes_on_disk": on_disk,
     }

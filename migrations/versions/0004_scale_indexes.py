@@ -39,7 +39,7 @@ def upgrade() -> None:
         op.create_index(
             f"ix_archive_versions_current_{column}",
             "archive_versions",
-            [column],
+            [column, "superseded_by"],  # covering on SQLite
             sqlite_where=CURRENT,
             postgresql_where=CURRENT,
         )

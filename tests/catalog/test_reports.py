@@ -1,0 +1,201 @@
+"""catalog/reports.py in SQL: every state, paging, streaming and the aggregates, on both backends."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, select, text, update
+from sqlalchemy.orm import Session
+
+from aic_worker.admin.selection import Selection
+from aic_worker.catalog import lease
+from aic_worker.catalog.engine import reading, session_factory
+from aic_worker.catalog.jobs import enqueue_job
+from aic_worker.catalog.models import ArchiveVersion, JobKind, Source
+from aic_worker.catalog.overview import STATES, SourceRow, source_rows
+from aic_worker.catalog.reports import (
+    iter_source_records,
+    quarantine_report,
+    source_details,
+    source_page,
+    stats_report,
+)
+from aic_worker.catalog.sources import (
+    mark_path_removed,
+    quarantine_source,
+    record_archive_version,
+    record_source,
+)
+from tests.catalog.conftest import sha
+
+T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def _archive(session: Session, source: Source, model_id: str, ratio: float, name: str) -> ArchiveVersion:
+    job, _ = enqueue_job(session, JobKind.COMPRESS, source.id, target_ratio=24, model_id=model_id)
+    assert lease.claim(session, "w", job_id=job.id, now=T0)
+    version = record_archive_version(
+        session, source_id=source.id, path=f"/archive/{name}.aic", bytes=1000, sha256=sha(name + ".aic"),
+        target_ratio=24, achieved_ratio=ratio, model_id=model_id, psnr=30 + ratio / 10, ms_ssim=0.97,
+    )
+    assert lease.complete(session, job.id, "w", now=T0)
+    return version
+
+
+def _add(session: Session, name: str, folder: str, file: str) -> Source:
+    return record_source(
+        session, path=f"{folder}/{file}", folder=folder, sha256=sha(name), size=3000 + len(name), mtime=T0,
+        width=40, height=25, mode="RGB",
+    )
+
+
+FOLDERS = [
+    ("done", "/w/a"), ("moved", "/w/a"), ("pending", "/w/b"), ("running", "/w/b"), ("failed", "/w/a/sub"),
+    ("quarantined", "/w/ab"), ("damaged", "/w/a"), ("new", "/w/b"), ("redone", "/w/a"),
+]
+
+
+@pytest.fixture
+def archive(session: Session, model_id: str) -> dict[str, int]:
+    """One source in each state, in several folders; returns the source ids by name."""
+    ids: dict[str, int] = {}
+    for n, (name, folder) in enumerate(FOLDERS):
+        source = _add(session, name, folder, f"{name}.png")
+        ids[name] = source.id
+        if name in ("done", "moved", "failed", "damaged", "redone", "running"):
+            _archive(session, source, model_id, 10.0 * (n + 1), name)
+        if name in ("pending", "running", "failed", "redone"):
+            job, _ = enqueue_job(session, JobKind.RECOMPRESS, source.id, target_ratio=96, model_id=model_id)
+            if name in ("running", "failed", "redone"):
+                assert lease.claim(session, "w", job_id=job.id, now=T0)
+            if name == "failed":
+                lease.fail(session, job.id, "w", "disk full", now=T0)
+            if name == "redone":
+                lease.complete(session, job.id, "w", now=T0)
+    quarantine_source(session, ids["quarantined"], "not an image")
+    session.execute(
+        update(ArchiveVersion).where(ArchiveVersion.source_id == ids["damaged"]).values(damaged_at=T0)
+    )
+    # "moved": found again under /w/c, then its first path went away: /w/c is the path it is known by
+    _add(session, "moved", "/w/c", "moved-again.png")
+    mark_path_removed(session, "/w/a/moved.png")
+    session.commit()
+    return ids
+
+
+def test_every_state_in_sql_matches_the_rows(session: Session, archive: dict[str, int]) -> None:
+    records = {r["id"]: r for r in source_page(session, limit=None)}
+    expected = {name: name for name in archive} | {"moved": "done", "new": "pending", "redone": "done"}
+    assert {name: records[i]["state"] for name, i in archive.items()} == expected
+    rows: dict[int, SourceRow] = {row.source.id: row for row in source_rows(session)}
+    assert {i: row.state for i, row in rows.items()} == {i: r["state"] for i, r in records.items()}
+    assert records[archive["moved"]]["source_path"] == "/w/c/moved-again.png"
+    assert records[archive["failed"]]["reason"] == "disk full"
+    assert records[archive["running"]]["target_ratio"] == 96  # the unfinished job's ratio
+    assert records[archive["done"]]["kind"] == "aic" and records[archive["new"]]["kind"] is None
+    for state in STATES:
+        assert [r["id"] for r in source_page(session, state=state, limit=None)] == sorted(
+            i for i, r in records.items() if r["state"] == state
+        ), state
+
+
+def test_pages_and_the_stream_agree(session: Session, archive: dict[str, int]) -> None:
+    everything = source_page(session, limit=None)
+    assert list(iter_source_records(session)) == everything
+    assert source_page(session, limit=3, offset=2) == everything[2:5]
+    assert source_page(session, limit=3, after_id=everything[4]["id"]) == everything[5:8]
+    assert source_page(session, q="DAMAGED") == [r for r in everything if r["id"] == archive["damaged"]]
+    under_a = Selection(folder=Path("/w/a")).conditions()
+    assert {r["id"] for r in source_page(session, conditions=under_a)} == {
+        archive[n] for n in ("done", "moved", "failed", "damaged", "redone")
+    }  # /w/a/sub is under /w/a; /w/ab is not
+    assert [r["id"] for r in iter_source_records(session, conditions=under_a, state="failed")] == [
+        archive["failed"]
+    ]
+    details = source_details(session, archive["damaged"])
+    assert details is not None and details["state"] == "damaged" and details["versions"][0]["damaged_at"]
+    assert source_details(session, 10**6) is None
+
+
+def test_stats_and_quarantine_are_sums_of_the_rows(session: Session, archive: dict[str, int]) -> None:
+    stats = stats_report(session)
+    records = source_page(session, limit=None)
+    assert stats["sources"] == len(records) == sum(stats["states"].values())
+    assert stats["states"] == {s: sum(r["state"] == s for r in records) for s in STATES}
+    archived = [r for r in records if r["archive_bytes"] is not None]
+    assert stats["files"] == len(archived) and stats["bytes_out"] == 1000 * len(archived)
+    assert stats["bytes_in"] == sum(r["source_bytes"] for r in archived)
+    ratios = sorted(r["achieved_ratio"] for r in archived)
+    assert (stats["ratio"]["min"], stats["ratio"]["median"], stats["ratio"]["max"]) == (
+        ratios[0], ratios[(len(ratios) + 1) // 2 - 1], ratios[-1]
+    )
+    assert sum(b["files"] for b in stats["ratio_histogram"]) == len(archived)
+    assert stats["bytes_on_disk"] == 1000 * len(archived)
+    folders = {f["folder"]: f for f in stats["folders"]}
+    assert sum(f["sources"] for f in folders.values()) == len(records)
+    assert folders["/w/c"]["sources"] == 1  # a source counts in the folder of its primary path
+    report = quarantine_report(session)
+    assert [s["id"] for s in report["sources"]] == [archive["quarantined"]]
+    assert report["jobs"] == []
+
+
+def test_a_catalog_without_archives_has_empty_figures(session: Session) -> None:
+    stats = stats_report(session)
+    assert (stats["sources"], stats["files"], stats["ratio"], stats["psnr"], stats["folders"]) == (
+        0, 0, None, None, []
+    )
+    assert list(iter_source_records(session)) == [] == source_page(session)
+
+
+def test_on_sqlite_a_long_read_does_not_keep_a_writer_waiting(catalog: Engine, model_id: str) -> None:
+    if catalog.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL readers never block writers")
+    with session_factory(reading(catalog))() as reader:
+        reader.execute(select(Source.id)).all()  # the read transaction is open from here on
+        committed = threading.Event()
+
+        def write() -> None:
+            with session_factory(catalog)() as writer, writer.begin():
+                writer.execute(text("UPDATE models SET path = path"))
+            committed.set()
+
+        started = time.monotonic()
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert committed.wait(10), "the writer waited on a read-only transaction"
+        assert time.monotonic() - started < 5
+        writer.join()
+
+
+def _plan(session: Session, statement: str) -> str:
+    if session.get_bind().dialect.name == "sqlite":
+        return " ".join(str(row[-1]) for row in session.execute(text(f"EXPLAIN QUERY PLAN {statement}")))
+    session.execute(text("SET LOCAL enable_seqscan = off"))  # a test catalog is tiny: judge the index's use
+    return " ".join(row[0] for row in session.execute(text(f"EXPLAIN {statement}")))
+
+
+@pytest.mark.parametrize(
+    ("statement", "index"),
+    [
+        ("SELECT count(*) FROM jobs WHERE state = 'done' AND finished_at > '2026-11-01'", "ix_jobs_finished"),
+        ("SELECT id FROM sources WHERE state = 'quarantined'", "ix_sources_state"),
+        ("SELECT source_id FROM source_paths WHERE folder = '/w'", "ix_source_paths_folder"),
+        ("SELECT achieved_ratio FROM archive_versions WHERE superseded_by IS NULL ORDER BY achieved_ratio"
+         " LIMIT 1 OFFSET 1", "ix_archive_versions_current_achieved_ratio"),
+    ],
+)
+def test_report_filters_are_index_backed(session: Session, statement: str, index: str) -> None:
+    assert index in _plan(session, statement)
+
+
+def test_a_folder_prefix_is_an_index_range(session: Session) -> None:
+    conditions = Selection(folder=Path("/w/a")).conditions()
+    compiled = select(Source.id).where(*conditions).compile(
+        session.get_bind(), compile_kwargs={"literal_binds": True}
+    )
+    index = "sqlite_autoindex_source_paths" if session.get_bind().dialect.name == "sqlite" else "path_pattern"
+    assert index in _plan(session, str(compiled))
