@@ -1,17 +1,25 @@
-"""`aic-admin recompress --ratio R`: archived sources to a new ratio, bytes saved.
+"""`aic-admin recompress --ratio R [--method auto|truncate]`: archived sources to a new ratio, bytes freed.
 
 For each selected source with a current archive version, the plan is one of
-- `encode`: its original is still on disk (the worker checks its sha256), so it is encoded
-  again from it, with the default model;
-- `truncate`: the original is gone and R is above the file's achieved ratio, so the stored
-  file is cut down to R (no decoding; same model);
+- `encode`: its original is still on disk (the worker checks its sha256), or its current
+  version is a passthrough (the original's bytes), so it is encoded again from it, with the
+  default model;
+- `reencode` (`--method auto`, the default, when the original is gone): the stored version
+  is decoded and that image encoded at R, with the default model; its quality is measured
+  against the stored version (pipeline.py: 0.05–0.5 dB below a fresh encode, where
+  truncation loses 2–4 dB more);
+- `truncate` (`--method truncate`, the explicit choice for speed where no encoder should
+  run): the stored `.aic` is cut down to R (same model; towards a higher ratio only);
 - `skip`: already at ratio R with that model, or (no original) already smaller than R asks;
-- `refuse`: the original is gone and R is lower: bits that were dropped can't come back.
+- `refuse`: the original is gone and R is lower: bits that were dropped can't come back
+  (or a truncation of a passthrough, which holds no `.aic`).
 
-Then RECOMPRESS jobs run through the workers or in this process (job_batch.py). The pipeline
-writes the new version beside the old one, verifies it, and commits it as current; only
-then is the old version superseded (its file stays). A version at ratio R is at most
-W·H·3/R bytes, which is the estimate `--dry-run` gives; the summary counts real bytes.
+Then RECOMPRESS jobs (parameters: the method, `--keep-versions`) run through the workers or
+in this process (job_batch.py). The pipeline writes the new version beside the old one,
+verifies it, commits it as current, and then deletes the superseded files beyond
+keep-versions (default: the folder's, 1). A version at ratio R is at most W·H·3/R bytes,
+which is the estimate `--dry-run` gives; the summary counts the bytes really freed (the
+sources' files on disk before, less after).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, insert, select
+from sqlalchemy import ColumnElement, Row, and_, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from aic_watch.options import add_ratio_option
@@ -34,24 +42,49 @@ from aic_worker.admin.job_batch import Holder, add_execution_arguments, run_batc
 from aic_worker.admin.selection import Selection, add_selection_arguments
 from aic_worker.catalog.engine import reading, session_factory
 from aic_worker.catalog.jobs import ACTIVE_STATES, RATIO_DECIMALS
-from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source, SourcePath, utcnow
+from aic_worker.catalog.models import (
+    ArchiveKind,
+    ArchiveVersion,
+    Job,
+    JobKind,
+    JobState,
+    Source,
+    SourcePath,
+    utcnow,
+)
 from aic_worker.catalog.overview import CURRENT, PRIMARY, with_primary
+from aic_worker.jobs.parameters import Method, RecompressParameters
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 
 COMMAND = "recompress"
-WORK = ("encode", "truncate")
+WORK = ("encode", "reencode", "truncate")
 BATCH = 2000  # sources planned, and jobs created, per transaction
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
         COMMAND,
-        help="archive sources again at another ratio (from the original, or by truncation)",
+        help="archive sources again at another ratio (from the original, else from the stored version)",
         description="Archive the selected sources again at ratio R: from the original when it is still "
-        "there, else by truncating the stored file (towards a higher ratio only). The old version "
-        "stays until the new one is verified and committed.",
+        "there, else (--method auto) by decoding the stored version and encoding that, or (--method "
+        "truncate) by truncating the stored file; without the original, towards a higher ratio only. "
+        "The old version's file is deleted once the new one is verified and committed (unless "
+        "--keep-versions says to keep more).",
     )
     add_ratio_option(p, required=True, meaning="the new target ratio")
+    p.add_argument(
+        "--method",
+        choices=[m.value for m in Method],
+        default=Method.AUTO.value,
+        help="where the original is gone: auto (default) decodes the stored version and encodes it "
+        "again; truncate cuts the stored file down (no encoder, same model, 2–4 dB worse at 64x)",
+    )
+    p.add_argument(
+        "--keep-versions",
+        type=int,
+        metavar="N",
+        help="keep the files of the newest N versions, the new one included (default: the folder's, 1)",
+    )
     add_selection_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan and the bytes it would save")
     add_execution_arguments(p)
@@ -63,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 class Item:
     id: int
     source_path: str | None
-    action: str  # encode, truncate, skip, refuse
+    action: str  # encode, reencode, truncate, skip, refuse
     why: str
     model_id: str
     from_ratio: float
@@ -90,7 +123,7 @@ class Candidate:
     id: int
     size: int
     source_path: str | None  # its primary path
-    version: Row[Any]  # its current version: achieved_ratio, bytes, target_ratio, model_id
+    version: Row[Any]  # its current version: achieved_ratio, bytes, target_ratio, model_id, kind
     paths: Sequence[Row[Any]]  # every path it was found at: path, removed_at
 
 
@@ -107,23 +140,31 @@ def _original_present(size: int, paths: Sequence[Row[Any]]) -> bool:
     return False
 
 
-def plan(candidate: Candidate, ratio: float, new_model: str) -> Item:
+def plan(candidate: Candidate, ratio: float, new_model: str, method: Method = Method.AUTO) -> Item:
     version = candidate.version
     raw = round(version.achieved_ratio * version.bytes)  # W·H·3
     budget = min(version.bytes, math.floor(raw / ratio))
+    passthrough = version.kind == ArchiveKind.PASSTHROUGH
 
     def item(action: str, why: str, model: str, after: int) -> Item:
         path = candidate.source_path
         return Item(candidate.id, path, action, why, model, version.achieved_ratio, version.bytes, after)
 
-    if _original_present(candidate.size, candidate.paths):
+    if method is Method.TRUNCATE and passthrough:
+        return item("refuse", "stored as the original's bytes: there is no .aic to truncate (use --method "
+                    "auto)", version.model_id, version.bytes)
+    if method is not Method.TRUNCATE and (passthrough or _original_present(candidate.size, candidate.paths)):
         if math.isclose(version.target_ratio, ratio) and version.model_id == new_model:
             return item("skip", f"already at ratio {ratio:g}", version.model_id, version.bytes)
-        return item("encode", "from the original", new_model, math.floor(raw / ratio))
+        why = "from the original's bytes, stored as they are" if passthrough else "from the original"
+        return item("encode", why, new_model, min(candidate.size, math.floor(raw / ratio)))
     if math.isclose(version.target_ratio, ratio) or version.achieved_ratio >= ratio > version.target_ratio:
         return item("skip", f"already at ratio {ratio:g} or above", version.model_id, version.bytes)
+    if ratio > version.achieved_ratio and method is Method.TRUNCATE:
+        return item("truncate", "truncating the stored file (--method truncate)", version.model_id, budget)
     if ratio > version.achieved_ratio:
-        return item("truncate", "the original is gone: truncating the stored file", version.model_id, budget)
+        return item("reencode", "the original is gone: the stored version decoded and encoded again",
+                    new_model, budget)
     return item(
         "refuse",
         f"the original is gone and the archive is at ratio {version.achieved_ratio:.2f}: "
@@ -149,7 +190,7 @@ def candidates(
                 with_primary(
                     select(
                         Source.id, Source.size, PRIMARY.path, CURRENT.achieved_ratio, CURRENT.bytes,
-                        CURRENT.target_ratio, CURRENT.model_id,
+                        CURRENT.target_ratio, CURRENT.model_id, CURRENT.kind,
                     ).select_from(Source)
                 )
                 .join(CURRENT, and_(CURRENT.source_id == Source.id, CURRENT.superseded_by.is_(None)))
@@ -176,6 +217,7 @@ class Totals:
 
     selected: int = 0
     to_encode: int = 0
+    to_reencode: int = 0
     to_truncate: int = 0
     skipped: int = 0
     refused: int = 0
@@ -190,6 +232,8 @@ class Totals:
                 self.bytes_saved_at_least += i.bytes_before - i.bytes_after_at_most
             if i.action == "encode":
                 self.to_encode += 1
+            elif i.action == "reencode":
+                self.to_reencode += 1
             elif i.action == "truncate":
                 self.to_truncate += 1
             elif i.action == "skip":
@@ -205,9 +249,11 @@ class Jobs:
         self.sessions, self.args = sessions, args
         self.local: bool | None = None  # decided at the first work: no work, no question to the broker
         self.holder: Holder | None = None
-        self.parameters: dict[str, Any] = {}  # every job's parameters
+        self.parameters = RecompressParameters(  # every job's parameters
+            Method(args.method), args.keep_versions
+        ).to_json()
         self.by_source: dict[int, int] = {}  # source id -> job id
-        self.bytes_before: dict[int, int] = {}
+        self.bytes_before: dict[int, int] = {}  # source id -> bytes of its files on disk
 
     def create(self, items: Sequence[Item]) -> None:
         """One transaction per batch: the jobs already waiting for this work are found with one
@@ -253,8 +299,8 @@ class Jobs:
             if self.holder is not None:
                 for job_id in created:
                     self.holder.hold(session, job_id)
+            self.bytes_before.update(_on_disk(session, [i.id for i in work]))
         self.by_source.update(waiting)
-        self.bytes_before.update((i.id, i.bytes_before) for i in work)
 
     def run(self) -> dict[str, Any]:
         """Run the jobs (workers or here) and count what they saved."""
@@ -272,14 +318,7 @@ class Jobs:
         after: dict[int, int] = {}
         with self.sessions() as session:
             for start in range(0, len(done), BATCH):
-                after.update(
-                    session.execute(
-                        select(ArchiveVersion.source_id, ArchiveVersion.bytes).where(
-                            ArchiveVersion.source_id.in_(done[start : start + BATCH]),
-                            ArchiveVersion.superseded_by.is_(None),
-                        )
-                    ).all()
-                )
+                after.update(_on_disk(session, done[start : start + BATCH]))
         return {
             "done": len(done),
             "failed": len(jobs) - len(done),
@@ -293,6 +332,16 @@ class Jobs:
         }
 
 
+def _on_disk(session: Session, source_ids: Sequence[int]) -> dict[int, int]:
+    """Each source's bytes on disk: its versions whose files were not removed."""
+    rows = session.execute(
+        select(ArchiveVersion.source_id, func.sum(ArchiveVersion.bytes))
+        .where(ArchiveVersion.source_id.in_(source_ids), ArchiveVersion.removed_at.is_(None))
+        .group_by(ArchiveVersion.source_id)
+    )
+    return {source_id: int(total) for source_id, total in rows}  # PostgreSQL sums to a Decimal
+
+
 def recompress(args: argparse.Namespace) -> int:
     selection = Selection.from_args(args)
     if not selection.given:
@@ -301,6 +350,8 @@ def recompress(args: argparse.Namespace) -> int:
         )
     if not args.ratio > 1 or not math.isfinite(args.ratio):
         return output.usage_error(COMMAND, f"--ratio must be a number above 1, got {args.ratio:g}")
+    if args.keep_versions is not None and args.keep_versions < 1:
+        return output.usage_error(COMMAND, f"--keep-versions must be at least 1, got {args.keep_versions}")
     with catalog_engine() as engine:
         sessions, reads = session_factory(engine), session_factory(reading(engine))
         try:
@@ -315,7 +366,7 @@ def recompress(args: argparse.Namespace) -> int:
         def planned() -> Iterator[Item]:
             """Each batch planned, counted, its jobs created (unless a dry run), then shown."""
             for batch in candidates(reads, selection.conditions()):
-                items = [plan(candidate, args.ratio, new_model) for candidate in batch]
+                items = [plan(candidate, args.ratio, new_model, Method(args.method)) for candidate in batch]
                 totals.add(items)
                 if not args.dry_run:
                     jobs.create(items)
@@ -359,15 +410,16 @@ def _show(head: dict[str, Any], items: Iterator[Item], summary: Callable[[], dic
     report = summary()
     console = output.stdout()
     console.print(
-        f"{report['selected']} selected: {report['to_encode']} from originals, {report['to_truncate']} by "
-        f"truncation, {report['skipped']} skipped, {report['refused']} refused"
+        f"{report['selected']} selected: {report['to_encode']} from originals, {report['to_reencode']} from "
+        f"stored versions, {report['to_truncate']} by truncation, {report['skipped']} skipped, "
+        f"{report['refused']} refused"
     )
     if head["dry_run"]:
         console.print(f"would save at least {output.human_bytes(report['bytes_saved_at_least'])}")
         return
     console.print(
-        f"recompressed {report['done']}, failed {report['failed']}; saved "
-        f"{output.human_bytes(report['bytes_saved'])}"
+        f"recompressed {report['done']}, failed {report['failed']}; freed "
+        f"{output.human_bytes(report['bytes_saved'])} on disk"
     )
     for failure in report["failures"]:
         console.print(

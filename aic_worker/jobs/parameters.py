@@ -29,7 +29,6 @@ class Method(enum.StrEnum):
     """How a recompress job makes the new version."""
 
     AUTO = "auto"  # encode from the original if it is there, else from the newest intact version
-    ENCODE = "encode"  # the same (named for the command line's plan)
     TRUNCATE = "truncate"  # cut the current .aic down to the ratio: no decoder, same model, 5–13 dB worse
 
 

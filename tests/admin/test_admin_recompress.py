@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from aic_worker.catalog import lease
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState
+from aic_worker.codec import bitstream
 from tests.admin.conftest import ArchiveEnv
 from tests.conftest import RATIO, session_on, write_photos
 
@@ -29,6 +30,10 @@ class Version:
     removed: bool
 
 
+def groups(version: Version) -> int:
+    return len(bitstream.unpack(Path(version.path).read_bytes()).groups)
+
+
 def versions(engine: Engine) -> dict[int, list[Version]]:
     """Each source's archive versions, oldest first."""
     with session_on(engine) as session:
@@ -41,18 +46,18 @@ def versions(engine: Engine) -> dict[int, list[Version]]:
         return found
 
 
-def test_recompress_from_originals_and_by_truncation(archive_env: ArchiveEnv) -> None:
+def test_recompress_from_originals_and_from_the_stored_version(archive_env: ArchiveEnv) -> None:
     env = archive_env
     photos = write_photos(env.inbox, 3, size=128)
     ids = env.archived(photos)
-    photos[2].unlink()  # its original gone: only truncation is left
+    photos[2].unlink()  # its original gone: the stored version is decoded and encoded again
     before = versions(env.engine)
 
     code, out = env.admin("recompress", "--ratio", "64", "--all", "--dry-run", "--json")
     plan = json.loads(out)
     assert code == 0 and plan["dry_run"] and plan["selected"] == 3
     assert {i["id"]: i["action"] for i in plan["items"]} == dict(
-        zip(ids, ["encode", "encode", "truncate"], strict=True)
+        zip(ids, ["encode", "encode", "reencode"], strict=True)
     )
     assert plan["bytes_saved_at_least"] == sum(
         i["bytes_before"] - i["bytes_after_at_most"] for i in plan["items"]
@@ -60,7 +65,10 @@ def test_recompress_from_originals_and_by_truncation(archive_env: ArchiveEnv) ->
     assert plan["bytes_saved_at_least"] > 0
     assert versions(env.engine) == before  # a dry run changes nothing
     code, out = env.admin("recompress", "--ratio", "64", "--all", "--dry-run")
-    assert code == 0 and "would save" in out and "truncate" in out
+    assert code == 0 and "would save" in out and "reencode" in out
+    code, out = env.admin("recompress", "--ratio", "64", "--all", "--method", "truncate", "--dry-run",
+                          "--json")
+    assert [i["action"] for i in json.loads(out)["items"]] == ["truncate"] * 3  # the method per file
 
     code, out = env.admin("recompress", "--ratio", "64", "--all", "--local", "--json")
     report = json.loads(out)
@@ -78,6 +86,31 @@ def test_recompress_from_originals_and_by_truncation(archive_env: ArchiveEnv) ->
     again = json.loads(out)
     assert code == 0 and again["skipped"] == 3 and again["done"] == 0
     assert versions(env.engine) == after
+
+
+def test_truncation_as_asked_keep_versions_and_real_bytes_freed(archive_env: ArchiveEnv) -> None:
+    env = archive_env
+    photos = write_photos(env.inbox, 2, size=128)
+    ids = env.archived(photos)
+    photos[1].unlink()
+    code, out = env.admin("recompress", "--ratio", "48", "--all", "--method", "truncate", "--keep-versions",
+                          "2", "--local", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["to_truncate"] == 2 and report["done"] == 2
+    assert report["bytes_saved"] == -sum(v[-1].bytes for v in versions(env.engine).values())  # both kept
+    for source_id, (old, new) in versions(env.engine).items():
+        assert not old.removed and Path(old.path).exists()
+        assert new.reference_version_id == (old.id if source_id == ids[1] else None)  # vs the original
+        assert groups(new) < groups(old)  # cut down, not encoded again
+
+    higher = 1.5 * max(v[-1].achieved_ratio for v in versions(env.engine).values())  # past a truncation's
+    code, out = env.admin("recompress", "--ratio", f"{higher:.1f}", "--all", "--local", "--json")  # keep 1
+    report = json.loads(out)
+    assert code == 0 and report["to_encode"] == 1 and report["to_reencode"] == 1
+    after = versions(env.engine).values()
+    assert report["bytes_saved"] == sum(v[0].bytes + v[1].bytes - v[2].bytes for v in after) > 0
+    assert all(v[0].removed and v[1].removed and not Path(v[0].path).exists() for v in after)
+    assert env.admin("recompress", "--ratio", "64", "--all", "--keep-versions", "0")[0] == 2
 
 
 def test_a_lower_ratio_without_the_original_is_refused(archive_env: ArchiveEnv) -> None:
