@@ -6,8 +6,8 @@ For each selected source with a current archive version, the plan is one of
   default model;
 - `reencode` (`--method auto`, the default, when the original is gone): the stored version
   is decoded and that image encoded at R, with the default model; its quality is measured
-  against the stored version (pipeline.py: 0.05–0.5 dB below a fresh encode, where
-  truncation loses 2–4 dB more);
+  against the stored version (16x to 64x: 0.08–0.34 dB below a fresh encode of the
+  original, where truncation is 2.1–5.7 dB below it; README, bench/lifecycle.py);
 - `truncate` (`--method truncate`, the explicit choice for speed where no encoder should
   run): the stored `.aic` is cut down to R (same model; towards a higher ratio only);
 - `skip`: already at ratio R with that model, or (no original) already smaller than R asks;
@@ -77,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=[m.value for m in Method],
         default=Method.AUTO.value,
         help="where the original is gone: auto (default) decodes the stored version and encodes it "
-        "again; truncate cuts the stored file down (no encoder, same model, 2–4 dB worse at 64x)",
+        "again; truncate cuts the stored file down (no encoder, same model, 2–6 dB worse at 64x)",
     )
     p.add_argument(
         "--keep-versions",
