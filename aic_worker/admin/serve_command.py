@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import catalog_engine
+from aic_worker.admin.output import CommandError
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -41,7 +42,10 @@ def serve(args: argparse.Namespace) -> int:
 
     from aic_worker.web.app import WebSettings, create_app, url_of
 
-    settings = WebSettings.from_env()
+    try:
+        settings = WebSettings.from_env()
+    except ValueError as error:
+        raise CommandError(str(error), output.USAGE) from error
     with catalog_engine() as engine:
         app = create_app(engine, settings)
         writes = "writes need AIC_API_TOKEN" if settings.token else "read-only (AIC_API_TOKEN not set)"
@@ -71,10 +75,10 @@ def serve_beside(stack: ExitStack, engine: Engine, celery_app: Celery, port: int
         return "no dashboard (--web-port 0)"
     from aic_worker.web.app import BackgroundServer, WebSettings, create_app
 
-    server = BackgroundServer(create_app(engine, WebSettings.from_env(), celery_app), DEFAULT_HOST, port)
     try:
+        server = BackgroundServer(create_app(engine, WebSettings.from_env(), celery_app), DEFAULT_HOST, port)
         url = server.start()
-    except OSError as error:
+    except (OSError, ValueError) as error:
         return f"no dashboard: {error}"
     stack.callback(server.stop)
     return url

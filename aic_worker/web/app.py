@@ -30,6 +30,7 @@ from aic_worker.web.stats_cache import StatsCache
 
 PREVIEW_CACHE_VARIABLE = "AIC_PREVIEW_CACHE_MB"
 DEFAULT_PREVIEW_CACHE_MB = 256
+MIN_TOKEN_LENGTH = 16  # a guessable token would open every write to whoever can connect
 STATIC = Path(__file__).parent / "static"
 
 
@@ -46,8 +47,13 @@ class WebSettings:
         megabytes = float(env.get(PREVIEW_CACHE_VARIABLE) or DEFAULT_PREVIEW_CACHE_MB)
         if not megabytes >= 0:
             raise ValueError(f"{PREVIEW_CACHE_VARIABLE} must be a number of megabytes, got {megabytes}")
+        token = env.get(TOKEN_VARIABLE) or None
+        if token is not None and len(token) < MIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"{TOKEN_VARIABLE} must be at least {MIN_TOKEN_LENGTH} characters: `openssl rand -hex 32`"
+            )
         return cls(
-            token=env.get(TOKEN_VARIABLE) or None,
+            token=token,
             preview_dir=data_dir(env).expanduser().resolve() / "previews",
             preview_cache_bytes=int(megabytes * 1024 * 1024),
             device=env.get("AIC_DEVICE") or "auto",
@@ -75,10 +81,17 @@ def create_app(engine: Engine, settings: WebSettings, celery_app: Celery | None 
     app.state.previews = PreviewCache(
         settings.preview_dir, settings.preview_cache_bytes, app.state.reads, settings.device
     )
+    app.add_api_route("/healthz", healthz, include_in_schema=False)
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def healthz() -> dict[str, str]:
+    """For the deploy files' probes: the server answers (no catalog query: a slow database
+    must not get a healthy server restarted)."""
+    return {"status": "ok"}
 
 
 def url_of(host: str, port: int) -> str:

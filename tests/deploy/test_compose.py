@@ -18,7 +18,8 @@ from aic_worker.jobs.queue import QUEUE
 from tests.deploy.conftest import DEPLOY, ROOT, check_variables, check_watch_config, parse_command
 
 COMPOSE = DEPLOY / "compose"
-AIC_SERVICES = {"migrate", "watcher", "worker-0"}
+AIC_SERVICES = {"migrate", "watcher", "worker-0"}  # with metrics on 9310
+WEB = "web"
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def stack() -> dict[str, Any]:
 
 def test_the_stack_has_every_part_and_aic_services_run_real_commands(stack: dict[str, Any]) -> None:
     services = stack["services"]
-    assert set(services) == {"redis", "postgres", "flower", "prometheus"} | AIC_SERVICES
+    assert set(services) == {"redis", "postgres", "flower", "prometheus", WEB} | AIC_SERVICES
     for name in AIC_SERVICES:
         parse_command(services[name]["command"])
         check_variables(services[name]["environment"])
@@ -38,6 +39,20 @@ def test_the_stack_has_every_part_and_aic_services_run_real_commands(stack: dict
         assert services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
         assert "9310/healthz" in " ".join(services[name]["healthcheck"]["test"])
         assert services[name]["environment"]["AIC_METRICS_PORT"] == "9310"
+
+
+def test_the_dashboard_listens_on_the_hosts_loopback_only_with_its_token_from_the_environment(
+    stack: dict[str, Any],
+) -> None:
+    web = stack["services"][WEB]
+    arguments = parse_command(web["command"])
+    assert arguments.func.__module__ == "aic_worker.admin.serve_command"
+    assert web["ports"] == [f"127.0.0.1:{arguments.port}:{arguments.port}"]
+    check_variables(web["environment"])
+    assert web["environment"]["AIC_API_TOKEN"] == "${AIC_API_TOKEN:-}"  # never a default token
+    assert f"{arguments.port}/healthz" in " ".join(web["healthcheck"]["test"])
+    assert web["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    assert set(web["volumes"]) == set(stack["services"]["worker-0"]["volumes"])  # the same paths
 
 
 def test_redis_persists_and_workers_reserve_a_gpu(stack: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ def test_every_name_a_pod_refers_to_is_defined(manifests: Manifests) -> None:
     check_variables(config["data"])
     check_variables(manifests[("Secret", "aic-secrets")]["stringData"])
     pods = [m for (kind, _), m in manifests.items() if kind in ("Deployment", "Job")]
-    assert len(pods) == 3
+    assert len(pods) == 4
     for manifest in pods:
         spec = pod_spec(manifest)
         assert spec["securityContext"]["runAsNonRoot"] is True
@@ -60,7 +60,7 @@ def test_every_name_a_pod_refers_to_is_defined(manifests: Manifests) -> None:
             mounts = {m["name"] for m in container.get("volumeMounts", [])}
             assert mounts <= {v["name"] for v in spec["volumes"]}
             probe = container.get("livenessProbe")
-            if probe:  # the long-running ones
+            if probe and container["name"] != "web":  # the long-running ones (the dashboard: below)
                 assert probe["httpGet"]["path"] == "/healthz"
                 (port,) = container["ports"]
                 assert port["containerPort"] == int(config["data"]["AIC_METRICS_PORT"])
@@ -84,6 +84,22 @@ def test_the_watch_config_in_the_configmap_passes_the_watchers_checks(
     (worker,) = pod_spec(manifests[("Deployment", "aic-worker")])["containers"]
     mounts = {m["mountPath"] for m in worker["volumeMounts"]}
     assert {str(folder.path), str(folder.archive), str(folder.done_dir)} <= mounts
+
+
+def test_the_dashboard_is_a_cluster_service_with_its_token_in_the_secret(manifests: Manifests) -> None:
+    (web,) = pod_spec(manifests[("Deployment", "aic-web")])["containers"]
+    arguments = parse_command(web["command"])
+    assert arguments.func.__module__ == "aic_worker.admin.serve_command"
+    (port,) = web["ports"]
+    assert port["containerPort"] == arguments.port
+    assert web["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    check_variables(variable["name"] for variable in web["env"])
+    service = manifests[("Service", "aic-web")]
+    assert service["spec"]["type"] == "ClusterIP"  # no node port or load balancer: port-forward or an Ingress
+    selector = manifests[("Deployment", "aic-web")]["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["selector"] == selector
+    assert "AIC_API_TOKEN" in manifests[("Secret", "aic-secrets")]["stringData"]
+    assert all(m.get("readOnly") for m in web["volumeMounts"] if m["mountPath"].startswith("/srv/aic"))
 
 
 def test_workers_scale_on_the_length_of_the_queue_they_consume() -> None:

@@ -31,7 +31,7 @@ def exec_start(path: Path, instance: str = "0") -> list[str]:
     return shlex.split(command.replace("%i", instance).replace("%H", "host"))
 
 
-@pytest.mark.parametrize("name", ["aic-watch.service", "aic-worker@.service"])
+@pytest.mark.parametrize("name", ["aic-watch.service", "aic-worker@.service", "aic-web.service"])
 def test_units_are_hardened_and_start_commands_that_exist(name: str) -> None:
     settings = unit_settings(UNITS / name)
     for key, value in HARDENING.items():
@@ -49,6 +49,14 @@ def test_each_worker_instance_has_its_gpu_its_port_and_writes_only_the_data() ->
     assert "ReadWritePaths" not in unit_settings(UNITS / "aic-watch.service")  # it only reads
 
 
+def test_the_dashboard_listens_on_loopback_and_writes_nothing_but_its_state() -> None:
+    arguments = parse_command(exec_start(UNITS / "aic-web.service"))
+    assert arguments.func.__module__ == "aic_worker.admin.serve_command"
+    assert arguments.host == "127.0.0.1"
+    settings = unit_settings(UNITS / "aic-web.service")
+    assert "ReadWritePaths" not in settings and settings["StateDirectory"] == ["aic"]
+
+
 def test_the_environment_file_and_the_watch_config_are_what_the_code_reads() -> None:
     lines = (UNITS / "aic.env").read_text().splitlines()
     check_variables(line.partition("=")[0] for line in lines if line and not line.startswith("#"))
@@ -62,11 +70,15 @@ def test_the_environment_file_and_the_watch_config_are_what_the_code_reads() -> 
 def test_systemd_analyze_verify_is_clean(tmp_path: Path) -> None:
     """With the commands pointed at this environment's (verify checks that they are executables)."""
     bin_dir = str(Path(sys.executable).parent)
-    copies = {"aic-watch.service": "aic-watch.service", "aic-worker@.service": "aic-worker@0.service"}
+    copies = {
+        "aic-watch.service": "aic-watch.service",
+        "aic-worker@.service": "aic-worker@0.service",
+        "aic-web.service": "aic-web.service",
+    }
     for name, copy in copies.items():
         (tmp_path / copy).write_text((UNITS / name).read_text().replace("/opt/aic/venv/bin", bin_dir))
     result = subprocess.run(
-        ["systemd-analyze", "verify", "aic-watch.service", "aic-worker@0.service"],
+        ["systemd-analyze", "verify", *copies.values()],
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0 and not result.stderr.strip(), result.stderr

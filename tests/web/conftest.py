@@ -20,7 +20,7 @@ from aic_worker.web.app import WebSettings, create_app
 from tests.admin.conftest import ArchiveEnv, archive_env  # noqa: F401 - the fixture, shared
 from tests.conftest import write_photos
 
-TOKEN = "s3cret-token"
+TOKEN = "a-test-token-of-32-characters-00"
 
 
 @dataclass
