@@ -29,7 +29,7 @@ class Method(enum.StrEnum):
     """How a recompress job makes the new version."""
 
     AUTO = "auto"  # encode from the original if it is there, else from the newest intact version
-    TRUNCATE = "truncate"  # cut the current .aic down to the ratio: no decoder, same model, 5–13 dB worse
+    TRUNCATE = "truncate"  # cut the current .aic down: no encoder, same model, 2–6 dB worse at 16x → 64x
 
 
 def keep_versions_of(value: Any) -> int:
