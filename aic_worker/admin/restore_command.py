@@ -10,8 +10,10 @@ format holds the image's mode: PNG, or TIFF (`.tif`) for CMYK, YCbCr and 32-bit 
 
 A file is checked against its recorded sha256 before it is decoded, written under a temp
 name and linked into place: an existing output is never overwritten (the same image
-already there counts as restored). Runs in this process; `.aic` files outside the catalog
-are for `aic-admin decompress`.
+already there counts as restored). A passthrough version's file holds the original's bytes:
+they are written back as they are, under the original's name. When the current version's
+file is missing or damaged, the newest intact older version is restored instead, and that
+is said. Runs in this process; `.aic` files outside the catalog are for `aic-admin decompress`.
 """
 
 from __future__ import annotations
