@@ -3,6 +3,7 @@ command and every daemon query on it (issue #17; figures in docs/scale.md and th
 
     python bench/catalog_scale.py fill --sources 1000000 --database URL
     python bench/catalog_scale.py time --database URL [--repeat 3]
+    python bench/catalog_scale.py explain --database URL
 
 `fill` migrates the catalog to head and bulk-inserts, per source, one path, one done
 compress job and one current archive version; one source in 1,000 is quarantined (its job
@@ -20,8 +21,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -29,13 +32,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session
 
+from aic_worker.admin.recompress_command import candidates, plan
+from aic_worker.admin.selection import Selection
 from aic_worker.catalog import lease
-from aic_worker.catalog.engine import create_catalog_engine, session_factory
+from aic_worker.catalog.engine import create_catalog_engine, reading, session_factory
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.migrate import upgrade
 from aic_worker.catalog.models import (
@@ -48,7 +54,14 @@ from aic_worker.catalog.models import (
     SourcePath,
     SourceState,
 )
-from aic_worker.catalog.reports import status_report
+from aic_worker.catalog.reports import (
+    iter_source_records,
+    quarantine_report,
+    source_details,
+    source_page,
+    stats_report,
+    status_report,
+)
 from aic_worker.catalog.sources import find_path, find_source, record_source
 
 FOLDERS = 10
@@ -174,17 +187,9 @@ def _median_seconds(work: Callable[[], object]) -> float:
     return statistics.median(times)
 
 
-def daemon_queries(engine: Engine, sources: int) -> list[tuple[str, float]]:
-    """Each daemon query, in a transaction rolled back afterwards (the catalog stays as filled)."""
-    sessions = session_factory(engine)
+def daemon_work(sources: int) -> list[tuple[str, Callable[[Session], object]]]:
+    """What each daemon asks of the catalog, as the daemons' own functions ask it."""
     probe = max(1, sources // 2)
-
-    def rolled_back(work: Callable[[Session], object]) -> Callable[[], None]:
-        def run() -> None:
-            with sessions() as session, session.begin():
-                work(session)
-                session.rollback()
-        return run
 
     def record(session: Session) -> None:  # the watcher: a new file, then the same content again
         find_path(session, f"/photos/new/{time.monotonic_ns()}.jpg")
@@ -202,12 +207,105 @@ def daemon_queries(engine: Engine, sources: int) -> list[tuple[str, float]]:
         session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
 
     return [
-        ("watcher: record a file, dedup by sha256 and path", _median_seconds(rolled_back(record))),
-        ("worker: claim a job", _median_seconds(rolled_back(claim))),
-        ("reaper round", _median_seconds(rolled_back(lambda s: lease.reap(s)))),
-        ("metrics scrape (jobs by state)", _median_seconds(rolled_back(scrape))),
-        ("status (catalog side)", _median_seconds(rolled_back(status_report))),
+        ("watcher: record a file, dedup by sha256 and path", record),
+        ("worker: claim a job", claim),
+        ("reaper round", lambda session: lease.reap(session)),
+        ("metrics scrape (jobs by state)", scrape),
+        ("status (catalog side)", status_report),
     ]
+
+
+def _rolled_back(engine: Engine, work: Callable[[Session], object]) -> Callable[[], None]:
+    """`work` in a transaction rolled back afterwards: the catalog stays as filled."""
+    def run() -> None:
+        with session_factory(engine)() as session, session.begin():
+            work(session)
+            session.rollback()
+    return run
+
+
+def daemon_queries(engine: Engine, sources: int) -> list[tuple[str, float]]:
+    """The median time of each daemon's work."""
+    return [(name, _median_seconds(_rolled_back(engine, work))) for name, work in daemon_work(sources)]
+
+
+def _statements(engine: Engine, work: Callable[[Session], object]) -> dict[str, Any]:
+    """The SELECT, UPDATE and INSERT statements `work` runs, with their first parameters."""
+    found: dict[str, Any] = {}
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.split()[0] in ("SELECT", "UPDATE", "INSERT"):
+            found.setdefault(statement, parameters)
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        _rolled_back(engine, work)()
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    return found
+
+
+def explain(url: str) -> None:
+    """The plan of every statement each daemon's work runs, as the database plans it."""
+    engine = create_catalog_engine(url)
+    with engine.connect() as connection:
+        sources = connection.scalar(select(func.count()).select_from(Source))
+    sqlite = engine.dialect.name == "sqlite"
+    for name, work in daemon_work(sources):
+        statements = _statements(engine, work)
+        print(f"#### {name}\n")
+        with engine.connect() as connection:
+            for statement, parameters in statements.items():
+                cursor = connection.connection.driver_connection.cursor()
+                cursor.execute(("EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN ") + statement, parameters)
+                plan = "\n".join(str(row[-1] if sqlite else row[0]) for row in cursor.fetchall())
+                if plan:  # SQLite plans no plain INSERT
+                    shown = re.sub(r"^SELECT (.{50,}?) FROM ", "SELECT … FROM ", " ".join(statement.split()))
+                    print(f"```sql\n{shown}\n```\n```\n{plan}\n```\n")
+    engine.dispose()
+
+
+def report_times(engine: Engine, sources: int) -> list[tuple[str, float]]:
+    """Each report as the CLI and the web API call it, in this process (no start-up), best of 3."""
+    reads = session_factory(reading(engine))
+    under = Selection(folder=Path("/photos/folder-3")).conditions()
+
+    def best(work: Callable[[Session], object]) -> float:
+        times = []
+        for _ in range(3):
+            with reads() as session:
+                started = time.perf_counter()
+                work(session)
+                times.append(time.perf_counter() - started)
+        return min(times)
+
+    def stream(session: Session) -> None:  # what `ls --all --json` does with each row
+        for record in iter_source_records(session):
+            json.dumps(record, default=str)
+
+    def planned(session: Session) -> None:  # `recompress --dry-run`'s planning, every source
+        for batch in candidates(reads, []):
+            for candidate in batch:
+                plan(candidate, 64.0, MODEL_ID)
+
+    timed = [
+        ("stats_report", best(stats_report)),
+        ("source_page (first 100)", best(lambda s: source_page(s))),
+        ("source_page (after the middle id)", best(lambda s: source_page(s, after_id=sources // 2))),
+        ("source_page state=quarantined", best(lambda s: source_page(s, state="quarantined"))),
+        ("source_page --folder F", best(lambda s: source_page(s, conditions=under))),
+        ("source_details", best(lambda s: source_details(s, sources // 2))),
+        ("quarantine_report", best(quarantine_report)),
+        ("status_report", best(status_report)),
+    ]
+    started = time.perf_counter()
+    with reads() as session:
+        stream(session)
+    timed.append(("iter_source_records + json.dumps, rows/s", sources / (time.perf_counter() - started)))
+    started = time.perf_counter()
+    planned(None)  # type: ignore[arg-type]
+    timed.append(("recompress planning, sources/s", sources / (time.perf_counter() - started)))
+    return timed
 
 
 def write_while_reading(engine: Engine, env: dict[str, str]) -> list[tuple[str, float]]:
@@ -243,6 +341,9 @@ def time_all(url: str, repeat: int) -> None:
         runs = [_run(argv, env) for _ in range(repeat)]
         wall = min(r[0] for r in runs)
         print(f"| `aic-admin {name}` | {wall:.2f} | {max(r[1] for r in runs):.0f} |", flush=True)
+    print("\n| in this process | s (or rate) |\n|---|---|")
+    for name, value in report_times(engine, sources):
+        print(f"| {name} | {value:,.0f} |" if "/s" in name else f"| {name} | {value:.3f} |", flush=True)
     print("\n| daemon query | median ms |\n|---|---|")
     for name, seconds in daemon_queries(engine, sources):
         print(f"| {name} | {seconds * 1000:.1f} |", flush=True)
@@ -259,12 +360,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("fill", help="bulk-insert a synthetic catalog")
     p.add_argument("--sources", type=int, required=True)
     p.add_argument("--database", required=True, help="catalog URL (empty database or schema)")
+    p = sub.add_parser("explain", help="the plans of the daemons' statements (Markdown)")
+    p.add_argument("--database", required=True, help="catalog URL filled by `fill`")
     p = sub.add_parser("time", help="time the admin commands and the daemon queries")
     p.add_argument("--database", required=True, help="catalog URL filled by `fill`")
     p.add_argument("--repeat", type=int, default=1, help="runs per command; the best counts")
     args = parser.parse_args(argv)
     if args.command == "fill":
         fill(args.database, args.sources)
+    elif args.command == "explain":
+        explain(args.database)
     else:
         time_all(args.database, args.repeat)
     return 0
