@@ -33,7 +33,7 @@ from aic_worker.web.dependencies import catalog_session
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
-templates.env.filters["bytes"] = human_bytes
+templates.env.filters["bytes"] = lambda v: "–" if v is None else human_bytes(v)
 templates.env.filters["num"] = lambda v, digits=2: "–" if v is None else f"{v:.{digits}f}"
 templates.env.filters["when"] = lambda v: "–" if v is None else f"{v:%Y-%m-%d %H:%M:%S}"
 Catalog = Annotated[Session, Depends(catalog_session)]

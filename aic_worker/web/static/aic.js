@@ -137,8 +137,10 @@ function setUpCompare() {
   const after = document.getElementById("after");
   const view = document.getElementById("compare");
   if (!slider || !after || !view) return;
+  const divider = document.getElementById("divider");
   const place = () => {
     after.style.clipPath = "inset(0 0 0 " + slider.value + "%)";
+    divider.style.left = slider.value + "%";
   };
   slider.addEventListener("input", place);
   place();
