@@ -179,8 +179,8 @@ def candidates(
 ) -> Iterator[list[Candidate]]:
     """The selected sources that have a current version, in id order, `batch` at a time.
 
-    Each batch is two queries (its sources after the last id of the one before, then all
-    their paths) in a short read-only transaction of its own: memory and locks stay those of
+    Each batch is two queries (its sources after the last id of the one before, then the
+    paths in their id range) in a short read-only transaction of its own: memory and locks stay those of
     one batch however large the selection, and a worker's commits never wait on the plan.
     """
     after = 0
@@ -194,19 +194,21 @@ def candidates(
                     ).select_from(Source)
                 )
                 .join(CURRENT, and_(CURRENT.source_id == Source.id, CURRENT.superseded_by.is_(None)))
-                .where(Source.id > after, *conditions)
+                # the bound on both sides of the join: PostgreSQL merge-joined the versions' index
+                # from its start at every batch, when only the sources' side was bounded
+                .where(Source.id > after, CURRENT.source_id > after, *conditions)
                 .order_by(Source.id)
                 .limit(batch)
             ).all()
+            if not rows:
+                return
             paths: dict[int, list[Row[Any]]] = defaultdict(list)
-            for path in session.execute(
+            for path in session.execute(  # by id range: a list of 2,000 ids took longer to send
                 select(SourcePath.source_id, SourcePath.path, SourcePath.removed_at).where(
-                    SourcePath.source_id.in_([row.id for row in rows])
+                    SourcePath.source_id.between(rows[0].id, rows[-1].id)
                 )
             ):
                 paths[path.source_id].append(path)
-        if not rows:
-            return
         yield [Candidate(row.id, row.size, row.path, row, paths[row.id]) for row in rows]
         after = rows[-1].id
 
