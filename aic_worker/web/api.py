@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from aic_worker.admin.selection import Selection, duration
 from aic_worker.catalog.models import ArchiveVersion, JobState, Source, SourcePath
+from aic_worker.catalog.overview import STATES
 from aic_worker.catalog.reports import (
     quarantine_report,
     source_details,
@@ -43,6 +44,7 @@ router = APIRouter(prefix="/api/v1", tags=["api"])
 Catalog = Annotated[Session, Depends(catalog_session)]
 Writing = Annotated[Session, Depends(writing_session)]
 MAX_PAGE = 1000
+STATE_PATTERN = f"^({'|'.join(STATES)})$"
 WORKER_PING_SECONDS = 1.0
 
 
@@ -62,21 +64,28 @@ def stats(request: Request, response: Response) -> dict[str, Any]:
 @router.get("/sources", response_model=None)
 def sources(
     session: Catalog,
-    state: JobState | None = None,
+    state: Annotated[
+        str | None, Query(pattern=STATE_PATTERN, description="one of " + ", ".join(STATES))
+    ] = None,
     folder: str | None = None,
     q: Annotated[str | None, Query(description="part of the source's path")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[
+        int | None, Query(description="sources after this id: deep pages at the cost of the first")
+    ] = None,
 ) -> dict[str, Any]:
-    """One page of sources, each in the `aic-admin ls --json` schema; `next_offset` is null on the last."""
+    """One page of sources, each in the `aic-admin ls --json` schema, by id; `next_offset` is null
+    on the last page."""
     selection = Selection(folder=Path(folder).expanduser().resolve() if folder else None)
     items = source_page(
         session,
         conditions=selection.conditions(),
-        state=state.value if state else None,
+        state=state,
         q=q,
         limit=limit + 1,
         offset=offset,
+        after_id=after,
     )
     return {
         "items": items[:limit],

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from aic_worker.admin.output import human_bytes
 from aic_worker.admin.selection import Selection
-from aic_worker.catalog.models import ArchiveVersion, JobState, SourcePath, utcnow
+from aic_worker.catalog.models import ArchiveVersion, SourcePath, utcnow
+from aic_worker.catalog.overview import STATES
 from aic_worker.catalog.reports import (
     quarantine_report,
     source_details,
@@ -78,7 +79,7 @@ def sources(
     request: Request,
     session: Catalog,
     q: str = "",
-    state: JobState | None = None,
+    state: Annotated[str, Query(pattern=f"^({'|'.join(STATES)})?$")] = "",
     folder: str = "",
     page: Annotated[int, Query(ge=1)] = 1,
 ) -> HTMLResponse:
@@ -87,7 +88,7 @@ def sources(
     items = source_page(
         session,
         conditions=selection.conditions(),
-        state=state.value if state else None,
+        state=state or None,
         q=q or None,
         limit=PAGE_SIZE + 1,
         offset=offset,
@@ -98,8 +99,8 @@ def sources(
         items=items[:PAGE_SIZE],
         more=len(items) > PAGE_SIZE,
         page=page,
-        filters={"q": q, "state": state.value if state else "", "folder": folder},
-        states=[s.value for s in JobState],
+        filters={"q": q, "state": state, "folder": folder},
+        states=STATES,
     )
 
 

@@ -44,6 +44,7 @@ def test_reads_answer_with_the_clis_json_documents(web: Web, monkeypatch: pytest
     assert listed(state="quarantined") == [web.ids[3]]
     assert listed(folder=str(web.env.inbox / "sub")) == [web.ids[2]]
     assert listed(q="deep") == [web.ids[2]]
+    assert listed(after=web.ids[1], limit=1) == [web.ids[2]]
     assert client.get("/api/v1/sources", params={"state": "lost"}).status_code == 422
     assert client.get("/api/v1/sources/999999").status_code == 404
     assert "/api/v1/sources/{source_id}/preview.png" in client.get("/api/v1/openapi.json").json()["paths"]
@@ -59,6 +60,7 @@ def test_reads_answer_with_the_clis_json_documents(web: Web, monkeypatch: pytest
     assert queue["jobs"]["quarantined"] == 1 and queue["jobs"]["done"] == 3
 
 
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)  # files, not SQL: one backend
 def test_previews_are_decoded_scaled_and_cached_privately_and_originals_served(
     web: Web, monkeypatch: pytest.MonkeyPatch
 ) -> None:
