@@ -1,8 +1,9 @@
-"""Running a batch of catalog jobs for `aic-admin recompress` and `verify`.
+"""Running a batch of catalog jobs for `aic-admin recompress`, `verify` and `repair`.
 
 ```
  jobs committed ─┬─ workers answer a ping ──► publish ids ─► wait, polling the catalog
-                 └─ --local, or no worker ──► claim each here ─► runner.execute
+                 └─ --local, or no worker ──► claim each here ─► runner.execute (held compress and
+                                              recompress jobs of one model: batch.execute_batch)
                                  both: a progress bar with ETA ─► each job's final state
 ```
 Either way each job is claimed under a lease before it runs, exactly as a worker claims it,
@@ -135,21 +136,45 @@ def run_batch(
 def _run_here(
     sessions: sessionmaker[Session], job_ids: Sequence[int], device: str | None, holder: Holder, advance
 ) -> None:
+    """Each job claimed (or already held) and run here; held compress and recompress jobs of one
+    model that follow each other run as one batch of up to AIC_BATCH, as a worker runs them."""
     from aic_worker.codec_cache import CodecCache  # loads torch: only when running jobs here
+    from aic_worker.jobs.batch import KINDS, execute_batch
     from aic_worker.jobs.runner import claim, execute
 
     codecs = CodecCache(device or holder.config.device)
-    for n, job_id in enumerate(job_ids):
-        while True:
-            job = _held(sessions, job_id, holder) or claim(sessions, job_id, holder.owner, holder.config)
-            if job is not None:
-                execute(sessions, codecs, job, holder.owner, holder.config)
-                break
-            if _finished_or_take_back(sessions, job_id):  # done elsewhere, or waiting for it
-                break
+    n = 0
+    while n < len(job_ids):
+        job = _held(sessions, job_ids[n], holder) or claim(sessions, job_ids[n], holder.owner, holder.config)
+        if job is None and not _finished_or_take_back(sessions, job_ids[n]):  # done elsewhere, or waiting
             time.sleep(POLL_SECONDS)
-        _renew(sessions, job_ids[n + 1 :], holder)
-        advance()
+            continue
+        following = job_ids[n + 1 :]
+        group = [] if job is None else [job, *_held_companions(sessions, job, following, holder, KINDS)]
+        if len(group) > 1:
+            execute_batch(sessions, codecs, group, holder.owner, holder.config)
+        elif job is not None:
+            execute(sessions, codecs, job, holder.owner, holder.config)
+        for _ in range(max(len(group), 1)):
+            n += 1
+            advance()
+        _renew(sessions, job_ids[n:], holder)
+
+
+def _held_companions(
+    sessions: sessionmaker[Session], job: Job, following: Sequence[int], holder: Holder,
+    kinds: Sequence[JobKind],
+) -> list[Job]:
+    """The held jobs right after `job` that a worker would batch with it: of `kinds`, of its model."""
+    found: list[Job] = []
+    if job.kind not in kinds:
+        return found
+    for job_id in following[: holder.config.batch_size - 1]:
+        more = _held(sessions, job_id, holder)
+        if more is None or more.kind not in kinds or more.model_id != job.model_id:
+            break
+        found.append(more)
+    return found
 
 
 def _held(sessions: sessionmaker[Session], job_id: int, holder: Holder) -> Job | None:

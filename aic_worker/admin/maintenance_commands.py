@@ -30,7 +30,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import open_catalog, read_catalog
-from aic_worker.admin.job_batch import add_execution_arguments, run_batch, runs_locally
+from aic_worker.admin.job_batch import Holder, add_execution_arguments, run_batch, runs_locally
 from aic_worker.admin.output import CommandError
 from aic_worker.admin.selection import Selection, add_selection_arguments
 from aic_worker.catalog.codec_models import (
@@ -185,15 +185,23 @@ class _Runner:
     """Runs each page's jobs where the command line says, deciding (and saying) it once."""
 
     def __init__(self, args: argparse.Namespace, sessions: sessionmaker[Session]) -> None:
-        self.args, self.sessions, self.local = args, sessions, None
+        self.args, self.sessions = args, sessions
+        self.local: bool | None = None
+        self.holder: Holder | None = None
+
+    def decide(self) -> Holder | None:
+        """Where the jobs run; the Holder that holds them from their creation when here (job_batch.py)."""
+        if self.local is None:
+            self.local = runs_locally(self.args)
+            self.holder = Holder.new() if self.local else None
+        return self.holder
 
     def __call__(self, job_ids: list[int], kind: JobKind, description: str) -> dict[int, JobState]:
         if not job_ids:
             return {}
-        if self.local is None:
-            self.local = runs_locally(self.args)
-        return run_batch(self.sessions, job_ids, kind, local=self.local, device=self.args.device,
-                         description=description)
+        self.decide()
+        return run_batch(self.sessions, job_ids, kind, local=bool(self.local), device=self.args.device,
+                         description=description, holder=self.holder)
 
 
 def _reasons(sessions: sessionmaker[Session], job_ids: list[int]) -> dict[int, str | None]:
@@ -280,17 +288,19 @@ def repair(args: argparse.Namespace) -> int:
                 row for row in page
                 if row.damaged_at is not None or not _checksum_holds(row.path, row.sha256)
             ]
+            holder = run.decide() if damaged else None
             with sessions() as session, session.begin():
+                jobs: dict[int, int] = {}
                 for row in damaged:
                     if row.damaged_at is None:
                         session.get(ArchiveVersion, row.version_id).damaged_at = utcnow()
-                jobs = {
-                    row.id: enqueue_job(
+                    job, created = enqueue_job(
                         session, JobKind.RECOMPRESS, row.id, target_ratio=row.target_ratio,
                         model_id=row.model_id, parameters=RecompressParameters(repair=True).to_json(),
-                    )[0].id
-                    for row in damaged
-                }
+                    )
+                    if created and holder is not None:
+                        holder.hold(session, job.id)  # ours from the start, so batched here (job_batch.py)
+                    jobs[row.id] = job.id
             states = run(list(jobs.values()), JobKind.RECOMPRESS, "repairing")
             reasons = _reasons(sessions, list(jobs.values()))
             paths = {row.id: row.path for row in damaged}

@@ -115,41 +115,36 @@ def _recompress(env: ArchiveEnv, source_ids: list[int], ratio: float, keep_versi
 
 def test_verify_marks_damage_and_repair_makes_it_again(archive_env: ArchiveEnv) -> None:
     env = archive_env
-    photos = write_photos(env.inbox, 3)
+    photos = write_photos(env.inbox, 2)
     ids = env.archived(photos)
-    missing, flipped = (Path(_versions(env, s)[0].path) for s in ids[:2])
-    missing.unlink()
-    flip_a_byte(flipped)
-    photos[2].unlink()  # its original gone: only an older version can repair it
-    _recompress(env, [ids[2]], 48, keep_versions=2)
-    flip_a_byte(Path(_versions(env, ids[2])[1].path))
+    Path(_versions(env, ids[0])[0].path).unlink()  # missing; its original is still there
+    photos[1].unlink()  # its original gone: only an older version can repair it
+    _recompress(env, [ids[1]], 48, keep_versions=2)
+    flip_a_byte(Path(_versions(env, ids[1])[1].path))
 
     code, out = env.admin("verify", "--local", "--json")
-    assert code == 1 and len(json.loads(out)["failed"]) == 3
+    assert code == 1 and len(json.loads(out)["failed"]) == 2
     assert all(_versions(env, s)[-1].damaged_at is not None for s in ids)
-    code, out = env.admin("ls", "--json")
-    assert code == 0
 
     code, out = env.admin("repair", "--all", "--local", "--json")
     report = json.loads(out)
     assert code == 0 and sorted(r["id"] for r in report["repaired"]) == sorted(ids), report
-    for source_id in ids[:2]:  # from the originals, at the damaged version's ratio
-        old, new = _versions(env, source_id)
-        assert old.damaged_at is not None and old.superseded_by == new.id and new.reference_version_id is None
-        assert new.damaged_at is None and new.target_ratio == old.target_ratio
-        assert old.removed_at is not None and not Path(old.path).exists()  # its altered copy is gone
-    first, _, third = _versions(env, ids[2])
+    old, new = _versions(env, ids[0])  # from the original, at the damaged version's ratio
+    assert old.damaged_at is not None and old.superseded_by == new.id and new.reference_version_id is None
+    assert new.damaged_at is None and new.target_ratio == old.target_ratio and old.removed_at is not None
+    first, damaged, third = _versions(env, ids[1])
     assert third.reference_version_id == first.id and third.target_ratio == 48
+    assert damaged.removed_at is not None and not Path(damaged.path).exists()  # its altered copy is gone
     assert first.removed_at is not None  # the folder keeps one version: its space is freed now
     assert env.admin("verify", "--local", "--all")[0] == 0
 
     # Nothing left to repair from: the original gone and no older version kept.
     flip_a_byte(Path(third.path))
-    code, out = env.admin("repair", str(ids[2]), "99", "--local", "--json")
+    code, out = env.admin("repair", str(ids[1]), "99", "--local", "--json")
     report = json.loads(out)
     assert code == 1 and report["repaired"] == []
     reasons = {u["id"]: u["reason"] for u in report["not_repaired"]}
-    assert "no intact archive version" in reasons[ids[2]] and "no such source" in reasons[99]
+    assert "no intact archive version" in reasons[ids[1]] and "no such source" in reasons[99]
     assert env.admin("repair", "--local")[0] == 2
     code, out = env.admin("repair", str(ids[0]), "--local", "--json")  # sound: nothing to do
     assert code == 0 and json.loads(out) == {"repaired": [], "not_repaired": []}
@@ -158,10 +153,9 @@ def test_verify_marks_damage_and_repair_makes_it_again(archive_env: ArchiveEnv) 
 def test_prune_frees_what_older_releases_and_crashes_left(archive_env: ArchiveEnv) -> None:
     env = archive_env
     ids = env.archived(write_photos(env.inbox, 2))
-    _recompress(env, ids, 48, keep_versions=3)  # as release 0.3.0 did: every superseded file stays
-    _recompress(env, ids, 64, keep_versions=3)
+    _recompress(env, ids, 48, keep_versions=2)  # as release 0.3.0 did: the superseded file stays
     superseded = [v for s in ids for v in _versions(env, s) if v.superseded_by is not None]
-    assert len(superseded) == 4 and all(Path(v.path).exists() for v in superseded)
+    assert len(superseded) == 2 and all(Path(v.path).exists() for v in superseded)
     with session_on(env.engine) as session, session.begin():  # a crash after the mark, before the delete
         session.get(ArchiveVersion, superseded[0].id).removed_at = utcnow()
         running = enqueue_job(session, JobKind.VERIFY, ids[0])[0]
@@ -173,14 +167,14 @@ def test_prune_frees_what_older_releases_and_crashes_left(archive_env: ArchiveEn
 
     code, out = env.admin("prune", "--dry-run", "--json")
     planned = json.loads(out)
-    assert code == 0 and planned["version_files"] == 4 and planned["temp_files"] == 1
+    assert code == 0 and planned["version_files"] == 2 and planned["temp_files"] == 1
     assert planned["bytes_freed"] == sum(v.bytes for v in superseded) + len(b"half a file")
     assert all(Path(v.path).exists() for v in superseded) and stray.exists()
 
     code, out = env.admin("prune", "--keep-versions", "2", "--json")
-    assert code == 0 and json.loads(out)["version_files"] == 2  # the crash's, and the oldest of the other
+    assert code == 0 and json.loads(out)["version_files"] == 1  # the crash's; the other is kept
     code, out = env.admin("prune")  # each folder's keep-versions: 1
-    assert code == 0 and "removed 2 superseded version file(s) and 0 temp file(s)" in out
+    assert code == 0 and "removed 1 superseded version file(s) and 0 temp file(s)" in out
     for source_id in ids:
         *old, current = _versions(env, source_id)
         assert all(v.removed_at is not None and not Path(v.path).exists() for v in old)
