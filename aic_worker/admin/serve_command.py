@@ -43,7 +43,7 @@ def serve(args: argparse.Namespace) -> int:
     from aic_worker.web.app import WebSettings, create_app, url_of
 
     try:
-        settings = WebSettings.from_env()
+        settings = WebSettings.from_env(bound=[args.host])
     except ValueError as error:
         raise CommandError(str(error), output.USAGE) from error
     with catalog_engine() as engine:
@@ -76,7 +76,8 @@ def serve_beside(stack: ExitStack, engine: Engine, celery_app: Celery, port: int
     from aic_worker.web.app import BackgroundServer, WebSettings, create_app
 
     try:
-        server = BackgroundServer(create_app(engine, WebSettings.from_env(), celery_app), DEFAULT_HOST, port)
+        app = create_app(engine, WebSettings.from_env(bound=[DEFAULT_HOST]), celery_app)
+        server = BackgroundServer(app, DEFAULT_HOST, port)
         url = server.start()
     except (OSError, ValueError) as error:
         return f"no dashboard: {error}"

@@ -10,7 +10,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from aic_worker.catalog.engine import data_dir, reading, session_factory
 from aic_worker.catalog.reports import stats_report
 from aic_worker.jobs import queue
 from aic_worker.web import api, pages
-from aic_worker.web.auth import TOKEN_VARIABLE
+from aic_worker.web.auth import HOSTS_VARIABLE, TOKEN_VARIABLE, HostCheck, allowed_hosts
 from aic_worker.web.preview import PreviewCache
 from aic_worker.web.stats_cache import StatsCache
 
@@ -40,9 +40,11 @@ class WebSettings:
     preview_dir: Path  # AIC_HOME/previews
     preview_cache_bytes: int  # AIC_PREVIEW_CACHE_MB
     device: str  # where previews decode: AIC_DEVICE, else auto
+    hosts: frozenset[str]  # names a request may call the server by (auth.HostCheck)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> WebSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None, bound: Iterable[str] = ()) -> WebSettings:
+        """The environment's settings, for a server bound to the addresses `bound`."""
         env = os.environ if env is None else env
         megabytes = float(env.get(PREVIEW_CACHE_VARIABLE) or DEFAULT_PREVIEW_CACHE_MB)
         if not megabytes >= 0:
@@ -57,6 +59,7 @@ class WebSettings:
             preview_dir=data_dir(env).expanduser().resolve() / "previews",
             preview_cache_bytes=int(megabytes * 1024 * 1024),
             device=env.get("AIC_DEVICE") or "auto",
+            hosts=allowed_hosts(env.get(HOSTS_VARIABLE), bound),
         )
 
 
@@ -81,6 +84,7 @@ def create_app(engine: Engine, settings: WebSettings, celery_app: Celery | None 
     app.state.previews = PreviewCache(
         settings.preview_dir, settings.preview_cache_bytes, app.state.reads, settings.device
     )
+    app.add_middleware(HostCheck, hosts=settings.hosts)
     app.add_api_route("/healthz", healthz, include_in_schema=False)
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -8,6 +8,7 @@ broker is recorded, not sent: these tests have no worker.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,8 +46,8 @@ def make_archive(env: ArchiveEnv) -> tuple[list[Path], Path, list[int]]:
 
 
 def client_for(engine: Engine, token: str | None, home: Path) -> TestClient:
-    settings = WebSettings.from_env({"AIC_HOME": str(home), "AIC_DEVICE": "cpu"})
-    settings = WebSettings(token, settings.preview_dir, settings.preview_cache_bytes, settings.device)
+    settings = WebSettings.from_env({"AIC_HOME": str(home), "AIC_DEVICE": "cpu"}, bound=["testserver"])
+    settings = dataclasses.replace(settings, token=token)
     return TestClient(create_app(engine, settings))
 
 

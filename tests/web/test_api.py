@@ -48,6 +48,9 @@ def test_reads_answer_with_the_clis_json_documents(web: Web, monkeypatch: pytest
     assert client.get("/api/v1/sources", params={"state": "lost"}).status_code == 422
     assert client.get("/api/v1/sources/999999").status_code == 404
     assert "/api/v1/sources/{source_id}/preview.png" in client.get("/api/v1/openapi.json").json()["paths"]
+    rebound = {"Host": "attacker.example:8470"}  # DNS rebinding: another site's name for 127.0.0.1
+    assert client.get("/api/v1/stats", headers=rebound).status_code == 421
+    assert client.get("/healthz", headers=rebound).json() == {"status": "ok"}  # probes use any name
 
     def away() -> int:
         raise ConnectionError("no broker here")
