@@ -55,7 +55,7 @@ def _not_found(source_id: int) -> HTTPException:
 @router.get("/stats", response_model=None)
 def stats(request: Request, response: Response) -> dict[str, Any]:
     """The `aic-admin stats --json` document, at most a minute old: the `Age` header says how old
-    in seconds (stats_cache.py)."""
+    in seconds (kept_report.py)."""
     report, age = request.app.state.stats.get()
     response.headers["Age"] = str(int(age))
     return report

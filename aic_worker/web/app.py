@@ -21,12 +21,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from aic_worker.catalog.engine import data_dir, reading, session_factory
+from aic_worker.catalog.models import utcnow
 from aic_worker.catalog.reports import stats_report
 from aic_worker.jobs import queue
 from aic_worker.web import api, pages
 from aic_worker.web.auth import HOSTS_VARIABLE, TOKEN_VARIABLE, HostCheck, allowed_hosts
+from aic_worker.web.kept_report import KeptReport
 from aic_worker.web.preview import PreviewCache
-from aic_worker.web.stats_cache import StatsCache
 
 PREVIEW_CACHE_VARIABLE = "AIC_PREVIEW_CACHE_MB"
 DEFAULT_PREVIEW_CACHE_MB = 256
@@ -80,7 +81,8 @@ def create_app(engine: Engine, settings: WebSettings, celery_app: Celery | None 
     app.state.settings = settings
     app.state.celery_app = celery_app or queue.app
     app.state.publish = functools.partial(queue.publish, celery_app=app.state.celery_app)
-    app.state.stats = StatsCache(app.state.reads, stats_report)
+    app.state.stats = KeptReport(app.state.reads, stats_report)
+    app.state.chart = KeptReport(app.state.reads, lambda session: pages.archived_per_hour(session, utcnow()))
     app.state.previews = PreviewCache(
         settings.preview_dir, settings.preview_cache_bytes, app.state.reads, settings.device
     )

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import os
 import stat
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from aic_worker.admin.output import human_bytes
 from aic_worker.admin.selection import Selection
-from aic_worker.catalog.models import ArchiveVersion, SourcePath, utcnow
+from aic_worker.catalog.models import ArchiveVersion, SourcePath
 from aic_worker.catalog.overview import STATES
 from aic_worker.catalog.reports import (
     quarantine_report,
@@ -48,27 +48,35 @@ def _page(request: Request, template: str, **context: Any) -> HTMLResponse:
     )
 
 
+def _hour_text(session: Session) -> ColumnElement[str]:
+    """The UTC hour a version was written, as `YYYY-MM-DD HH:00:00`, in the database's dialect."""
+    created = ArchiveVersion.created_at
+    if session.get_bind().dialect.name == "sqlite":  # stored as naive UTC text
+        return func.strftime("%Y-%m-%d %H:00:00", created)
+    return func.to_char(func.timezone("UTC", created), "YYYY-MM-DD HH24:00:00")
+
+
 def archived_per_hour(session: Session, now: datetime, days: int = CHART_DAYS) -> list[dict[str, Any]]:
-    """Archive versions written in each hour of the last `days` days, oldest first."""
+    """Archive versions written in each hour of the last `days` days, oldest first: counted by
+    the database, a row per hour."""
     start = (now - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    hour = _hour_text(session)
+    counted = session.execute(
+        select(hour, func.count()).where(ArchiveVersion.created_at >= start).group_by(hour)
+    ).all()
+    counts = {datetime.fromisoformat(text).replace(tzinfo=UTC): n for text, n in counted}
     hours = [start + timedelta(hours=h) for h in range(days * 24 + 1)]
-    counts = dict.fromkeys(hours, 0)
-    written = session.scalars(select(ArchiveVersion.created_at).where(ArchiveVersion.created_at >= start))
-    for created in written:
-        hour = created.replace(minute=0, second=0, microsecond=0)
-        counts[hour] = counts.get(hour, 0) + 1
-    return [{"hour": hour, "files": counts[hour]} for hour in hours]
+    return [{"hour": at, "files": counts.get(at, 0)} for at in hours]
 
 
 @router.get("/", response_class=HTMLResponse)
 def overview(request: Request, session: Catalog) -> HTMLResponse:
-    now = utcnow()
-    chart = archived_per_hour(session, now)
+    chart = request.app.state.chart.get()[0]
     return _page(
         request,
         "overview.html",
         stats=request.app.state.stats.get()[0],
-        status=status_report(session, now),
+        status=status_report(session),
         chart=chart,
         chart_max=max(1, *(c["files"] for c in chart)),
     )

@@ -1,9 +1,10 @@
-"""The archive's totals (`stats --json`) for the dashboard: recomputed in the background, so a
+"""Reports over the whole catalog, kept for the dashboard and recomputed in the background, so a
 page or `/api/v1/stats` answers in milliseconds however large the catalog.
 
-catalog/reports.stats_report sums the whole catalog in the database: about 0.6 s for 100,000
-sources on SQLite on a busy 2-core machine (bench/web_scale.py), too slow for every page view.
-So the last report is kept:
+catalog/reports.stats_report sums the whole catalog in the database: about 0.7–1.0 s for
+100,000 sources on a busy 2-core machine (bench/web_scale.py), too slow for every page view;
+the overview's files-per-hour chart counts every version of the last days. So the last report
+is kept:
 
 ```
  age < FRESH (5 s)  ─► the kept report
@@ -27,7 +28,7 @@ FRESH_SECONDS = 5.0
 STALE_SECONDS = 60.0
 
 
-class StatsCache:
+class KeptReport:
     def __init__(
         self,
         reads: sessionmaker[Session],
@@ -50,7 +51,7 @@ class StatsCache:
             if self._report is not None and age < self.stale:
                 if age >= self.fresh and not self._refreshing:
                     self._refreshing = True
-                    threading.Thread(target=self._refresh, name="aic-stats", daemon=True).start()
+                    threading.Thread(target=self._refresh, name="aic-report", daemon=True).start()
                 return self._report, age
         return self._recompute(), 0.0
 

@@ -1,4 +1,4 @@
-"""The dashboard's kept stats report: served while fresh, served and recomputed in the
+"""The dashboard's kept reports: served while fresh, served and recomputed in the
 background while stale, recomputed before answering once too old."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import time
 from contextlib import nullcontext
 from typing import Any
 
-from aic_worker.web.stats_cache import StatsCache
+from aic_worker.web.kept_report import KeptReport
 from tests.conftest import wait_for
 
 
@@ -22,19 +22,19 @@ class Counting:
         return {"call": self.calls}
 
 
-def cache(compute: Counting, fresh: float, stale: float) -> StatsCache:
-    return StatsCache(lambda: nullcontext(), compute, fresh=fresh, stale=stale)
+def kept_report(compute: Counting, fresh: float, stale: float) -> KeptReport:
+    return KeptReport(lambda: nullcontext(), compute, fresh=fresh, stale=stale)
 
 
 def test_a_fresh_report_is_served_as_kept() -> None:
     compute = Counting()
-    kept = cache(compute, fresh=60, stale=120)
+    kept = kept_report(compute, fresh=60, stale=120)
     assert kept.get()[0] == {"call": 1} and kept.get()[0] == {"call": 1} and compute.calls == 1
 
 
 def test_a_stale_report_is_served_while_a_new_one_is_made_in_the_background() -> None:
     compute = Counting()
-    kept = cache(compute, fresh=0.05, stale=120)
+    kept = kept_report(compute, fresh=0.05, stale=120)
     kept.get()
     time.sleep(0.1)
     report, age = kept.get()
@@ -44,7 +44,7 @@ def test_a_stale_report_is_served_while_a_new_one_is_made_in_the_background() ->
 
 def test_a_report_too_old_is_made_again_before_answering() -> None:
     compute = Counting()
-    kept = cache(compute, fresh=0.01, stale=0.02)
+    kept = kept_report(compute, fresh=0.01, stale=0.02)
     kept.get()
     time.sleep(0.05)
     assert kept.get() == ({"call": 2}, 0.0)
