@@ -23,7 +23,7 @@ from aic_worker.admin.restore_command import Restoration, output_path
 from aic_worker.admin.selection import Selection
 from aic_worker.admin.worker_commands import _files, record_file
 from aic_worker.catalog.jobs import enqueue_job
-from aic_worker.catalog.models import Job, JobKind, JobState, Source
+from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, Source
 from aic_worker.catalog.overview import source_rows
 from aic_worker.jobs.parameters import CompressParameters
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
@@ -123,7 +123,7 @@ def recompress(
 
 def restore(session: Session, publish: Publish, source_id: int, folder: Path) -> dict[str, Any]:
     """A restore job for the source's current version into `folder` on this server, in the
-    layout `aic-admin restore` uses (PNG, the path relative to its watched folder)."""
+    layout `aic-admin restore` uses (the path relative to its watched folder)."""
     if not folder.is_absolute():
         raise ActionError(f"the output folder must be an absolute path on the server, got {folder}", 422)
     with session.begin():
@@ -132,7 +132,9 @@ def restore(session: Session, publish: Publish, source_id: int, folder: Path) ->
             raise ActionError(f"no source with id {source_id}", 404)
         if row.version is None:
             raise ActionError(f"source {source_id} has no archive version to restore")
-        target = output_path(folder, Restoration(row.version, row.path), ".png")
+        # The worker writes a PNG, or a passthrough version's own bytes under the original's name.
+        suffix = None if row.version.kind is ArchiveKind.PASSTHROUGH else ".png"
+        target = output_path(folder, Restoration(row.version, row.path), suffix)
         job, created = enqueue_job(session, JobKind.RESTORE, source_id, parameters={"output": str(target)})
         job_id, kind = job.id, job.kind
     return {
