@@ -2,9 +2,10 @@
 
 verify   the sha256 of every current archive file, here; then VERIFY jobs (pipeline.verify:
          the sha256 again, a full decode, and the PSNR against the original when it is still
-         there) for the files that failed it or were never verified since written, or for all
-         of them (`--all`). A file that fails is marked damaged (damaged_at), one that passes
-         unmarked. Sources are read PAGE at a time (constant memory). Exit 1 if any fails.
+         there) for the files that failed it, are marked damaged or were never verified since
+         written, or for all of them (`--all`). A file that fails is marked damaged
+         (damaged_at), one that passes unmarked. Sources are read PAGE at a time (constant
+         memory). Exit 1 if any fails.
 repair   for each damaged (or missing) current file: a RECOMPRESS job with `repair` at its
          ratio, which encodes from the original if it is there, else from the newest intact
          older version. Exit 1, with the reasons, if any can't be repaired.
@@ -217,7 +218,8 @@ def _reasons(sessions: sessionmaker[Session], job_ids: list[int]) -> dict[int, s
 def verify(args: argparse.Namespace) -> int:
     selection = Selection.from_args(args)
     query = (
-        select(Source.id, CURRENT.path, CURRENT.sha256, _unverified().label("unverified"))
+        select(Source.id, CURRENT.path, CURRENT.sha256, CURRENT.damaged_at,
+               _unverified().label("unverified"))
         .join(CURRENT, _WITH_CURRENT)
         .where(*selection.conditions())
     )
@@ -229,7 +231,8 @@ def verify(args: argparse.Namespace) -> int:
             checked += len(page)
             to_decode = [  # checksums are read outside any transaction: SQLite's would hold up the workers
                 row for row in page
-                if args.every_version or row.unverified or not _checksum_holds(row.path, row.sha256)
+                if args.every_version or row.unverified or row.damaged_at is not None
+                or not _checksum_holds(row.path, row.sha256)
             ]
             with sessions() as session, session.begin():
                 jobs = {row.path: enqueue_job(session, JobKind.VERIFY, row.id)[0].id for row in to_decode}

@@ -30,7 +30,7 @@ def flip_a_byte(path: Path, offset: int = -20) -> None:
 def test_verify_catches_a_flipped_byte(archive_env: ArchiveEnv) -> None:
     env = archive_env
     photos = write_photos(env.inbox, 3)
-    env.archived(photos)
+    ids = env.archived(photos)
     code, out = env.admin("verify", "--local", "--json")
     assert code == 0 and json.loads(out) == {"checked": 3, "decoded": 3, "ok": 3, "failed": []}
     code, out = env.admin("verify", "--local", "--json")
@@ -49,6 +49,11 @@ def test_verify_catches_a_flipped_byte(archive_env: ArchiveEnv) -> None:
     assert code == 0 and json.loads(out)["checked"] == 1
     code, out = env.admin("quarantine", "--json")
     assert {j["kind"] for j in json.loads(out)["jobs"]} == {"verify"}  # the catalog remembers
+    assert _versions(env, ids[1])[0].damaged_at is not None
+
+    flip_a_byte(damaged)  # the byte put back: it checks again, and the mark goes
+    assert env.admin("verify", "--local")[0] == 0
+    assert _versions(env, ids[1])[0].damaged_at is None
 
 
 @pytest.fixture
