@@ -73,7 +73,7 @@ def create_app(engine: Engine, settings: WebSettings, celery_app: Celery | None 
         title="AIC",
         summary="A learned-codec image archive: its catalog, previews and actions.",
         openapi_url="/api/v1/openapi.json",
-        docs_url="/api/v1/docs",
+        docs_url=None,  # FastAPI's Swagger and ReDoc pages load their scripts from a CDN
         redoc_url=None,
     )
     app.state.sessions = session_factory(engine)

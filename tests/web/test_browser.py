@@ -121,7 +121,14 @@ def test_every_page_renders_the_slider_moves_and_retry_needs_the_token(
             assert after.value_of_css_property("clip-path") == "inset(0px 0px 0px 100%)"
             slider.send_keys(Keys.HOME)
             assert after.value_of_css_property("clip-path") == "inset(0px 0px 0px 0%)"
+        if page == "/recompress":  # the dry-run plan, before any token
+            driver.find_element(By.NAME, "all").click()
+            driver.find_element(By.ID, "plan").click()
+            wait.until(lambda d: d.find_element(By.ID, "plan-report").is_displayed())
+            assert len(driver.find_elements(By.CSS_SELECTOR, "#plan-items tr")) == 3
+            assert driver.find_element(By.ID, "plan-summary").text.startswith("3 selected")
         assert console_errors(driver) == [], page
+        assert not driver.find_elements(By.CSS_SELECTOR, "script[src^=http], link[href^=http]"), page
 
     driver.get(server + "/quarantine")
     message = driver.find_element(By.ID, "message")
