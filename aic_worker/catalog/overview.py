@@ -106,10 +106,11 @@ def joined(query: Select[Any]) -> Select[Any]:
     return with_primary(with_current(query)).outerjoin(LATEST, LATEST.id == _latest_job_id())
 
 
-def joined_whole(query: Select[Any]) -> Select[Any]:
+def joined_whole(query: Select[Any], *, latest: bool = True) -> Select[Any]:
     """joined(), shaped for reading the whole catalog (stats, a listing of every source): PRIMARY
     and LATEST come from one GROUP BY over their tables each, which the database hashes or
-    merges in one pass, rather than from a lookup per source."""
+    merges in one pass, rather than from a lookup per source. latest=False leaves LATEST
+    out, for queries that don't need the jobs (a pass over a million of them)."""
     primary = (
         select(
             SourcePath.source_id,
@@ -120,19 +121,20 @@ def joined_whole(query: Select[Any]) -> Select[Any]:
         .group_by(SourcePath.source_id)
         .subquery()
     )
-    latest = (
+    query = (
+        with_current(query.select_from(Source))
+        .outerjoin(primary, primary.c.source_id == Source.id)
+        .outerjoin(PRIMARY, PRIMARY.id == primary.c.path_id)
+    )
+    if not latest:
+        return query
+    jobs = (
         select(Job.source_id, func.max(Job.id).label("job_id"))
         .where(Job.kind.in_(ARCHIVING_KINDS))
         .group_by(Job.source_id)
         .subquery()
     )
-    return (
-        with_current(query.select_from(Source))
-        .outerjoin(primary, primary.c.source_id == Source.id)
-        .outerjoin(PRIMARY, PRIMARY.id == primary.c.path_id)
-        .outerjoin(latest, latest.c.source_id == Source.id)
-        .outerjoin(LATEST, LATEST.id == latest.c.job_id)
-    )
+    return query.outerjoin(jobs, jobs.c.source_id == Source.id).outerjoin(LATEST, LATEST.id == jobs.c.job_id)
 
 
 def state_column() -> ColumnElement[str]:

@@ -288,7 +288,8 @@ def stats_report(session: Session) -> dict[str, Any]:
                 _total(case((archived, Source.size))).label("bytes_in"),
                 _total(CURRENT.bytes).label("bytes_out"),
                 func.sum(CURRENT.achieved_ratio * CURRENT.bytes).label("raw"),
-            )
+            ),
+            latest=False,
         ).group_by(PRIMARY.folder)
     ).mappings().all()
     totals = _totals(groups)
