@@ -4,16 +4,21 @@
 from __future__ import annotations
 
 import hashlib
+import threading
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from aic_worker.catalog.models import ArchiveKind, JobKind, JobState
+from aic_worker.catalog import lease
+from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, utcnow
 from aic_worker.codec.quality import EIGHT_BIT_PEAK, SIXTEEN_BIT_PEAK, psnr
+from aic_worker.jobs import pipeline
 from aic_worker.jobs.errors import LeaseLostError, PermanentJobError
 from aic_worker.jobs.parameters import IfBigger, Method, RecompressParameters
+from aic_worker.jobs.pipeline import JobContext
 from aic_worker.store import retention
 from aic_worker.store.policy import Policy
 from tests.conftest import photo
@@ -107,12 +112,23 @@ def test_keep_versions_and_a_lost_lease_never_removes_an_old_file(harness: Harne
     assert first.removed_at is not None and not Path(first.path).exists()
     assert second.removed_at is None and Path(second.path).exists() and Path(third.path).exists()
 
-    # A worker whose lease is gone commits nothing and removes nothing, though the job runs to the end.
+    # A worker whose lease was taken back and given to another while it encoded: its commit
+    # finds the job no longer its own, so it records nothing and removes no old file.
     job = harness.job(JobKind.RECOMPRESS, source, ratio=48)
+    loser, winner = lease.new_owner(), lease.new_owner()
+    with harness.sessions() as session, session.begin():
+        claimed = lease.claim(session, loser, job_id=job.id)
+    with harness.sessions() as session, session.begin():  # the reaper, then another worker's claim
+        session.get(Job, job.id).lease_expires_at = utcnow() - timedelta(seconds=1)
+        lease.reap(session)
+        assert lease.claim(session, winner, job_id=job.id) is not None
     with pytest.raises(LeaseLostError):
-        harness.run(job, lost=True)
+        pipeline.recompress(JobContext(harness.sessions, loser, CODECS, 5.0, threading.Event()), claimed)
     assert [v.id for v in harness.versions()] == [first.id, second.id, third.id]
     assert Path(second.path).exists() and Path(third.path).exists()
+    assert sorted(p.name for p in harness.archive.iterdir()) == sorted(
+        Path(v.path).name for v in (second, third)
+    )  # the loser's placed file is gone too
 
 
 @pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
