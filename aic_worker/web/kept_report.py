@@ -1,7 +1,7 @@
 """Reports over the whole catalog, kept for the dashboard and recomputed in the background, so a
 page or `/api/v1/stats` answers in milliseconds however large the catalog.
 
-catalog/reports.stats_report sums the whole catalog in the database: about 0.7–1.0 s for
+catalog/reports.stats_report sums the whole catalog in the database: 0.4 to 1.0 s for
 100,000 sources on a busy 2-core machine (bench/web_scale.py), too slow for every page view;
 the overview's files-per-hour chart counts every version of the last days. So the last report
 is kept:
