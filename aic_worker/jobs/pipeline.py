@@ -513,25 +513,27 @@ class Start:
     name: Path
     original: bytes | None  # the original's bytes (from its path or a passthrough version)
     version: ArchiveVersion | None  # the .aic version decoded (quality is measured against it)
+    bytes_read: int
 
 
 def _start(ctx: JobContext, facts: SourceFacts, *, skip: int | None) -> Start:
     """The original if it is still there, else the newest intact version (not version `skip`)."""
     original = find_original(facts)
     if original is not None:
-        return Start(open_image(original.data, original.path), original.path, original.data, None)
+        return Start(open_image(original.data, original.path), original.path, original.data, None,
+                     len(original.data))
     for version in facts.kept:
         if version.id == skip or version.damaged_at is not None:
             continue
         try:
             data = read_archive(version)
             if version.kind is ArchiveKind.PASSTHROUGH:
-                return Start(open_image(data, Path(version.path)), Path(version.path), data, None)
+                return Start(open_image(data, Path(version.path)), Path(version.path), data, None, len(data))
             image = ctx.codec(version.model_id).decompress(data)
         except (DamagedArchiveError, AicFormatError) as error:
             log.warning("version %s can't be encoded from: %s", version.id, error)
             continue
-        return Start(image, Path(version.path), None, version)
+        return Start(image, Path(version.path), None, version, len(data))
     raise PermanentJobError(
         f"source {facts.sha256[:12]}…: the original is gone and no intact archive version is left to "
         "encode from"
@@ -583,7 +585,7 @@ def write_recompress(
         new = aic_version(codec, data, pixels_of(start.image), start.image, names,
                           start.version.id if start.version is not None else None)
     version = write_version(ctx, job, new, ratio, keep)
-    metrics.count_io(job.kind, read=len(start.original or b"") or current.bytes, written=len(new.data))
+    metrics.count_io(job.kind, read=start.bytes_read, written=len(new.data))
     against = "the original" if new.reference_version_id is None else f"version {new.reference_version_id}"
     log.info("job %s: %s to %s (%s, ratio %.1f, measured against %s)", job.id,
              "repaired" if repair else "recompressed", version.path, version.kind.value,
