@@ -25,7 +25,7 @@ from aic_worker.admin.worker_commands import _files, record_file
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, Source
 from aic_worker.catalog.overview import source_rows
-from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.jobs.parameters import CompressParameters, RecompressParameters
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.store.policy import Policy
 
@@ -77,10 +77,12 @@ def recompress(
     ratio: float,
     *,
     dry_run: bool,
+    choices: RecompressParameters | None = None,
 ) -> dict[str, Any]:
     """`aic-admin recompress --json`'s plan, made by its own planner; unless `dry_run`, the jobs
     of its work committed and published (`queued`: source and job ids), not waited for: their
-    outcome shows on each source."""
+    outcome shows on each source. `choices`: the method and keep-versions, as the CLI's options."""
+    choices = choices or RecompressParameters()
     if not selection.given:
         raise ActionError("say which sources: ids, folder, older_than, below_ratio or all", 422)
     if not ratio > 1 or not math.isfinite(ratio):
@@ -93,7 +95,7 @@ def recompress(
     totals = Totals()
     items: list[Item] = []
     for batch in candidates(reads, selection.conditions()):
-        planned = [plan(candidate, ratio, new_model) for candidate in batch]
+        planned = [plan(candidate, ratio, new_model, choices.method) for candidate in batch]
         totals.add(planned)
         items.extend(planned)
     report: dict[str, Any] = {
@@ -106,19 +108,24 @@ def recompress(
         return report
     with sessions() as session, session.begin():
         queued = [
-            (
-                item.id,
-                enqueue_job(session, JobKind.RECOMPRESS, item.id, target_ratio=ratio, model_id=item.model_id)[
-                    0
-                ],
-            )
-            for item in items
-            if item.action in WORK
+            (item.id, _recompress_job(session, item, ratio, choices)) for item in items if item.action in WORK
         ]
         jobs = [(job.id, job.kind) for _, job in queued]
         report["queued"] = [{"id": source_id, "job_id": job.id} for source_id, job in queued]
     report["published"] = _published(publish, jobs)
     return report
+
+
+def _recompress_job(session: Session, item: Item, ratio: float, choices: RecompressParameters) -> Job:
+    """The item's job, with the parameters the CLI gives it: the same work asked twice is one job."""
+    return enqueue_job(
+        session,
+        JobKind.RECOMPRESS,
+        item.id,
+        target_ratio=ratio,
+        model_id=item.model_id,
+        parameters=choices.to_json(),
+    )[0]
 
 
 def restore(session: Session, publish: Publish, source_id: int, folder: Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from aic_worker.catalog.reports import (
     status_report,
 )
 from aic_worker.config import WorkerConfig
+from aic_worker.jobs.parameters import Method, RecompressParameters
 from aic_worker.jobs.queue import answering_workers, queue_depth
 from aic_worker.store.archive import file_sha256
 from aic_worker.store.policy import Policy
@@ -189,6 +190,8 @@ class RecompressRequest(BaseModel):
     older_than: str | None = Field(None, description="an age: 90s, 30m, 12h, 30d, 2w")
     below_ratio: float | None = None
     all: bool = False
+    method: Method = Field(Method.AUTO, description="auto, or truncate (recompress --method)")
+    keep_versions: int | None = Field(None, description="versions' files kept per source (--keep-versions)")
     dry_run: bool = True
 
 
@@ -249,6 +252,10 @@ def recompress(request: Request, body: RecompressRequest) -> dict[str, Any]:
         below_ratio=body.below_ratio,
         everything=body.all,
     )
+    try:
+        choices = RecompressParameters(body.method, body.keep_versions)
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from error
     state = request.app.state
     return _acted(
         actions.recompress,
@@ -258,6 +265,7 @@ def recompress(request: Request, body: RecompressRequest) -> dict[str, Any]:
         selection,
         body.ratio,
         dry_run=body.dry_run,
+        choices=choices,
     )
 
 

@@ -16,6 +16,7 @@ from PIL import Image
 
 from aic_worker.catalog.engine import session_factory
 from aic_worker.catalog.models import Job, JobKind, JobState
+from aic_worker.jobs.parameters import RecompressParameters
 from aic_worker.web import api
 from tests.conftest import write_photos
 from tests.web.conftest import Web, client_for
@@ -131,6 +132,10 @@ def test_writes_need_the_token_retry_and_recompress_queue_jobs(web: Web) -> None
     assert answer.status_code == 200
     assert answer.json() == cli_json(web, "recompress", "--ratio", "48", "--all", "--dry-run")
     assert answer.json()["to_encode"] == 3
+    truncating = client.post("/api/v1/recompress", json={**plan, "method": "truncate"}).json()
+    assert truncating == cli_json(
+        web, "recompress", "--ratio", "48", "--all", "--dry-run", "--method", "truncate"
+    )
     assert client.post("/api/v1/recompress", json={**plan, "dry_run": False}).status_code == 401
     assert client.post("/api/v1/recompress", json={"ratio": 48}).status_code == 422  # no selection
     assert client.post("/api/v1/recompress", json={**plan, "older_than": "soon"}).status_code == 422
@@ -142,6 +147,7 @@ def test_writes_need_the_token_retry_and_recompress_queue_jobs(web: Web) -> None
     with session_factory(web.env.engine)() as session:
         job = session.get(Job, queued[0]["job_id"])
         assert job.kind is JobKind.RECOMPRESS and job.state is JobState.PENDING and job.target_ratio == 48
+        assert job.parameters == RecompressParameters().to_json()  # as the CLI's: the same work is one job
 
 
 def test_restore_and_add_queue_jobs_for_the_workers(web: Web) -> None:

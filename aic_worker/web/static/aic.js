@@ -90,6 +90,7 @@ function recompressRequest(form, dryRun) {
     older_than: form.elements.older_than.value || null,
     below_ratio: number("below_ratio"),
     all: form.elements.all.checked,
+    method: form.elements.method.value,
     dry_run: dryRun,
   };
 }
