@@ -95,20 +95,35 @@ function recompressRequest(form, dryRun) {
   };
 }
 
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let unit = 0;
+  while (Math.abs(n) >= 1024 && unit < units.length - 1) {
+    n /= 1024;
+    unit += 1;
+  }
+  return unit ? n.toFixed(1) + " " + units[unit] : n + " B";
+}
+
 function showPlan(report) {
   const rows = document.getElementById("plan-items");
   rows.replaceChildren();
   for (const item of report.items) {
     const row = rows.insertRow();
-    for (const value of [item.id, item.source_path, item.from_ratio.toFixed(1), item.action,
-                         item.bytes_before, item.bytes_after_at_most, item.why]) {
-      row.insertCell().textContent = value === null ? "–" : value;
+    const cells = [[item.id, true], [item.source_path, false], [item.from_ratio.toFixed(1), true],
+                   [item.action, false], [bytes(item.bytes_before), true],
+                   [bytes(item.bytes_after_at_most), true], [item.why, false]];
+    for (const [value, numeric] of cells) {
+      const cell = row.insertCell();
+      cell.textContent = value === null ? "–" : value;
+      if (numeric) cell.className = "n";
     }
   }
   document.getElementById("plan-summary").textContent =
-    report.selected + " selected: " + report.to_encode + " from originals, " + report.to_truncate +
+    report.selected + " selected: " + report.to_encode + " from originals, " + report.to_reencode +
+    " from stored versions, " + report.to_truncate +
     " by truncation, " + report.skipped + " skipped, " + report.refused + " refused; at least " +
-    report.bytes_saved_at_least + " bytes freed";
+    bytes(report.bytes_saved_at_least) + " freed";
   document.getElementById("plan-report").hidden = false;
 }
 
