@@ -64,7 +64,7 @@ from aic_worker.catalog.models import (
 )
 from aic_worker.catalog.sources import mark_path_removed, record_archive_version
 from aic_worker.codec import AicFormatError, Codec
-from aic_worker.codec.image_modes import UnsupportedImageError
+from aic_worker.codec.image_modes import UnsupportedImageError, for_file
 from aic_worker.codec.quality import Pixels, measure, pixels_of, psnr
 from aic_worker.codec_cache import CodecCache
 from aic_worker.jobs.errors import DamagedArchiveError, LeaseLostError, PermanentJobError, in_transaction
@@ -623,23 +623,28 @@ def recompress(ctx: JobContext, job: Job) -> None:
 
 
 def restore(ctx: JobContext, job: Job) -> None:
+    """The current version at the job's `output`: as PNG, or TIFF (`.tif`, the suffix replaced)
+    for a mode PNG can't hold, as `aic-admin restore` does; a passthrough's bytes as they are."""
     output = job.parameters.get("output")
     if not output:
         raise PermanentJobError("a restore job needs an `output` path in its parameters")
     current = _current(_source_facts(ctx, job.source_id), job)
     data = read_archive(current)
+    target = Path(output)
     if current.kind is ArchiveKind.PASSTHROUGH:
         written = data  # the original's bytes, bit for bit (their sha256 was just checked)
     else:
         try:
-            image = ctx.codec(current.model_id).decompress(data)
+            decoded = ctx.codec(current.model_id).decompress(data)
         except AicFormatError as error:
             raise PermanentJobError(f"{current.path}: {error}") from error
+        # The format that holds the mode, as the CLI's restore: PNG, else TIFF (CMYK, YCbCr, I).
+        image, pil_format, suffix = for_file(decoded)
+        target = target.with_suffix(suffix)
         buffer = io.BytesIO()
         extra = {k: image.info[k] for k in ("exif", "icc_profile") if k in image.info}
-        image.save(buffer, format="PNG", **extra)
+        image.save(buffer, format=pil_format, **extra)
         written = buffer.getvalue()
-    target = Path(output)
     staged = archive.stage(target, written, job.id)
     try:
         archive.place(staged, [target], hashlib.sha256(written).hexdigest())
