@@ -133,7 +133,7 @@ def iter_source_records(
     writer waits for (SQLite: WAL and a deferred BEGIN, engine.reading).
     """
     query = joined_whole(select(*_record_columns())).where(*_where(conditions, state, q)).order_by(Source.id)
-    yield from _dicts(session.connection().execution_options(yield_per=STREAM_BATCH).execute(query))
+    yield from _dicts(session.connection().execute(query.execution_options(yield_per=STREAM_BATCH)))
 
 
 def source_details(session: Session, source_id: int) -> dict[str, Any] | None:
