@@ -9,8 +9,10 @@ verify   the sha256 of every current archive file, here; then VERIFY jobs (pipel
 repair   for each damaged (or missing) current file: a RECOMPRESS job with `repair` at its
          ratio, which encodes from the original if it is there, else from the newest intact
          older version. Exit 1, with the reasons, if any can't be repaired.
-prune    superseded versions' files beyond keep-versions, files of versions marked removed
-         that a crash left, temp files of jobs no live lease holds (store/retention.py).
+prune    superseded versions' files beyond keep-versions (the most any of a source's jobs
+         asked for), damaged ones first, nothing of a source whose current file fails its
+         sha256; files of versions marked removed that a crash left (the only intact copy is
+         taken back instead); temp files of jobs no live lease holds (store/retention.py).
 retry    failed jobs (now, without waiting out their backoff) or quarantined ones (with their
          attempts reset) back to pending, and published.
 models   the codec models the catalog knows: list, import, set the default, remove one that
@@ -60,11 +62,11 @@ from aic_worker.jobs.queue import publish
 from aic_worker.store.archive import file_sha256, fsync_directory, remove_version, temp_files
 from aic_worker.store.retention import (
     Retired,
-    folder_keep_versions,
+    file_intact,
+    holds,
+    kept_versions,
     remove_retired,
     retire_superseded,
-    retired,
-    superseded_beyond,
 )
 
 
@@ -105,13 +107,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "prune",
         help="free the space older releases or crashes left: superseded versions' files, temp files",
         description="Delete the files of superseded archive versions beyond each source's keep-versions "
-        "(its folder's setting, default 1: the current version only), files of versions already marked "
-        "removed that a crash left, and temp files of jobs no worker holds. Current versions are never "
-        "touched. Reports the bytes really freed.",
+        "(the most any of its jobs asked for: its folder's setting or a recompress's --keep-versions; "
+        "default 1, the current version only), files of versions already marked removed that a crash "
+        "left, and temp files of jobs no worker holds. Every file is checked by its sha256 first: damaged "
+        "versions go first and don't count; a source whose current file is damaged keeps all its older "
+        "versions. Current versions are never touched. Reports the bytes really freed.",
     )
     p.add_argument("--keep-versions", type=int, metavar="N",
-                   help="keep N versions' files per source, the current one included (default: each "
-                   "source's folder setting)")
+                   help="keep N intact versions' files per source, the current one included (default: "
+                   "the most any of the source's jobs asked for)")
     p.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=prune)
@@ -382,11 +386,77 @@ def _size(path: Path) -> int:
         return 0
 
 
+def _intact_files(sessions: sessionmaker[Session], source_ids: list[int]) -> dict[str, bool]:
+    """Whether each kept version's file of these sources holds its bytes: read before prune's
+    transaction, so that SQLite's write lock is not held while files are hashed."""
+    with sessions() as session:
+        rows = session.execute(
+            select(ArchiveVersion.path, ArchiveVersion.sha256).where(
+                ArchiveVersion.source_id.in_(source_ids), ArchiveVersion.removed_at.is_(None)
+            )
+        ).all()
+    return {row.path: holds(Path(row.path), row.sha256) for row in rows}
+
+
+def _prune_superseded(
+    sessions: sessionmaker[Session], page: list[int], keep: int | None, dry_run: bool
+) -> tuple[list[Retired], list[str]]:
+    """Retire what each source of `page` keeps no more; also the current files found damaged
+    (their sources keep every older version: one may be the only intact copy)."""
+    known = _intact_files(sessions, page)
+
+    def intact(version: ArchiveVersion) -> bool:
+        if version.path not in known:  # committed since: checked now
+            known[version.path] = file_intact(version)
+        return known[version.path]
+
+    files: list[Retired] = []
+    damaged: list[str] = []
+    with sessions() as session, session.begin():
+        for source_id in page:
+            files += retire_superseded(session, source_id, keep, intact, dry_run=dry_run)
+            current = session.scalars(
+                select(ArchiveVersion).where(
+                    ArchiveVersion.source_id == source_id, ArchiveVersion.superseded_by.is_(None)
+                )
+            ).first()
+            if current is not None and not intact(current):
+                damaged.append(current.path)
+    return files, damaged
+
+
+def _prune_removed(
+    sessions: sessionmaker[Session], version_id: int, dry_run: bool
+) -> tuple[str, int]:
+    """A version marked removed whose file a crash left: ('removed' | 'taken back' | 'left', bytes).
+
+    Its file is deleted if it holds the version's bytes and an intact copy of the source
+    stays, or if it holds other bytes and the version was found damaged (an altered copy).
+    Holding the only intact copy, it is taken back (removed_at cleared), never deleted.
+    """
+    with sessions() as session, session.begin():
+        version = session.get(ArchiveVersion, version_id, with_for_update=True)
+        path, size = Path(version.path), _size(Path(version.path))
+        sound = holds(path, version.sha256)
+        if sound and not any(map(file_intact, kept_versions(session, version.source_id))):
+            if not dry_run:
+                version.removed_at = None
+            return "taken back", 0
+        if not sound and version.damaged_at is None:
+            return "left", 0
+        if dry_run:
+            return "removed", size
+        gone = remove_version(path, version.sha256 if sound else None)
+    return ("removed", size) if gone else ("left", 0)
+
+
 def prune(args: argparse.Namespace) -> int:
     if args.keep_versions is not None and args.keep_versions < 1:
         return output.usage_error("prune", f"--keep-versions must be at least 1, got {args.keep_versions}")
     versions = temps = freed = 0
     left: list[str] = []
+    taken_back: list[str] = []
+    damaged: list[str] = []
     with open_catalog() as sessions:
         # Superseded versions beyond each source's keep-versions, and files of versions marked
         # removed that are still there (a crash between a commit and the deletion).
@@ -398,37 +468,29 @@ def prune(args: argparse.Namespace) -> int:
             )
         )
         for page in _pages(sessions, query):
-            with sessions() as session, session.begin():
-                files: list[Retired] = []
-                for (source_id,) in page:
-                    keep = args.keep_versions or folder_keep_versions(session, source_id)
-                    if args.dry_run:
-                        files += [retired(v) for v in superseded_beyond(session, source_id, keep)]
-                    else:
-                        files += retire_superseded(session, source_id, keep)
+            files, found = _prune_superseded(sessions, [source_id for (source_id,) in page],
+                                             args.keep_versions, args.dry_run)
+            damaged += found
             versions += len(files)
-            freed += sum(map(_size, (path for path, _ in files))) if args.dry_run else remove_retired(files)
-        removed = select(
-            ArchiveVersion.id, ArchiveVersion.path, ArchiveVersion.sha256, ArchiveVersion.damaged_at
-        ).where(ArchiveVersion.removed_at.is_not(None))
+            freed += sum(_size(r.path) for r in files) if args.dry_run else remove_retired(files)
+        removed = select(ArchiveVersion.id, ArchiveVersion.path).where(ArchiveVersion.removed_at.is_not(None))
         for page in _pages(sessions, removed, ArchiveVersion.id):
             for row in page:
-                path = Path(row.path)
-                if not path.is_file():
+                if not Path(row.path).is_file():
                     continue
-                versions += 1
-                size = _size(path)
-                if args.dry_run or remove_version(path, None if row.damaged_at else row.sha256):
+                outcome, size = _prune_removed(sessions, row.id, args.dry_run)
+                if outcome == "removed":
+                    versions += 1
                     freed += size
                 else:
-                    left.append(row.path)
+                    (taken_back if outcome == "taken back" else left).append(row.path)
         for path in _stray_temps(sessions, _temp_folders(sessions)):
             temps += 1
             freed += _size(path)
             if not args.dry_run:
                 path.unlink(missing_ok=True)
     report = {"dry_run": args.dry_run, "version_files": versions, "temp_files": temps, "bytes_freed": freed,
-              "left": left}
+              "left": left, "taken_back": taken_back, "current_damaged": damaged}
     if args.json:
         output.print_json(report)
         return output.OK
@@ -439,6 +501,12 @@ def prune(args: argparse.Namespace) -> int:
     )
     for path in left:
         console.print(f"  {path}: holds other bytes than its removed version: left", highlight=False)
+    for path in taken_back:
+        console.print(f"  {path}: the only intact copy of its image: kept as a version again",
+                      highlight=False)
+    for path in damaged:
+        console.print(f"  {path}: damaged or missing: its older versions are all kept (aic-admin repair)",
+                      highlight=False)
     return output.OK
 
 

@@ -17,9 +17,10 @@ For each selected source with a current archive version, the plan is one of
 Then RECOMPRESS jobs (parameters: the method, `--keep-versions`) run through the workers or
 in this process (job_batch.py). The pipeline writes the new version beside the old one,
 verifies it, commits it as current, and then deletes the superseded files beyond
-keep-versions (default: the folder's, 1). A version at ratio R is at most W·H·3/R bytes,
-which is the estimate `--dry-run` gives; the summary counts the bytes really freed (the
-sources' files on disk before, less after).
+keep-versions (default: the most any of the source's jobs asked for, else 1; a run's
+`--keep-versions` is remembered as such an ask, so a later prune keeps it). A version at
+ratio R is at most W·H·3/R bytes, which is the estimate `--dry-run` gives; the summary
+counts the bytes really freed (the sources' files on disk before, less after).
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--keep-versions",
         type=int,
         metavar="N",
-        help="keep the files of the newest N versions, the new one included (default: the folder's, 1)",
+        help="keep the files of the newest N intact versions, the new one included; later runs without "
+        "it, and prune, keep at least as many (default: the most any of the source's jobs asked for, else 1)",
     )
     add_selection_arguments(p)
     p.add_argument("--dry-run", action="store_true", help="show the plan and the bytes it would save")

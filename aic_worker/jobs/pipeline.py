@@ -22,9 +22,11 @@ recompress jobs are batched (batch.py): read (`read_compress`, `read_recompress`
 write.
 
 Versions kept: when a new version is committed, the superseded versions beyond the
-source's `keep_versions` (default 1: only the current one) are marked removed in that same
-transaction, under the job's lease, and their files deleted after it. A crash in between
-leaves a marked file on disk, never a missing current one; `aic-admin prune` deletes it.
+source's `keep_versions` (default 1: only the current one; the most any of its jobs asked
+for) are marked removed in that same transaction, under the job's lease, damaged ones
+first and not counted (store/retention.py), and their files deleted after it. A crash in
+between leaves a marked file on disk, never a missing current one; `aic-admin prune`
+deletes it.
 
 Restore decodes the current version into a PNG at the job's `output` (a passthrough's
 bytes are copied); verify checks that the current file still has its recorded sha256 and,
@@ -146,7 +148,6 @@ class SourceFacts:
     size: int  # the original's bytes
     paths: tuple[Path, ...]  # where its content was last seen, not removed
     kept: tuple[ArchiveVersion, ...]  # versions whose files were not removed, newest first
-    keep_versions: int  # its folder's setting, from its latest compress job
 
     @property
     def current(self) -> ArchiveVersion | None:
@@ -166,8 +167,7 @@ def _source_facts(ctx: JobContext, source_id: int) -> SourceFacts:
             .where(ArchiveVersion.source_id == source_id, ArchiveVersion.removed_at.is_(None))
             .order_by(ArchiveVersion.id.desc())
         )
-        return SourceFacts(source.sha256, source.size, tuple(Path(p) for p in paths), tuple(kept),
-                           retention.folder_keep_versions(session, source_id))
+        return SourceFacts(source.sha256, source.size, tuple(Path(p) for p in paths), tuple(kept))
 
     return ctx.db(work)
 
@@ -326,7 +326,7 @@ def check_quality(quality: tuple[float, float], floor: float | None, original: P
 
 
 def write_version(
-    ctx: JobContext, job: Job, new: NewVersion, target_ratio: float, keep: int
+    ctx: JobContext, job: Job, new: NewVersion, target_ratio: float, keep: int | None
 ) -> ArchiveVersion:
     """Stage, check, place and commit `new` as the source's current version; retire old ones.
 
@@ -340,8 +340,9 @@ def write_version(
       path; whoever commits later finds the file and puts it back.
     A crash, or a database away for longer than the lease, leaves the placed file: the next
     attempt adopts it (same bytes) or takes the next name. Superseded versions beyond `keep`
-    are marked removed by the commit that holds the lease, and only then deleted: a worker
-    that lost its lease commits nothing and so removes no old version's file.
+    (None: the source's, retention.source_keep_versions) are marked removed by the commit
+    that holds the lease, damaged ones first (retention.to_retire), and only then deleted: a
+    worker that lost its lease commits nothing and so removes no old version's file.
     """
     data, names = new.data, new.names
     for stale in archive.remove_stale_temps(names[0].parent, job.id):
@@ -387,7 +388,9 @@ def write_version(
         )
         version.kind = new.kind
         version.reference_version_id = new.reference_version_id
-        retired = retention.retire_superseded(session, job.source_id, keep)
+        retired = retention.retire_superseded(  # the new file was just checked: not hashed again
+            session, job.source_id, keep, lambda v: v is version or retention.file_intact(v)
+        )
         if not lease.complete(session, job.id, ctx.owner):
             raise LeaseLostError(f"job {job.id} is no longer ours")
         return version, retired
@@ -457,7 +460,7 @@ def write_compress(
         floor = ctx.min_psnr if params.policy is Policy.DELETE else None
         new = aic_version(codec, data, pixels_of(image), image, list(archive.candidates(preferred)),
                           floor=partial(check_quality, floor=floor, original=original.path))
-    version = write_version(ctx, job, new, ratio, params.keep_versions)
+    version = write_version(ctx, job, new, ratio, None)  # params.keep_versions counts in the source's
     metrics.count_io(job.kind, read=len(original.data), written=len(new.data))
     log.info("job %s: %s -> %s (%s, ratio %.1f, PSNR %s)", job.id, original.path, version.path,
              version.kind.value, version.achieved_ratio,
@@ -551,7 +554,7 @@ def read_recompress(ctx: JobContext, job: Job) -> Encoding | None:
     ratio = float(job.target_ratio)
     facts = _source_facts(ctx, job.source_id)
     current = _current(facts, job)
-    keep = params.keep_versions or facts.keep_versions
+    keep = params.keep_versions  # None: the source's (the most any of its jobs asked for)
     if params.method is Method.TRUNCATE:
         _truncate(ctx, job, facts, current, ratio, keep)
         return None
@@ -568,7 +571,7 @@ def read_recompress(ctx: JobContext, job: Job) -> Encoding | None:
 
 def write_recompress(
     ctx: JobContext, job: Job, facts: SourceFacts, current: ArchiveVersion, start: Start, codec: Codec,
-    keep: int, repair: bool, data: bytes,
+    keep: int | None, repair: bool, data: bytes,
 ) -> None:
     """A recompress job's encoded `data` as the new version (or a passthrough: never bigger)."""
     ratio = float(job.target_ratio)
@@ -593,7 +596,7 @@ def write_recompress(
 
 
 def _truncate(
-    ctx: JobContext, job: Job, facts: SourceFacts, current: ArchiveVersion, ratio: float, keep: int
+    ctx: JobContext, job: Job, facts: SourceFacts, current: ArchiveVersion, ratio: float, keep: int | None
 ) -> None:
     """`method: truncate`: the current `.aic` cut down to `ratio` (same model; no encoder)."""
     if current.kind is ArchiveKind.PASSTHROUGH:

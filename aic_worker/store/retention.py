@@ -1,22 +1,31 @@
 """Which archive versions keep their files: keep-versions, and removing the rest for real.
 
-A source keeps its newest `keep_versions` versions' files (default 1: the current one
-only; a folder setting, recorded in its compress jobs' parameters). The others are
-superseded versions whose space is freed:
+A source keeps the files of its current version and of its newest intact superseded ones,
+`keep` in all (default 1: the current one only). `keep` is the most that any of the
+source's jobs asked for (its folder's setting in its compress jobs' parameters, or a
+recompress's `--keep-versions`), so a later `prune` or recompress can't undo what one run
+asked to keep. The others are superseded versions whose space is freed:
 ```
  in the transaction that commits a new version (under its job's lease), or prune's own:
-   mark superseded versions beyond keep_versions removed (removed_at)
+   check each kept version's file by its sha256 ─► the current one fails it: retire nothing
+   (an older version may be the only intact copy) ─► else mark removed (removed_at) the
+   damaged superseded ones (not counted) and the intact ones beyond keep
  after that commit:
-   delete their files (remove_version: only a regular file holding the recorded bytes, or any
-   regular file for a version verify found damaged)
+   delete their files (remove_retired: the file still holds the version's bytes, or the
+   version was damaged when retired and the file is its altered copy)
 ```
-A crash in between leaves marked files on disk (too many, never too few); `aic-admin prune`
-deletes them. Torch-free: the admin commands use it without loading the codec.
+Damage is what the file's sha256 says at that moment, never a damage mark alone: verify may
+have marked a file that was only briefly missing. A crash in between leaves marked files
+on disk (too many, never too few); `aic-admin prune` deletes them, unless the file is the
+source's only intact copy left, which it takes back (removed_at cleared). Torch-free: the
+admin commands use it without loading the codec.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -28,56 +37,112 @@ from aic_worker.store import archive
 log = logging.getLogger(__name__)
 DEFAULT_KEEP_VERSIONS = 1
 
-Retired = tuple[Path, str | None]  # a file to delete, and the sha256 it must hold (None: damaged, any)
+Intact = Callable[[ArchiveVersion], bool]  # whether a version's file holds its recorded bytes
 
 
-def folder_keep_versions(session: Session, source_id: int) -> int:
-    """The keep_versions of the source's folder, as its latest compress job recorded it (default 1)."""
-    parameters = session.scalar(
-        select(Job.parameters)
-        .where(Job.source_id == source_id, Job.kind == JobKind.COMPRESS)
-        .order_by(Job.id.desc())
-        .limit(1)
+@dataclass(frozen=True)
+class Retired:
+    """A version marked removed whose file is deleted after the commit."""
+
+    path: Path
+    sha256: str
+    damaged: bool  # its file did not hold its bytes when retired: whatever it holds is an altered copy
+
+
+def holds(path: Path, sha256: str) -> bool:
+    """Whether `path` is a regular file (not a link) holding the bytes of sha256 `sha256`."""
+    try:
+        return path.is_file() and not path.is_symlink() and archive.file_sha256(path) == sha256
+    except OSError:
+        return False
+
+
+def file_intact(version: ArchiveVersion) -> bool:
+    return holds(Path(version.path), version.sha256)
+
+
+def _keep_of(parameters: object) -> int | None:
+    value = parameters.get("keep_versions") if isinstance(parameters, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
+def source_keep_versions(session: Session, source_id: int) -> int:
+    """The most versions any of the source's compress or recompress jobs asked to keep (default 1)."""
+    asked = session.scalars(
+        select(Job.parameters).where(
+            Job.source_id == source_id, Job.kind.in_((JobKind.COMPRESS, JobKind.RECOMPRESS))
+        )
     )
-    value = (parameters or {}).get("keep_versions", DEFAULT_KEEP_VERSIONS)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+    return max((k for k in map(_keep_of, asked) if k is not None), default=DEFAULT_KEEP_VERSIONS)
 
 
-def superseded_beyond(session: Session, source_id: int, keep: int) -> list[ArchiveVersion]:
-    """Superseded versions not yet removed beyond the source's newest `keep` (current included), locked."""
-    kept = session.scalars(
+def kept_versions(session: Session, source_id: int) -> Sequence[ArchiveVersion]:
+    """The source's versions not removed, the current one first, then newest first; locked."""
+    return session.scalars(
         select(ArchiveVersion)
         .where(ArchiveVersion.source_id == source_id, ArchiveVersion.removed_at.is_(None))
         .order_by(ArchiveVersion.superseded_by.is_not(None), ArchiveVersion.id.desc())
         .with_for_update()
     ).all()
-    return [v for v in kept[keep:] if v.superseded_by is not None]
 
 
-def retire_superseded(session: Session, source_id: int, keep: int) -> list[Retired]:
-    """Mark removed the versions superseded_beyond `keep`; the caller deletes their files after the commit."""
-    now = utcnow()
-    doomed = superseded_beyond(session, source_id, keep)
-    for version in doomed:
-        version.removed_at = now
-    return [retired(v) for v in doomed]
+def to_retire(versions: Sequence[ArchiveVersion], keep: int, intact: Intact) -> list[Retired]:
+    """Which of `versions` (kept_versions' order) to retire so that `keep` intact ones stay.
+
+    Nothing while the current version is missing or fails its sha256: the newest intact
+    older one may be the only copy of the image left. Damaged superseded versions go first
+    and never count toward `keep`.
+    """
+    current = next((v for v in versions if v.superseded_by is None), None)
+    if current is None or not intact(current):
+        return []
+    doomed: list[Retired] = []
+    kept = 1
+    for version in versions:
+        if version.superseded_by is None:
+            continue
+        sound = intact(version)
+        if sound and kept < keep:
+            kept += 1
+        else:
+            doomed.append(Retired(Path(version.path), version.sha256, damaged=not sound))
+    return doomed
 
 
-def retired(version: ArchiveVersion) -> Retired:
-    return Path(version.path), None if version.damaged_at is not None else version.sha256
+def retire_superseded(
+    session: Session, source_id: int, keep: int | None = None, intact: Intact = file_intact,
+    *, dry_run: bool = False,
+) -> list[Retired]:
+    """Mark removed what to_retire chooses (`keep` None: the source's); the caller deletes the
+    files after its commit. `dry_run`: choose only."""
+    versions = kept_versions(session, source_id)
+    doomed = to_retire(versions, keep or source_keep_versions(session, source_id), intact)
+    if not dry_run:
+        now, damaged = utcnow(), {r.path: r.damaged for r in doomed}
+        for version in versions:
+            if Path(version.path) in damaged:
+                version.removed_at = now
+                if damaged[Path(version.path)] and version.damaged_at is None:
+                    version.damaged_at = now  # so that prune knows its file for an altered copy
+    return doomed
 
 
 def remove_retired(files: list[Retired]) -> int:
-    """Delete the files of versions marked removed (committed); the bytes really freed."""
+    """Delete the files of versions marked removed (committed); the bytes really freed.
+
+    A file is deleted if it still holds its version's bytes (the retirement checked that an
+    intact current version stays), or if the version was damaged when retired (an altered
+    copy). Other bytes at the name of a version that was intact are left: put there by hand.
+    """
     freed = 0
-    for path, sha256 in files:
+    for retired in files:
         try:
-            size = path.stat(follow_symlinks=False).st_size
+            size = retired.path.stat(follow_symlinks=False).st_size
         except FileNotFoundError:
             continue
-        if archive.remove_version(path, sha256):
+        if archive.remove_version(retired.path, None if retired.damaged else retired.sha256):
             freed += size
-            log.info("removed superseded %s", path)
+            log.info("removed superseded %s", retired.path)
         else:
-            log.warning("%s holds other bytes than its superseded version: left", path)
+            log.warning("%s holds other bytes than its superseded version: left", retired.path)
     return freed

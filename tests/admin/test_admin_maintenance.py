@@ -13,7 +13,7 @@ from aic_worker.admin.job_batch import run_batch
 from aic_worker.catalog import lease
 from aic_worker.catalog.engine import session_factory
 from aic_worker.catalog.jobs import enqueue_job
-from aic_worker.catalog.models import ArchiveVersion, JobKind, JobState, utcnow
+from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, utcnow
 from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import save_model
 from aic_worker.jobs.parameters import RecompressParameters
@@ -118,6 +118,37 @@ def _recompress(env: ArchiveEnv, source_ids: list[int], ratio: float, keep_versi
     assert set(states.values()) == {JobState.DONE}
 
 
+def _forget_keep_versions(env: ArchiveEnv) -> None:
+    with session_on(env.engine) as session, session.begin():
+        for job in session.scalars(select(Job).where(Job.kind == JobKind.RECOMPRESS)):
+            job.parameters = {**job.parameters, "keep_versions": None}
+
+
+def test_prune_never_removes_the_only_intact_version(archive_env: ArchiveEnv) -> None:
+    """A run's --keep-versions lasts (a plain prune kept 1 until 0.4.0's review); a damaged
+    current version keeps every older one, whatever --keep-versions prune is given."""
+    env = archive_env
+    [photo] = write_photos(env.inbox, 1)
+    [source] = env.archived([photo])  # the folder keeps 1 version
+    photo.unlink()  # the delete policy's doing: the archive is all there is
+    _recompress(env, [source], 48, keep_versions=2)
+    first, current = _versions(env, source)
+
+    code, out = env.admin("prune", "--json")  # the source keeps 2: what its recompress asked for
+    assert code == 0 and json.loads(out)["version_files"] == 0 and Path(first.path).exists()
+
+    flip_a_byte(Path(current.path))
+    assert env.admin("verify", "--local")[0] == 1
+    for argv in (("prune", "--json"), ("prune", "--keep-versions", "1", "--json")):
+        code, out = env.admin(*argv)
+        report = json.loads(out)
+        assert code == 0 and report["version_files"] == 0 and report["current_damaged"] == [current.path]
+    first, current = _versions(env, source)
+    assert first.removed_at is None and Path(first.path).exists()
+    code, out = env.admin("restore", str(source), "-o", str(env.root / "restored"))
+    assert code == 0 and "restored 1 image(s)" in out
+
+
 def test_verify_marks_damage_and_repair_makes_it_again(archive_env: ArchiveEnv) -> None:
     env = archive_env
     photos = write_photos(env.inbox, 2)
@@ -140,8 +171,9 @@ def test_verify_marks_damage_and_repair_makes_it_again(archive_env: ArchiveEnv) 
     first, damaged, third = _versions(env, ids[1])
     assert third.reference_version_id == first.id and third.target_ratio == 48
     assert damaged.removed_at is not None and not Path(damaged.path).exists()  # its altered copy is gone
-    assert first.removed_at is not None  # the folder keeps one version: its space is freed now
+    assert first.removed_at is None  # the source keeps 2 (its recompress asked): the damaged one went
     assert env.admin("verify", "--local", "--all")[0] == 0
+    assert env.admin("prune", "--keep-versions", "1")[0] == 0 and not Path(first.path).exists()
 
     # Nothing left to repair from: the original gone and no older version kept.
     flip_a_byte(Path(third.path))
@@ -159,6 +191,7 @@ def test_prune_frees_what_older_releases_and_crashes_left(archive_env: ArchiveEn
     env = archive_env
     ids = env.archived(write_photos(env.inbox, 2))
     _recompress(env, ids, 48, keep_versions=2)  # as release 0.3.0 did: the superseded file stays
+    _forget_keep_versions(env)  # 0.3.0's recompress jobs asked for no keep-versions
     superseded = [v for s in ids for v in _versions(env, s) if v.superseded_by is not None]
     assert len(superseded) == 2 and all(Path(v.path).exists() for v in superseded)
     with session_on(env.engine) as session, session.begin():  # a crash after the mark, before the delete

@@ -167,3 +167,29 @@ def test_sixteen_bit_grey_quality_is_measured_on_its_real_values(harness: Harnes
                    EIGHT_BIT_PEAK)
     assert version.psnr == pytest.approx(real, abs=1e-9) and abs(real - clipped) > 1
     assert harness.run(harness.job(JobKind.VERIFY, harness.source(path))).state is JobState.DONE
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_commit_retires_a_damaged_version_first_and_keeps_the_intact_one(harness: Harness) -> None:
+    """Keep 2 after a repair: the damaged version goes, the intact older one stays (until
+    0.4.0's review the damaged one was kept and the intact one deleted)."""
+    original = harness.original("a.png", seed=8)
+    source = harness.source(original)
+    harness.run(harness.compress_job(original, ratio=8, policy=Policy.DELETE, keep_versions=2))
+    recompress(harness, source, 32)
+    first, second = harness.versions()
+    _flip_a_byte(Path(second.path))
+    with pytest.raises(pipeline.DamagedArchiveError):
+        harness.run(harness.job(JobKind.VERIFY, source))
+
+    recompress(harness, source, 32, repair=True)
+    first, second, third = harness.versions()
+    assert third.superseded_by is None and third.reference_version_id == first.id
+    assert second.removed_at is not None and not Path(second.path).exists()
+    assert first.removed_at is None and Path(first.path).exists()
