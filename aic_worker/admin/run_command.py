@@ -217,6 +217,8 @@ def run(args: argparse.Namespace) -> int:
         watcher = Watcher(
             config, engine=engine, publish=lambda job_id: publish(job_id, celery_app=celery_app)
         )
+        # Where add and restore over HTTP may reach: what this run archives from and to (docs/web.md).
+        web_roots = [inbox, archive_root, home / "restored", *([done_dir] if done_dir else [])]
         where = {
             "AIC_HOME": home,
             "inbox": inbox,
@@ -226,7 +228,7 @@ def run(args: argparse.Namespace) -> int:
             "broker": broker.url,
             "model": model.id[:16],
             "logs": logs,
-            "web": serve_command.serve_beside(stack, engine, celery_app, args.web_port),
+            "web": serve_command.serve_beside(stack, engine, celery_app, args.web_port, web_roots),
         }
         console = output.stdout()
         for key, value in where.items():

@@ -8,7 +8,9 @@ decoded, so `serve --help` and the server's start stay quick.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from contextlib import ExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aic_worker.admin import output
@@ -34,6 +36,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    p.add_argument(
+        "--root",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder that add and restore over HTTP may reach (repeatable; with AIC_API_ROOTS's). "
+        "Without any, they are refused",
+    )
     p.set_defaults(func=serve)
 
 
@@ -43,12 +54,15 @@ def serve(args: argparse.Namespace) -> int:
     from aic_worker.web.app import WebSettings, create_app, url_of
 
     try:
-        settings = WebSettings.from_env(bound=[args.host])
+        settings = WebSettings.from_env(bound=[args.host], roots=args.root)
     except ValueError as error:
         raise CommandError(str(error), output.USAGE) from error
     with catalog_engine() as engine:
         app = create_app(engine, settings)
         writes = "writes need AIC_API_TOKEN" if settings.token else "read-only (AIC_API_TOKEN not set)"
+        if settings.token:
+            reach = ", ".join(map(str, settings.roots)) or "none: add and restore are refused"
+            writes += f"; roots: {reach}"
         output.stderr().print(
             f"serving {url_of(args.host, args.port)} ({writes}); Ctrl-C stops", highlight=False
         )
@@ -67,16 +81,19 @@ def add_web_port_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def serve_beside(stack: ExitStack, engine: Engine, celery_app: Celery, port: int) -> str:
+def serve_beside(
+    stack: ExitStack, engine: Engine, celery_app: Celery, port: int, roots: Sequence[Path] = ()
+) -> str:
     """For `aic-admin run`: the dashboard in a thread on loopback, publishing to `celery_app`'s
     (embedded) broker and stopped with `stack`; its URL, or why there is none. A port already
-    taken (another `serve`) costs the dashboard, not the archiving."""
+    taken (another `serve`) costs the dashboard, not the archiving. `roots`: the folders run
+    archives from and to, where add and restore over HTTP may reach (with AIC_API_ROOTS's)."""
     if not port:
         return "no dashboard (--web-port 0)"
     from aic_worker.web.app import BackgroundServer, WebSettings, create_app
 
     try:
-        app = create_app(engine, WebSettings.from_env(bound=[DEFAULT_HOST]), celery_app)
+        app = create_app(engine, WebSettings.from_env(bound=[DEFAULT_HOST], roots=roots), celery_app)
         server = BackgroundServer(app, DEFAULT_HOST, port)
         url = server.start()
     except (OSError, ValueError) as error:

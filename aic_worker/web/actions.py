@@ -25,9 +25,11 @@ from aic_worker.admin.worker_commands import _files, record_file
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, Source
 from aic_worker.catalog.overview import source_rows
+from aic_worker.codec.image_modes import FILE_FORMATS, PNG_MODES
 from aic_worker.jobs.parameters import CompressParameters, RecompressParameters
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.store.policy import Policy
+from aic_worker.web.roots import OutsideRoots, inside_roots
 
 
 class ActionError(Exception):
@@ -37,6 +39,8 @@ class ActionError(Exception):
         super().__init__(message)
         self.status = status
 
+
+DEFAULT_ITEMS, MAX_ITEMS = 100, 1000  # a recompress answer's items (and queued jobs) at most
 
 # Wakes a worker for a committed job; False when the broker is away (queue.publish on the app's broker).
 Publish = Callable[[int, JobKind], bool]
@@ -78,42 +82,80 @@ def recompress(
     *,
     dry_run: bool,
     choices: RecompressParameters | None = None,
+    limit: int = DEFAULT_ITEMS,
 ) -> dict[str, Any]:
     """`aic-admin recompress --json`'s plan, made by its own planner; unless `dry_run`, the jobs
-    of its work committed and published (`queued`: source and job ids), not waited for: their
-    outcome shows on each source. `choices`: the method and keep-versions, as the CLI's options."""
+    of its work committed and published, not waited for: their outcome shows on each source.
+    `choices`: the method and keep-versions, as the CLI's options.
+
+    The plan goes a batch at a time (recompress_command.candidates), each batch's jobs committed
+    and published before the next is read, and only the first `limit` items (and queued jobs)
+    are kept for the answer, with the totals and the counts of what was left out: asking for
+    `all` of 100,000 sources costs one batch of memory and a small answer, not every item.
+    """
     choices = choices or RecompressParameters()
     if not selection.given:
         raise ActionError("say which sources: ids, folder, older_than, below_ratio or all", 422)
     if not ratio > 1 or not math.isfinite(ratio):
         raise ActionError(f"ratio must be a number above 1, got {ratio:g}", 422)
+    if not 0 <= limit <= MAX_ITEMS:
+        raise ActionError(f"limit must be between 0 and {MAX_ITEMS}, got {limit}", 422)
     with reads() as session:
         try:
             new_model = model_for_new_jobs(session).id
         except NoModelError as error:
             raise ActionError(str(error)) from error
     totals = Totals()
-    items: list[Item] = []
+    items: list[dict[str, Any]] = []
+    queued: list[dict[str, int]] = []
+    queued_count = published = 0
     for batch in candidates(reads, selection.conditions()):
         planned = [plan(candidate, ratio, new_model, choices.method) for candidate in batch]
         totals.add(planned)
-        items.extend(planned)
+        items.extend(item.record() for item in planned[: limit - len(items)])
+        if dry_run:
+            continue
+        with sessions() as session, session.begin():
+            made = [
+                (item.id, _recompress_job(session, item, ratio, choices))
+                for item in planned
+                if item.action in WORK
+            ]
+            jobs = [(job.id, job.kind) for _, job in made]
+            queued.extend(
+                {"id": source_id, "job_id": job.id} for source_id, job in made[: limit - len(queued)]
+            )
+        queued_count += len(jobs)
+        published += _published(publish, jobs)
     report: dict[str, Any] = {
         "ratio": ratio,
         "dry_run": dry_run,
-        "items": [item.record() for item in items],
+        "items": items,
         **asdict(totals),
+        "limit": limit,
+        "items_left_out": totals.selected - len(items),
     }
-    if dry_run:
-        return report
-    with sessions() as session, session.begin():
-        queued = [
-            (item.id, _recompress_job(session, item, ratio, choices)) for item in items if item.action in WORK
-        ]
-        jobs = [(job.id, job.kind) for _, job in queued]
-        report["queued"] = [{"id": source_id, "job_id": job.id} for source_id, job in queued]
-    report["published"] = _published(publish, jobs)
+    if not dry_run:
+        report.update(
+            queued=queued,
+            queued_count=queued_count,
+            queued_left_out=queued_count - len(queued),
+            published=published,
+        )
     return report
+
+
+def _checked(path: Path, roots: Sequence[Path], what: str) -> Path:
+    """`path` resolved, or ActionError 403 naming it when it is outside `roots` (roots.py)."""
+    try:
+        return inside_roots(path, roots, what=what, must_exist=False)
+    except OutsideRoots as error:
+        raise ActionError(str(error), 403) from error
+
+
+def _restored_suffix(mode: str | None) -> str:
+    """The suffix the worker's restore gives a decoded image of `mode` (image_modes.for_file)."""
+    return FILE_FORMATS["png" if mode is None or mode in PNG_MODES else "tiff"][1]
 
 
 def _recompress_job(session: Session, item: Item, ratio: float, choices: RecompressParameters) -> Job:
@@ -128,20 +170,26 @@ def _recompress_job(session: Session, item: Item, ratio: float, choices: Recompr
     )[0]
 
 
-def restore(session: Session, publish: Publish, source_id: int, folder: Path) -> dict[str, Any]:
+def restore(
+    session: Session, publish: Publish, source_id: int, folder: Path, roots: Sequence[Path]
+) -> dict[str, Any]:
     """A restore job for the source's current version into `folder` on this server, in the
-    layout `aic-admin restore` uses (the path relative to its watched folder)."""
+    layout `aic-admin restore` uses (the path relative to its watched folder); `folder` must
+    lie under one of `roots` (roots.py)."""
     if not folder.is_absolute():
         raise ActionError(f"the output folder must be an absolute path on the server, got {folder}", 422)
+    folder = _checked(folder, roots, "restore")
     with session.begin():
         row = next(source_rows(session, Source.id == source_id), None)
         if row is None:
             raise ActionError(f"no source with id {source_id}", 404)
         if row.version is None:
             raise ActionError(f"source {source_id} has no archive version to restore")
-        # The worker writes a PNG, or a passthrough version's own bytes under the original's name.
-        suffix = None if row.version.kind is ArchiveKind.PASSTHROUGH else ".png"
+        # The worker writes a PNG, a TIFF for a mode PNG can't hold (image_modes.for_file, by the
+        # mode recorded at add), or a passthrough version's own bytes under the original's name.
+        suffix = None if row.version.kind is ArchiveKind.PASSTHROUGH else _restored_suffix(row.source.mode)
         target = output_path(folder, Restoration(row.version, row.path), suffix)
+        _checked(target, roots, "restore")  # its relative path can't leave `folder`; said twice
         job, created = enqueue_job(session, JobKind.RESTORE, source_id, parameters={"output": str(target)})
         job_id, kind = job.id, job.kind
     return {
@@ -158,23 +206,39 @@ def add(
     paths: Sequence[Path],
     ratio: float,
     *,
+    roots: Sequence[Path],
     archive_root: Path,
+    archive_given: bool = False,
     policy: Policy = Policy.KEEP,
     done_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """`aic-admin add`: each file (folders recursively) recorded with its compress job, then published."""
+    """`aic-admin add`: each file (folders recursively) recorded with its compress job, then published.
+
+    Every path, and the archive root and done folder when given over HTTP, must lie under
+    `roots`: with `policy` delete or move the workers remove the originals, so a path
+    outside them would let a request remove any file the workers may. Links are not followed
+    (a folder's are skipped, as by the CLI; one given is resolved and checked where it leads).
+    """
     if not ratio > 1 or not math.isfinite(ratio):
         raise ActionError(f"ratio must be a number above 1, got {ratio:g}", 422)
     if policy is Policy.MOVE and done_dir is None:
         raise ActionError("the move policy needs a done_dir", 422)
+    checked = [_checked(given, roots, "add") for given in paths]
+    if archive_given:
+        archive_root = _checked(archive_root, roots, "add: archive")
+    if done_dir is not None:
+        done_dir = _checked(done_dir, roots, "add: done_dir")
     queued: list[dict[str, Any]] = []
     known: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    for given in paths:
-        if not given.is_absolute() or not given.exists():
+    for given, resolved in zip(paths, checked, strict=True):
+        if not resolved.exists():
             failed.append({"path": str(given), "error": "no such file or folder (paths are on the server)"})
             continue
-        for file, folder in _files(given.resolve()):
+        for file, folder in _files(resolved):
+            if not any(file.resolve().is_relative_to(root) for root in roots):
+                failed.append({"path": str(file), "error": "outside the server's roots"})
+                continue
             try:
                 parameters = CompressParameters(file, folder, archive_root, policy, done_dir)
                 job, publish_it = record_file(sessions(), parameters, ratio)

@@ -9,13 +9,11 @@ apart (docs/cli.md has the schemas; docs/web.md the routes). Writes need the tok
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -32,11 +30,12 @@ from aic_worker.catalog.reports import (
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.parameters import Method, RecompressParameters
 from aic_worker.jobs.queue import answering_workers, queue_depth
-from aic_worker.store.archive import file_sha256
 from aic_worker.store.policy import Policy
 from aic_worker.web import actions
 from aic_worker.web.auth import require_token
 from aic_worker.web.dependencies import catalog_session, writing_session
+from aic_worker.web.headers import FILE_POLICY
+from aic_worker.web.originals import open_original
 from aic_worker.web.preview import MAX_WIDTH, MIN_WIDTH, PreviewError
 
 # response_model=None on the routes: FastAPI then encodes datetimes with isoformat(), as the CLI's
@@ -113,7 +112,8 @@ def preview(
     version: Annotated[int | None, Query(description="an archive version id; default the current")] = None,
     width: Annotated[int | None, Query(ge=MIN_WIDTH, le=MAX_WIDTH)] = None,
 ) -> Response:
-    """The archived image decoded, as PNG: full size, or `width` pixels wide."""
+    """The archived image decoded, as PNG: full size, or at least `width` pixels wide (rounded up
+    to one of preview.SIZES, so each version is decoded once per size, not once per width)."""
     query = select(ArchiveVersion).where(ArchiveVersion.source_id == source_id)
     query = (
         query.where(ArchiveVersion.id == version)
@@ -128,15 +128,21 @@ def preview(
         png = request.app.state.previews.png(found, width)
     except PreviewError as error:
         raise HTTPException(409, str(error)) from error
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+    headers = {"Cache-Control": "private, max-age=3600", "Content-Security-Policy": FILE_POLICY}
+    return Response(png, media_type="image/png", headers=headers)
 
 
-@router.get("/sources/{source_id}/original", response_class=FileResponse)
-def original(session: Catalog, source_id: int) -> FileResponse:
-    """The original file, when one of its recorded paths still holds the same bytes."""
+@router.get("/sources/{source_id}/original", response_class=StreamingResponse)
+def original(session: Catalog, source_id: int) -> StreamingResponse:
+    """The original file, when one of its recorded paths still holds the same bytes and the
+    source was recorded as an image: as its format's type (a download unless a raster type
+    browsers show), streamed from the descriptor that was checked (originals.py)."""
     found = session.get(Source, source_id)
     if found is None:
         raise _not_found(source_id)
+    if found.width is None or found.height is None or found.mode is None:
+        raise HTTPException(404, f"source {source_id} was not recorded as an image: its file is not served")
+    sha256, size = found.sha256, found.size
     paths = session.scalars(
         select(SourcePath.path)
         .where(SourcePath.source_id == source_id, SourcePath.removed_at.is_(None))
@@ -144,11 +150,10 @@ def original(session: Catalog, source_id: int) -> FileResponse:
     ).all()
     session.close()
     for path in paths:
-        try:  # a regular file, not a link to somewhere else, with the recorded content
-            if stat.S_ISREG(os.lstat(path).st_mode) and file_sha256(Path(path)) == found.sha256:
-                return FileResponse(path, headers={"Cache-Control": "private, max-age=3600"})
-        except OSError:
-            continue
+        opened = open_original(Path(path), sha256, size)
+        if opened is not None:
+            headers = {**opened.headers(), "Content-Security-Policy": FILE_POLICY}
+            return StreamingResponse(opened.chunks(), media_type=opened.media_type, headers=headers)
     raise HTTPException(404, f"the original of source {source_id} is no longer where the catalog saw it")
 
 
@@ -193,6 +198,12 @@ class RecompressRequest(BaseModel):
     method: Method = Field(Method.AUTO, description="auto, or truncate (recompress --method)")
     keep_versions: int | None = Field(None, description="versions' files kept per source (--keep-versions)")
     dry_run: bool = True
+    limit: int = Field(
+        actions.DEFAULT_ITEMS,
+        ge=0,
+        le=actions.MAX_ITEMS,
+        description="items (and queued jobs) listed at most; the totals count them all",
+    )
 
 
 class RestoreRequest(BaseModel):
@@ -233,14 +244,11 @@ def retry_source(request: Request, session: Writing, source_id: int) -> dict[str
     return actions.retry(session, request.app.state.publish, states=states, source_id=source_id)
 
 
-@router.post("/recompress", response_model=None)
+@router.post("/recompress", response_model=None, dependencies=Write)
 def recompress(request: Request, body: RecompressRequest) -> dict[str, Any]:
-    """`aic-admin recompress --json`'s report; without dry_run its jobs are queued, not waited for.
-
-    A dry run changes nothing, so it needs no token (the page shows the plan before asking for it).
-    """
-    if not body.dry_run:
-        require_token(request)
+    """`aic-admin recompress --json`'s totals and its first `limit` items; without dry_run its jobs
+    are queued, not waited for. A dry run needs the token too: it reads the whole selection,
+    which costs the server as much as a write, and every POST is a write by its method."""
     try:
         older = duration(body.older_than) if body.older_than else None
     except argparse.ArgumentTypeError as error:
@@ -266,26 +274,33 @@ def recompress(request: Request, body: RecompressRequest) -> dict[str, Any]:
         body.ratio,
         dry_run=body.dry_run,
         choices=choices,
+        limit=body.limit,
     )
 
 
 @router.post("/sources/{source_id}/restore", response_model=None, dependencies=Write)
 def restore(request: Request, session: Writing, source_id: int, body: RestoreRequest) -> dict[str, Any]:
     """A restore job for the current version, into a folder on the server."""
-    return _acted(actions.restore, session, request.app.state.publish, source_id, Path(body.output))
+    roots = request.app.state.settings.roots
+    return _acted(actions.restore, session, request.app.state.publish, source_id, Path(body.output), roots)
 
 
 @router.post("/add", response_model=None, dependencies=Write)
 def add(request: Request, body: AddRequest) -> dict[str, Any]:
-    """`aic-admin add`: files on the server recorded and queued for compression."""
-    archive = Path(body.archive) if body.archive else WorkerConfig.from_env().archive_root
+    """`aic-admin add`: files on the server recorded and queued for compression; every path given
+    must lie under the server's roots (roots.py), whatever the policy."""
+    archive = (
+        Path(body.archive) if body.archive else WorkerConfig.from_env().archive_root.expanduser().resolve()
+    )
     return _acted(
         actions.add,
         request.app.state.sessions,
         request.app.state.publish,
         [Path(p) for p in body.paths],
         body.ratio,
-        archive_root=archive.expanduser().resolve(),
+        roots=request.app.state.settings.roots,
+        archive_root=archive,
+        archive_given=body.archive is not None,
         policy=body.policy,
-        done_dir=Path(body.done_dir).expanduser().resolve() if body.done_dir else None,
+        done_dir=Path(body.done_dir) if body.done_dir else None,
     )

@@ -26,8 +26,10 @@ from aic_worker.catalog.reports import stats_report
 from aic_worker.jobs import queue
 from aic_worker.web import api, pages
 from aic_worker.web.auth import HOSTS_VARIABLE, TOKEN_VARIABLE, HostCheck, allowed_hosts
+from aic_worker.web.headers import SecurityHeaders
 from aic_worker.web.kept_report import KeptReport
 from aic_worker.web.preview import PreviewCache
+from aic_worker.web.roots import ROOTS_VARIABLE, configured_roots
 
 PREVIEW_CACHE_VARIABLE = "AIC_PREVIEW_CACHE_MB"
 DEFAULT_PREVIEW_CACHE_MB = 256
@@ -42,10 +44,14 @@ class WebSettings:
     preview_cache_bytes: int  # AIC_PREVIEW_CACHE_MB
     device: str  # where previews decode: AIC_DEVICE, else auto
     hosts: frozenset[str]  # names a request may call the server by (auth.HostCheck)
+    roots: tuple[Path, ...] = ()  # where add and restore may reach (roots.py); none: they are refused
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, bound: Iterable[str] = ()) -> WebSettings:
-        """The environment's settings, for a server bound to the addresses `bound`."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, bound: Iterable[str] = (), roots: Iterable[Path] = ()
+    ) -> WebSettings:
+        """The environment's settings, for a server bound to the addresses `bound`, with AIC_API_ROOTS
+        and `roots` (`serve --root`, or what `aic-admin run` archives) as its roots."""
         env = os.environ if env is None else env
         megabytes = float(env.get(PREVIEW_CACHE_VARIABLE) or DEFAULT_PREVIEW_CACHE_MB)
         if not megabytes >= 0:
@@ -61,6 +67,7 @@ class WebSettings:
             preview_cache_bytes=int(megabytes * 1024 * 1024),
             device=env.get("AIC_DEVICE") or "auto",
             hosts=allowed_hosts(env.get(HOSTS_VARIABLE), bound),
+            roots=configured_roots(env.get(ROOTS_VARIABLE), roots),
         )
 
 
@@ -87,6 +94,7 @@ def create_app(engine: Engine, settings: WebSettings, celery_app: Celery | None 
         settings.preview_dir, settings.preview_cache_bytes, app.state.reads, settings.device
     )
     app.add_middleware(HostCheck, hosts=settings.hosts)
+    app.add_middleware(SecurityHeaders)  # outermost: on the 421s too
     app.add_api_route("/healthz", healthz, include_in_schema=False)
     app.include_router(api.router)
     app.include_router(pages.router)

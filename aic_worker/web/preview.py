@@ -8,7 +8,9 @@
 A preview is named by the archive file's sha256, so a file changed on disk or a new
 version never shows a stale picture. The codec (and torch) loads on the first miss, in
 this process, for the version's own model (codec_cache.py); decodes take turns under a lock,
-so a page of thumbnails can't run a dozen decoders at once. Cache files are private like
+so a page of thumbnails can't run a dozen decoders at once. Widths are rounded up to SIZES
+(160, 320, 640, 1280, else full), and the cache is looked at again once a request's turn
+comes, so each version is decoded at most once per size. Cache files are private like
 every file AIC writes (private_files.py): they show people's photos.
 """
 
@@ -31,6 +33,17 @@ if TYPE_CHECKING:
     from aic_worker.codec_cache import CodecCache
 
 MIN_WIDTH, MAX_WIDTH = 16, 4096
+# The widths previews are made at: a width asked for is rounded up to one of these, above the
+# last it is the full image. Every width its own cache entry let 4,000 requests per image each
+# cost a full decode (0.4.0's first version); now a version is decoded at most once per size.
+SIZES = (160, 320, 640, 1280)
+
+
+def preview_size(width: int | None) -> int | None:
+    """`width` rounded up to one of SIZES; None (full size) above them or when not given."""
+    if width is None:
+        return None
+    return next((size for size in SIZES if width <= size), None)
 
 
 class PreviewError(Exception):
@@ -47,25 +60,36 @@ class PreviewCache:
         self._decoding = threading.Lock()
 
     def png(self, version: ArchiveVersion, width: int | None = None) -> bytes:
-        """The version's image as PNG, `width` pixels wide (aspect kept; never enlarged) or full size."""
+        """The version's image as PNG: `width` rounded up to SIZES (aspect kept, never enlarged), or full."""
         if width is not None and not MIN_WIDTH <= width <= MAX_WIDTH:
             raise ValueError(f"width must be between {MIN_WIDTH} and {MAX_WIDTH}")
+        width = preview_size(width)
         cached = self.folder / f"{version.sha256}-{width or 'full'}.png"
+        data = self._cached(cached)
+        if data is not None:
+            return data
+        # Decoded, scaled and kept in one turn: a request that waited for it finds the file.
+        with self._decoding:
+            data = self._cached(cached)  # made while this request waited its turn: not decoded again
+            if data is not None:
+                return data
+            image = self._decode(version)
+            if width is not None and width < image.width:
+                size = (width, max(1, round(image.height * width / image.width)))
+                image = image.resize(size, Image.LANCZOS)
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG")
+            data = buffer.getvalue()
+            self._keep(cached, data)
+        return data
+
+    def _cached(self, cached: Path) -> bytes | None:
         try:
             data = cached.read_bytes()
             os.utime(cached)  # recently used: evicted last
             return data
         except FileNotFoundError:
-            pass
-        with self._decoding:
-            image = self._decode(version)
-        if width is not None and width < image.width:
-            image = image.resize((width, max(1, round(image.height * width / image.width))), Image.LANCZOS)
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG")
-        data = buffer.getvalue()
-        self._keep(cached, data)
-        return data
+            return None
 
     def _decode(self, version: ArchiveVersion) -> Image.Image:
         try:

@@ -102,6 +102,22 @@ def test_the_dashboard_is_a_cluster_service_with_its_token_in_the_secret(manifes
     assert all(m.get("readOnly") for m in web["volumeMounts"] if m["mountPath"].startswith("/srv/aic"))
 
 
+def test_only_pods_labelled_as_clients_may_reach_the_dashboard(manifests: Manifests) -> None:
+    """Reads need no token: the NetworkPolicy is what keeps every other pod of the cluster out."""
+    deployment = manifests[("Deployment", "aic-web")]
+    (web,) = pod_spec(deployment)["containers"]
+    policy = manifests[("NetworkPolicy", "aic-web")]["spec"]
+    assert policy["podSelector"]["matchLabels"] == deployment["spec"]["template"]["metadata"]["labels"]
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"aic.archive/web-client": "allowed"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": web["ports"][0]["containerPort"]}]
+    assert "aic.archive/web-client" in (K8S / "web.yaml").read_text().split("apiVersion")[0]  # documented
+    roots = {v["name"]: v["value"] for v in web["env"]}["AIC_API_ROOTS"].split(":")
+    mounted = {m["mountPath"] for m in web["volumeMounts"]}
+    assert roots and set(roots) <= mounted  # add and restore reach the archive's folders, nothing else
+
+
 def test_workers_scale_on_the_length_of_the_queue_they_consume() -> None:
     (scaler,) = documents(K8S / "autoscaling" / "keda-scaledobject.yaml")
     assert scaler["spec"]["scaleTargetRef"]["name"] == "aic-worker"

@@ -9,7 +9,7 @@ broker is recorded, not sent: these tests have no worker.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,16 +45,23 @@ def make_archive(env: ArchiveEnv) -> tuple[list[Path], Path, list[int]]:
     return photos, bad, env.archived([*photos, bad])
 
 
-def client_for(engine: Engine, token: str | None, home: Path) -> TestClient:
-    settings = WebSettings.from_env({"AIC_HOME": str(home), "AIC_DEVICE": "cpu"}, bound=["testserver"])
+def client_for(engine: Engine, token: str | None, home: Path, roots: Sequence[Path] = ()) -> TestClient:
+    """The app on `engine`; `roots`: where add and restore over HTTP may reach (none: refused)."""
+    env = {"AIC_HOME": str(home), "AIC_DEVICE": "cpu"}
+    settings = WebSettings.from_env(env, bound=["testserver"], roots=roots)
     settings = dataclasses.replace(settings, token=token)
     return TestClient(create_app(engine, settings))
+
+
+def roots_of(env: ArchiveEnv) -> list[Path]:
+    """The roots the `web` fixture's server has: the watched folder, the archive, and `restored`."""
+    return [env.inbox, env.archive, env.root / "restored"]
 
 
 @pytest.fixture
 def web(archive_env: ArchiveEnv) -> Iterator[Web]:  # noqa: F811
     photos, bad, ids = make_archive(archive_env)
-    with client_for(archive_env.engine, TOKEN, archive_env.root / "home") as client:
+    with client_for(archive_env.engine, TOKEN, archive_env.root / "home", roots_of(archive_env)) as client:
         found = Web(archive_env, client, photos, bad, ids)
         client.app.state.publish = lambda job_id, kind: found.published.append(job_id) or True
         yield found

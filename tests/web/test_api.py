@@ -73,8 +73,9 @@ def test_previews_are_decoded_scaled_and_cached_privately_and_originals_served(
     full = client.get(f"/api/v1/sources/{web.ids[0]}/preview.png")
     assert full.status_code == 200 and full.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(full.content)).size == (source["width"], source["height"])
+    assert full.headers["content-security-policy"] == "sandbox"  # a file, never a page
     small = client.get(f"/api/v1/sources/{web.ids[0]}/preview.png", params={"width": 32})
-    assert Image.open(io.BytesIO(small.content)).size == (32, 32)
+    assert Image.open(io.BytesIO(small.content)).size == (96, 96)  # rounded up to 160: never enlarged
 
     cache = web.env.root / "home" / "previews"
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
@@ -95,10 +96,11 @@ def test_previews_are_decoded_scaled_and_cached_privately_and_originals_served(
     previews = client.app.state.previews
     monkeypatch.setattr(previews, "max_bytes", len(small.content) + 10)  # room for one small preview
     client.get(f"/api/v1/sources/{web.ids[2]}/preview.png", params={"width": 16})
-    assert [p.name.endswith("-16.png") for p in cache.glob("*.png")] == [True]  # the least recent went
+    assert [p.name.endswith("-160.png") for p in cache.glob("*.png")] == [True]  # the least recent went
 
     original = client.get(f"/api/v1/sources/{web.ids[0]}/original")
     assert original.status_code == 200 and original.content == web.photos[0].read_bytes()
+    assert original.headers["content-type"] == "image/png" and "content-disposition" not in original.headers
     web.photos[0].write_bytes(web.photos[1].read_bytes())  # replaced: not the recorded content
     assert client.get(f"/api/v1/sources/{web.ids[0]}/original").status_code == 404
     web.photos[2].unlink()
@@ -128,21 +130,31 @@ def test_writes_need_the_token_retry_and_recompress_queue_jobs(web: Web) -> None
     assert by_source == {"retried": [], "published": 0}  # nothing failed there
 
     plan = {"ratio": 48, "all": True, "dry_run": True}
-    answer = client.post("/api/v1/recompress", json=plan)  # a dry run changes nothing: no token
+    assert client.post("/api/v1/recompress", json=plan).status_code == 401  # every POST needs the token
+    answer = client.post("/api/v1/recompress", json=plan, headers=web.auth)
     assert answer.status_code == 200
-    assert answer.json() == cli_json(web, "recompress", "--ratio", "48", "--all", "--dry-run")
+    listed = {"limit": 100, "items_left_out": 0}  # the CLI's document, and how much of it is listed
+    assert answer.json() == {**cli_json(web, "recompress", "--ratio", "48", "--all", "--dry-run"), **listed}
     assert answer.json()["to_encode"] == 3
-    truncating = client.post("/api/v1/recompress", json={**plan, "method": "truncate"}).json()
-    assert truncating == cli_json(
-        web, "recompress", "--ratio", "48", "--all", "--dry-run", "--method", "truncate"
-    )
+    truncating = client.post("/api/v1/recompress", json={**plan, "method": "truncate"}, headers=web.auth)
+    assert truncating.json() == {
+        **cli_json(web, "recompress", "--ratio", "48", "--all", "--dry-run", "--method", "truncate"),
+        **listed,
+    }
     assert client.post("/api/v1/recompress", json={**plan, "dry_run": False}).status_code == 401
-    assert client.post("/api/v1/recompress", json={"ratio": 48}).status_code == 422  # no selection
-    assert client.post("/api/v1/recompress", json={**plan, "older_than": "soon"}).status_code == 422
+    assert client.post("/api/v1/recompress", json={"ratio": 48}, headers=web.auth).status_code == 422
+    assert (
+        client.post("/api/v1/recompress", json={**plan, "older_than": "soon"}, headers=web.auth).status_code
+        == 422
+    )
+    assert (
+        client.post("/api/v1/recompress", json={**plan, "limit": 1001}, headers=web.auth).status_code == 422
+    )
     one = {**plan, "dry_run": False, "all": False, "ids": [web.ids[0]]}
     done = client.post("/api/v1/recompress", json=one, headers=web.auth)
     assert done.status_code == 200, done.text
     queued = done.json()["queued"]
+    assert done.json()["queued_count"] == 1 and done.json()["queued_left_out"] == 0
     assert [q["id"] for q in queued] == [web.ids[0]] and web.published[-1] == queued[0]["job_id"]
     with session_factory(web.env.engine)() as session:
         job = session.get(Job, queued[0]["job_id"])
@@ -165,9 +177,10 @@ def test_restore_and_add_queue_jobs_for_the_workers(web: Web) -> None:
 
     new = web.env.inbox / "new"
     files = write_photos(new, 2, size=80, prefix="fresh")  # other content than the archived ones
-    paths = [str(new), str(web.photos[0]), "/no/such"]
+    missing = str(web.env.inbox / "no-such")
+    paths = [str(new), str(web.photos[0]), missing]
     added = client.post("/api/v1/add", json={"paths": paths, "ratio": 24}, headers=web.auth).json()
     assert [a["path"] for a in added["queued"]] == list(map(str, files)), added
     assert [k["path"] for k in added["known"]] == [str(web.photos[0])]
-    assert [f["path"] for f in added["failed"]] == ["/no/such"]
+    assert [f["path"] for f in added["failed"]] == [missing]
     assert web.published[1:] == [a["job_id"] for a in added["queued"]]

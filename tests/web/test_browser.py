@@ -2,8 +2,10 @@
 `chromium-driver`, driven by Selenium; nothing is downloaded) against a real `aic-admin
 serve` process on a catalog with archived files and a quarantined job.
 
-One test walks every page (each must render without console errors), moves the before/after
-slider, and retries the quarantined job: refused without the token, re-queued with it.
+One test walks every page (each must render without console errors, under the pages'
+Content-Security-Policy), moves the before/after slider, shows the recompress plan (refused
+without the token, shown with it), and retries the quarantined job: refused without the token,
+re-queued with it.
 """
 
 from __future__ import annotations
@@ -121,8 +123,13 @@ def test_every_page_renders_the_slider_moves_and_retry_needs_the_token(
             assert after.value_of_css_property("clip-path") == "inset(0px 0px 0px 100%)"
             slider.send_keys(Keys.HOME)
             assert after.value_of_css_property("clip-path") == "inset(0px 0px 0px 0%)"
-        if page == "/recompress":  # the dry-run plan, before any token
+        if page == "/recompress":  # the dry-run plan: a POST, so only with the token
             driver.find_element(By.NAME, "all").click()
+            driver.find_element(By.ID, "plan").click()
+            wait.until(lambda d: d.find_element(By.ID, "message").is_displayed())
+            assert driver.find_element(By.ID, "message").text.startswith("refused: 401")
+            driver.get_log("browser")  # the refused request is logged as a failed resource: expected
+            driver.find_element(By.ID, "token").send_keys(TOKEN)
             driver.find_element(By.ID, "plan").click()
             wait.until(lambda d: d.find_element(By.ID, "plan-report").is_displayed())
             assert len(driver.find_elements(By.CSS_SELECTOR, "#plan-items tr")) == 3
@@ -130,6 +137,7 @@ def test_every_page_renders_the_slider_moves_and_retry_needs_the_token(
         assert console_errors(driver) == [], page
         assert not driver.find_elements(By.CSS_SELECTOR, "script[src^=http], link[href^=http]"), page
 
+    driver.execute_script("sessionStorage.clear()")  # the token typed on /recompress: gone
     driver.get(server + "/quarantine")
     message = driver.find_element(By.ID, "message")
     retry = driver.find_element(By.CSS_SELECTOR, "button[data-post]")

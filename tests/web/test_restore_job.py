@@ -23,7 +23,7 @@ def test_a_cmyk_source_restored_through_the_api_and_worker_is_a_cmyk_tiff(archiv
     cmyk = write_mode_files(env.inbox, ["CMYK"])["CMYK"]
     [source_id] = env.archived([cmyk], ratio=8)
     out = env.root / "restored"
-    with client_for(env.engine, TOKEN, env.root / "home") as client:
+    with client_for(env.engine, TOKEN, env.root / "home", roots=[out]) as client:
         client.app.state.publish = lambda job_id, kind: True  # run below, in this process
         answer = client.post(
             f"/api/v1/sources/{source_id}/restore",
@@ -35,6 +35,6 @@ def test_a_cmyk_source_restored_through_the_api_and_worker_is_a_cmyk_tiff(archiv
     states = run_batch(session_factory(env.engine), [job_id], JobKind.RESTORE, local=True, device="cpu")
     assert states == {job_id: JobState.DONE}
     [restored] = out.iterdir()
-    assert restored == Path(answer.json()["output"]).with_suffix(".tif")
+    assert restored == Path(answer.json()["output"]) and restored.suffix == ".tif"  # the API says where
     with Image.open(restored) as image:
         assert image.format == "TIFF" and image.mode == "CMYK" and image.size == (32, 32)

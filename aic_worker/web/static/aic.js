@@ -123,7 +123,8 @@ function showPlan(report) {
     report.selected + " selected: " + report.to_encode + " from originals, " + report.to_reencode +
     " from stored versions, " + report.to_truncate +
     " by truncation, " + report.skipped + " skipped, " + report.refused + " refused; at least " +
-    bytes(report.bytes_saved_at_least) + " freed";
+    bytes(report.bytes_saved_at_least) + " freed" +
+    (report.items_left_out ? "; the first " + report.items.length + " listed" : "");
   document.getElementById("plan-report").hidden = false;
 }
 
@@ -133,7 +134,7 @@ function setUpRecompress() {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      showPlan(await call("POST", "/api/v1/recompress", recompressRequest(form, true), false));
+      showPlan(await call("POST", "/api/v1/recompress", recompressRequest(form, true), true));
     } catch (error) {
       say("refused: " + error.message, false);
     }
@@ -141,7 +142,7 @@ function setUpRecompress() {
   document.getElementById("confirm").addEventListener("click", async () => {
     try {
       const report = await call("POST", "/api/v1/recompress", recompressRequest(form, false), true);
-      say(report.queued.length + " recompress job(s) queued; " + report.published + " sent to the workers", true);
+      say(report.queued_count + " recompress job(s) queued; " + report.published + " sent to the workers", true);
     } catch (error) {
       say("refused: " + error.message, false);
     }
