@@ -7,8 +7,10 @@ verify   the sha256 of every current archive file, here; then VERIFY jobs (pipel
          (damaged_at), one that passes unmarked. Sources are read PAGE at a time (constant
          memory). Exit 1 if any fails.
 repair   for each damaged (or missing) current file: a RECOMPRESS job with `repair` at its
-         ratio, which encodes from the original if it is there, else from the newest intact
-         older version. Exit 1, with the reasons, if any can't be repaired.
+         ratio, which checks the file again (a mark may be stale: a file that checks is only
+         unmarked), then encodes from the original if it is there, else from the newest
+         intact older version (said when that one is coarser). Exit 1, with the reasons, if
+         any can't be repaired.
 prune    superseded versions' files beyond keep-versions (the most any of a source's jobs
          asked for), damaged ones first, nothing of a source whose current file fails its
          sha256; files of versions marked removed that a crash left (the only intact copy is
@@ -276,9 +278,28 @@ def _repair_query(ids: list[int] | None) -> Select[Any]:
     """Sources and their current versions to look at: these ids, or those marked damaged."""
     query = select(
         Source.id, CURRENT.id.label("version_id"), CURRENT.path, CURRENT.sha256, CURRENT.damaged_at,
-        CURRENT.target_ratio, CURRENT.model_id,
+        CURRENT.target_ratio, CURRENT.model_id, CURRENT.achieved_ratio,
     ).join(CURRENT, _WITH_CURRENT)
     return query.where(Source.id.in_(ids)) if ids else query.where(CURRENT.damaged_at.is_not(None))
+
+
+def _made_from(sessions: sessionmaker[Session], source_id: int, damaged: Row[Any]) -> dict[str, Any] | None:
+    """What a finished repair made the source's current version from; None if it made none
+    (the file checked again: its mark was cleared). `coarser`: a version at a higher ratio."""
+    with sessions() as session:
+        current = session.scalars(
+            select(ArchiveVersion).where(ArchiveVersion.source_id == source_id,
+                                         ArchiveVersion.superseded_by.is_(None))
+        ).one()
+        if current.id == damaged.version_id:
+            return None
+        start = None if current.reference_version_id is None else session.get(
+            ArchiveVersion, current.reference_version_id
+        )
+        if start is None:
+            return {"from_version": None, "from_ratio": None, "coarser": False}
+        coarser = start.achieved_ratio > damaged.achieved_ratio * (1 + 1e-6)
+        return {"from_version": start.id, "from_ratio": round(start.achieved_ratio, 2), "coarser": coarser}
 
 
 def repair(args: argparse.Namespace) -> int:
@@ -286,6 +307,7 @@ def repair(args: argparse.Namespace) -> int:
         return output.usage_error("repair", "give source IDs or --all (every source verify marked damaged)")
     repaired: list[dict[str, Any]] = []
     unrepaired: list[dict[str, Any]] = []
+    unmarked: list[dict[str, Any]] = []
     found: set[int] = set()
     with open_catalog() as sessions:
         run = _Runner(args, sessions)
@@ -310,29 +332,43 @@ def repair(args: argparse.Namespace) -> int:
                     jobs[row.id] = job.id
             states = run(list(jobs.values()), JobKind.RECOMPRESS, "repairing")
             reasons = _reasons(sessions, list(jobs.values()))
-            paths = {row.id: row.path for row in damaged}
+            rows = {row.id: row for row in damaged}
             for source_id, job_id in jobs.items():
-                record = {"id": source_id, "archive_path": paths[source_id], "job_id": job_id,
+                record = {"id": source_id, "archive_path": rows[source_id].path, "job_id": job_id,
                           "state": states[job_id].value}
-                if states[job_id] is JobState.DONE:
-                    repaired.append(record)
-                else:
+                if states[job_id] is not JobState.DONE:
                     unrepaired.append({**record, "reason": reasons.get(job_id)})
+                elif (made := _made_from(sessions, source_id, rows[source_id])) is None:
+                    unmarked.append(record)  # its sha256 and decode held after all: nothing replaced
+                else:
+                    repaired.append({**record, **made, "ratio": round(rows[source_id].achieved_ratio, 2)})
     unrepaired += [
         {"id": i, "archive_path": None, "job_id": None, "state": None,
          "reason": "no such source with an archive"}
         for i in sorted(set(args.ids or ()) - found)
     ]
-    report = {"repaired": repaired, "not_repaired": unrepaired}
+    report = {"repaired": repaired, "not_repaired": unrepaired, "unmarked": unmarked}
     if args.json:
         output.print_json(report)
     else:
         if unrepaired:
             output.table("not repaired", ["id", "archive", "reason"],
                          [(u["id"], u["archive_path"], u["reason"]) for u in unrepaired])
-        output.stdout().print(
+        console = output.stdout()
+        for r in repaired:
+            if r["coarser"]:
+                console.print(
+                    f"  {r['id']} {r['archive_path']}: made again from version {r['from_version']} at ratio "
+                    f"{r['from_ratio']:g}, coarser than its own {r['ratio']:g} (the original is gone)",
+                    highlight=False,
+                )
+        console.print(
             f"repaired {len(repaired)} source(s) (a new version from the original, or from the newest "
-            f"intact older version); {len(unrepaired)} not repaired"
+            f"intact older version"
+            + (f", {sum(r['coarser'] for r in repaired)} of them from a coarser one" if repaired else "")
+            + f"); {len(unrepaired)} not repaired"
+            + (f"; {len(unmarked)} checked again sound: damage mark cleared, nothing replaced"
+               if unmarked else "")
         )
     return output.SOME_FAILED if unrepaired else output.OK
 

@@ -17,7 +17,8 @@ is still on disk (sha256 checked), else from the newest intact stored version, d
 (a passthrough's bytes are the original's); quality is then measured against that version
 and `reference_version_id` names it. `method: truncate` cuts the current `.aic` down
 instead (no encoder, same model, 2–6 dB worse at 16x → 64x). A repair is a recompress at
-the damaged version's own ratio that skips it as a starting point. Compress and encoding
+the damaged version's own ratio that first checks it again (a stale mark is only cleared)
+and then skips it as a starting point. Compress and encoding
 recompress jobs are batched (batch.py): read (`read_compress`, `read_recompress`), encode,
 write.
 
@@ -544,7 +545,8 @@ def _start(ctx: JobContext, facts: SourceFacts, *, skip: int | None) -> Start:
 
 
 def read_recompress(ctx: JobContext, job: Job) -> Encoding | None:
-    """A recompress job read: what to encode from, at which ratio; None when truncation did the job."""
+    """A recompress job read: what to encode from, at which ratio; None when truncation did the job,
+    or when a repair found the current file sound after all."""
     try:
         params = RecompressParameters.from_json(job.parameters)
     except ValueError as error:
@@ -554,11 +556,17 @@ def read_recompress(ctx: JobContext, job: Job) -> Encoding | None:
     ratio = float(job.target_ratio)
     facts = _source_facts(ctx, job.source_id)
     current = _current(facts, job)
+    if params.repair and _sound(ctx, job, facts, current):
+        return None  # a stale damage mark (a file briefly missing, say): cleared, nothing made
     keep = params.keep_versions  # None: the source's (the most any of its jobs asked for)
     if params.method is Method.TRUNCATE:
         _truncate(ctx, job, facts, current, ratio, keep)
         return None
     start = _start(ctx, facts, skip=current.id if params.repair else None)
+    if params.repair and start.version is not None and _coarser(start.version, current):
+        log.warning("job %s: %s can only be made again from %s, at ratio %.2f where it was at %.2f: "
+                    "coarser", job.id, current.path, start.name, start.version.achieved_ratio,
+                    current.achieved_ratio)
     if start.version is not None and not params.repair and ratio < start.version.achieved_ratio * (1 - 1e-6):
         raise PermanentJobError(
             f"the original is gone: {start.name} is at ratio {start.version.achieved_ratio:.2f}, and a lower "
@@ -679,6 +687,25 @@ def _check_current(ctx: JobContext, facts: SourceFacts, current: ArchiveVersion)
     return len(data)
 
 
+def _coarser(start: ArchiveVersion, damaged: ArchiveVersion) -> bool:
+    """Whether `start` holds less than `damaged` did (a higher ratio): a repair from it is coarser."""
+    return start.achieved_ratio > damaged.achieved_ratio * (1 + 1e-6)
+
+
+def _sound(ctx: JobContext, job: Job, facts: SourceFacts, current: ArchiveVersion) -> bool:
+    """A repair's first step: whether the current file checks (sha256, decode) after all; if so
+    its damage mark is cleared and the job done, so that no sound file is replaced."""
+    try:
+        read = _check_current(ctx, facts, current)
+    except DamagedArchiveError as error:
+        log.info("%s is damaged: %s", current.path, error)
+        return False
+    _settle_mark(ctx, job, current.id, None, job_done=True)
+    metrics.count_io(job.kind, read=read)
+    log.info("%s checks again: its damage mark is cleared, nothing else done", current.path)
+    return True
+
+
 def verify(ctx: JobContext, job: Job) -> None:
     facts = _source_facts(ctx, job.source_id)
     current = _current(facts, job)
@@ -687,15 +714,25 @@ def verify(ctx: JobContext, job: Job) -> None:
     except DamagedArchiveError:
         ctx.db(lambda session: _mark_damaged(session, current.id, utcnow()))
         raise
-
-    def work(session: Session) -> None:
-        if not lease.complete(session, job.id, ctx.owner):
-            raise LeaseLostError(f"job {job.id} is no longer ours")
-        _mark_damaged(session, current.id, None)
-
-    ctx.db(work)
+    _settle_mark(ctx, job, current.id, None, job_done=True)
     metrics.count_io(job.kind, read=read)
     log.info("job %s: %s verified", job.id, current.path)
+
+
+def _settle_mark(
+    ctx: JobContext, job: Job, version_id: int, when: datetime | None, *, job_done: bool
+) -> None:
+    """Set (`when`) or clear (None) the damage mark, in one transaction with a check that the job's
+    lease is still ours (and, `job_done`, its completion): a mark drives repair, which may retire
+    files, so a worker that lost its job must not set one."""
+
+    def work(session: Session) -> None:
+        settle = lease.complete if job_done else lease.hold
+        if not settle(session, job.id, ctx.owner):
+            raise LeaseLostError(f"job {job.id} is no longer ours")
+        _mark_damaged(session, version_id, when)
+
+    ctx.db(work)
 
 
 def _mark_damaged(session: Session, version_id: int, when: datetime | None) -> None:

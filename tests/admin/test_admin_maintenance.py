@@ -184,7 +184,37 @@ def test_verify_marks_damage_and_repair_makes_it_again(archive_env: ArchiveEnv) 
     assert "no intact archive version" in reasons[ids[1]] and "no such source" in reasons[99]
     assert env.admin("repair", "--local")[0] == 2
     code, out = env.admin("repair", str(ids[0]), "--local", "--json")  # sound: nothing to do
-    assert code == 0 and json.loads(out) == {"repaired": [], "not_repaired": []}
+    assert code == 0 and json.loads(out) == {"repaired": [], "not_repaired": [], "unmarked": []}
+
+
+def test_repair_checks_a_marked_file_again_and_says_when_it_rebuilds_from_a_coarser_version(
+    archive_env: ArchiveEnv,
+) -> None:
+    """A file verify marked while briefly missing is sound again: repair clears the mark and
+    replaces nothing (until 0.4.0's review it deleted the file and re-encoded an older one)."""
+    env = archive_env
+    [photo] = write_photos(env.inbox, 1)
+    [source] = env.archived([photo], ratio=48)
+    _recompress(env, [source], 24, keep_versions=2)  # from the original: finer than the first
+    photo.unlink()
+    coarse, current = _versions(env, source)
+    moved = Path(current.path).rename(env.root / "elsewhere.aic")  # a moment away
+    assert env.admin("verify", "--local")[0] == 1
+    moved.rename(current.path)
+
+    code, out = env.admin("repair", "--all", "--local", "--json")
+    report = json.loads(out)
+    assert code == 0 and report["repaired"] == [] and [u["id"] for u in report["unmarked"]] == [source]
+    assert [(v.id, v.damaged_at, v.removed_at) for v in _versions(env, source)] == [
+        (coarse.id, None, None), (current.id, None, None)]
+    assert Path(current.path).exists()
+
+    flip_a_byte(Path(current.path))  # really damaged now: only the coarser version is left
+    code, out = env.admin("repair", str(source), "--local")
+    assert code == 0 and f"from version {coarse.id} at ratio" in out and "coarser than its own" in out
+    assert "1 of them from a coarser one" in out
+    *_, made = _versions(env, source)
+    assert made.reference_version_id == coarse.id and made.target_ratio == current.target_ratio
 
 
 def test_prune_frees_what_older_releases_and_crashes_left(archive_env: ArchiveEnv) -> None:
