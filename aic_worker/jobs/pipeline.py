@@ -712,7 +712,7 @@ def verify(ctx: JobContext, job: Job) -> None:
     try:
         read = _check_current(ctx, facts, current)
     except DamagedArchiveError:
-        ctx.db(lambda session: _mark_damaged(session, current.id, utcnow()))
+        _settle_mark(ctx, job, current.id, utcnow(), job_done=False)
         raise
     _settle_mark(ctx, job, current.id, None, job_done=True)
     metrics.count_io(job.kind, read=read)

@@ -193,3 +193,25 @@ def test_a_commit_retires_a_damaged_version_first_and_keeps_the_intact_one(harne
     assert third.superseded_by is None and third.reference_version_id == first.id
     assert second.removed_at is not None and not Path(second.path).exists()
     assert first.removed_at is None and Path(first.path).exists()
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_verify_that_lost_its_lease_marks_nothing(harness: Harness) -> None:
+    """A damage mark leads repair to replace a file, so only the lease's holder may set one."""
+    original = harness.original("a.png", seed=9)
+    source = harness.source(original)
+    harness.run(harness.compress_job(original, ratio=32))
+    [version] = harness.versions()
+    _flip_a_byte(Path(version.path))
+    job = harness.job(JobKind.VERIFY, source)
+    loser, winner = lease.new_owner(), lease.new_owner()
+    with harness.sessions() as session, session.begin():
+        claimed = lease.claim(session, loser, job_id=job.id)
+    with harness.sessions() as session, session.begin():  # reaped and claimed by another meanwhile
+        session.get(Job, job.id).lease_expires_at = utcnow() - timedelta(seconds=1)
+        lease.reap(session)
+        assert lease.claim(session, winner, job_id=job.id) is not None
+    with pytest.raises(LeaseLostError):
+        pipeline.verify(JobContext(harness.sessions, loser, CODECS, 5.0, threading.Event()), claimed)
+    [version] = harness.versions()
+    assert version.damaged_at is None
