@@ -14,7 +14,9 @@ catalog could not store it faithfully, so the worker could not find the file aga
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from aic_watch.config import FolderConfig
 
@@ -36,10 +38,14 @@ def is_temporary(name: str) -> bool:
     return name.startswith(TEMP_PREFIXES) or name.lower().endswith(TEMP_SUFFIXES)
 
 
+def under_outputs(path: str, outputs: Iterable[Path | None]) -> bool:
+    """Whether `path` lies under one of `outputs` (an archive root, a done folder; None: none)."""
+    return any(root is not None and _inside(path, str(root)) for root in outputs)
+
+
 def is_output(folder: FolderConfig, path: str) -> bool:
     """Whether `path` lies under the archive root or the done folder."""
-    outputs = [folder.archive, folder.done_dir] if folder.done_dir else [folder.archive]
-    return any(_inside(path, str(root)) for root in outputs)
+    return under_outputs(path, (folder.archive, folder.done_dir))
 
 
 def skips_directory(folder: FolderConfig, path: str) -> bool:

@@ -19,6 +19,7 @@ from typing import Any
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from aic_watch.filters import under_outputs
 from aic_watch.options import add_archive_options
 from aic_worker.catalog.engine import create_catalog_engine, reading, session_factory
 from aic_worker.catalog.jobs import enqueue_job
@@ -30,7 +31,7 @@ from aic_worker.config import WorkerConfig
 from aic_worker.jobs.parameters import CompressParameters
 from aic_worker.jobs.queue import answering_workers, publish, queue_depth
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
-from aic_worker.store.archive import SUFFIX, file_sha256
+from aic_worker.store.archive import PASSTHROUGH_SUFFIX, SUFFIX, file_sha256
 from aic_worker.store.policy import Policy
 
 
@@ -51,16 +52,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.set_defaults(func=_status)
 
 
-def _files(path: Path) -> Iterator[tuple[Path, Path]]:
-    """(file, folder it was added from): a folder's regular files, recursively, links not followed."""
+def _files(path: Path, outputs: tuple[Path, Path | None]) -> Iterator[tuple[Path, Path]]:
+    """(file, folder it was added from): a folder's regular files, recursively, links not followed.
+
+    AIC's own files are skipped, by the watcher's rule (aic_watch/filters.py): anything under
+    the archive root or the done folder (`outputs`), and `.aic` and `.orig` (passthrough)
+    names anywhere, so that adding a folder that holds its archive takes nothing back in.
+    """
     if not path.is_dir():
         yield path, path.parent
         return
     for root, dirs, names in os.walk(path):
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not under_outputs(os.path.join(root, d), outputs))
         for name in sorted(names):
             file = Path(root) / name
-            hidden_or_ours = name.startswith(".") or name.endswith(SUFFIX)
+            hidden_or_ours = name.startswith(".") or name.endswith((SUFFIX, PASSTHROUGH_SUFFIX))
             if file.is_file() and not file.is_symlink() and not hidden_or_ours:
                 yield file, path
 
@@ -94,7 +100,7 @@ def _add(args: argparse.Namespace) -> int:
                 print(f"aic-admin add: {given}: no such file or folder", file=sys.stderr)
                 failed += 1
                 continue
-            for file, folder in _files(given.expanduser().resolve()):
+            for file, folder in _files(given.expanduser().resolve(), (archive_root, done_dir)):
                 try:
                     parameters = CompressParameters(file, folder, archive_root, policy, done_dir)
                     job, publish_it = record_file(sessions(), parameters, args.ratio)

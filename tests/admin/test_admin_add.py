@@ -1,0 +1,38 @@
+"""`aic-admin add` in this process against a real catalog and real files (its broker away:
+the jobs stay in the catalog, where the reaper would find them)."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from sqlalchemy import select
+
+from aic_worker.admin.private_redis import free_port
+from aic_worker.catalog.models import Job, SourcePath
+from tests.admin.conftest import ArchiveEnv
+from tests.conftest import RATIO, session_on, write_photos
+
+
+@pytest.fixture
+def no_broker(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIC_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_add_takes_none_of_aics_own_files_back_in(archive_env: ArchiveEnv, no_broker: None) -> None:
+    """Until 0.4.0's review a folder holding its archive gave back its passthrough `.orig` files."""
+    env = archive_env
+    [photo] = write_photos(env.inbox, 1)
+    archive = env.inbox / "archive"  # the archive inside the added folder, as a watched one may have it
+    archive.mkdir()
+    shutil.copy(photo, archive / "img00.png.orig")  # a passthrough version: the original's bytes
+    shutil.copy(photo, archive / "other.png")  # anything under the archive root is its own
+    (env.inbox / "elsewhere").mkdir()
+    shutil.copy(photo, env.inbox / "elsewhere" / "moved.png.2.orig")  # a .orig moved out of it
+
+    code, _ = env.admin("add", str(env.inbox), "--ratio", str(RATIO), "--archive", str(archive))
+    assert code == 0
+    with session_on(env.engine) as session:
+        assert list(session.scalars(select(SourcePath.path))) == [str(photo)]
+        assert len(session.scalars(select(Job)).all()) == 1
