@@ -52,12 +52,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.set_defaults(func=_status)
 
 
-def _files(path: Path, outputs: tuple[Path, Path | None]) -> Iterator[tuple[Path, Path]]:
+def _files(path: Path, outputs: tuple[Path | None, ...] = ()) -> Iterator[tuple[Path, Path]]:
     """(file, folder it was added from): a folder's regular files, recursively, links not followed.
 
     AIC's own files are skipped, by the watcher's rule (aic_watch/filters.py): anything under
     the archive root or the done folder (`outputs`), and `.aic` and `.orig` (passthrough)
     names anywhere, so that adding a folder that holds its archive takes nothing back in.
+    (web/actions.py's add gives no `outputs`: it skips AIC's names only.)
     """
     if not path.is_dir():
         yield path, path.parent
