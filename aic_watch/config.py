@@ -12,6 +12,9 @@ recursive = true           # default true
 patterns = ["png", "jpg"]  # extensions (default: every supported one)
 policy = "move"            # keep (default) | move | delete: what the worker does with the original
 done_dir = "/srv/done"     # where `move` puts originals (required for it)
+keep_versions = 2          # archive versions whose files stay after a recompress (default 1)
+if_bigger = "leave"        # passthrough (default): store the original's bytes when a .aic would
+                           # not be smaller | leave: store nothing, quarantine the job
 observer = "polling"       # inotify (default) | polling: network shares send no inotify events
 poll_interval = 5.0        # seconds between polls (default 5)
 ```
@@ -31,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.jobs.parameters import CompressParameters, IfBigger, keep_versions_of
 from aic_worker.store.policy import Policy
+from aic_worker.store.retention import DEFAULT_KEEP_VERSIONS
 
 BASE_EXTENSIONS = ("png", "jpg", "jpeg", "tif", "tiff", "bmp", "webp", "gif")
 HEIC_EXTENSIONS = ("heic", "heif")
@@ -77,6 +81,8 @@ class FolderConfig:
     done_dir: Path | None = None
     observer: ObserverKind = ObserverKind.INOTIFY
     poll_interval: float = DEFAULT_POLL_INTERVAL
+    keep_versions: int = DEFAULT_KEEP_VERSIONS
+    if_bigger: IfBigger = IfBigger.PASSTHROUGH
 
     def job_parameters(self, path: str) -> dict[str, Any]:
         """What a compress job for the file at `path` tells the worker, through the catalog."""
@@ -86,6 +92,8 @@ class FolderConfig:
             archive_root=self.archive,
             policy=self.policy,
             done_dir=self.done_dir,
+            keep_versions=self.keep_versions,
+            if_bigger=self.if_bigger,
         ).to_json()
 
 
@@ -134,6 +142,8 @@ def make_folder(
     done_dir: str | Path | None = None,
     observer: str = "inotify",
     poll_interval: float = DEFAULT_POLL_INTERVAL,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
+    if_bigger: str = IfBigger.PASSTHROUGH.value,
 ) -> FolderConfig:
     """A checked FolderConfig; the one constructor both the TOML file and the flags go through."""
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not ratio > 1:
@@ -143,6 +153,8 @@ def make_folder(
     try:
         policy_value = Policy(policy)
         observer_value = ObserverKind(observer)
+        if_bigger_value = IfBigger(if_bigger)
+        keep_versions_of(keep_versions)
     except ValueError as error:
         raise ConfigError(f"folder {path}: {error}") from None
     folder = FolderConfig(
@@ -155,6 +167,8 @@ def make_folder(
         done_dir=_absolute(done_dir) if done_dir else None,
         observer=observer_value,
         poll_interval=_positive("poll_interval", poll_interval),
+        keep_versions=keep_versions,
+        if_bigger=if_bigger_value,
     )
     if folder.policy is Policy.MOVE and folder.done_dir is None:
         raise ConfigError(f"folder {folder.path}: policy 'move' needs a done_dir")
@@ -175,6 +189,8 @@ FOLDER_KEYS = {
     "done_dir",
     "observer",
     "poll_interval",
+    "keep_versions",
+    "if_bigger",
 }
 TOP_KEYS = {"stability_window", "rescan_interval", "database_url", "folders"}
 

@@ -1,7 +1,8 @@
 """A folder's command-line options, declared once for every command that takes them.
 
-How its images are archived (`--ratio`, `--archive`, `--policy`, the done folder) is asked
-by `aic-watch FOLDER`, `aic-admin run INBOX` and `aic-admin add PATH`; how it is watched
+How its images are archived (`--ratio`, `--archive`, `--policy`, the done folder,
+`--keep-versions`, `--if-bigger`) is asked by `aic-watch FOLDER`, `aic-admin run INBOX` and
+`aic-admin add PATH`; how it is watched
 (`--polling`, `--stability-window`) by the first two; `aic-admin recompress` takes
 `--ratio`. A command chooses its defaults (`aic-admin run` has AIC_HOME to put the archive
 and the done folder in) and the name of the done folder's option (`--done-dir`, `--done`);
@@ -14,7 +15,9 @@ import argparse
 from pathlib import Path
 
 from aic_watch.config import DEFAULT_STABILITY_WINDOW
+from aic_worker.jobs.parameters import IfBigger, keep_versions_of
 from aic_worker.store.policy import Policy
+from aic_worker.store.retention import DEFAULT_KEEP_VERSIONS
 
 
 def add_ratio_option(
@@ -38,14 +41,32 @@ def add_archive_options(
     done_option: str = "--done-dir",
     done: str = "where --policy move puts originals",
 ) -> None:
-    """How a folder's images are archived: `--ratio` (default `ratio`), `--archive`, `--policy`
-    and the done folder's `done_option`; `archive` and `done` say where those folders are by
-    default. The done folder is `args.done_dir` whatever its option is called."""
+    """How a folder's images are archived: `--ratio` (default `ratio`), `--archive`, `--policy`,
+    the done folder's `done_option`, `--keep-versions` and `--if-bigger`; `archive` and `done`
+    say where those folders are by default. The done folder is `args.done_dir` whatever its
+    option is called."""
     add_ratio_option(parser, default=ratio, required=ratio_required)
     parser.add_argument("--archive", type=Path, metavar="DIR", help=archive)
     parser.add_argument("--policy", choices=[p.value for p in Policy], default=Policy.KEEP.value,
                         help=f"what happens to an original once archived (default {Policy.KEEP.value})")
     parser.add_argument(done_option, dest="done_dir", type=Path, metavar="DIR", help=done)
+    parser.add_argument("--keep-versions", type=keep_versions_count, default=DEFAULT_KEEP_VERSIONS,
+                        metavar="N", help="archive versions whose files stay once recompressed, the current "
+                        f"one included (default {DEFAULT_KEEP_VERSIONS}: an older file is deleted once a new "
+                        "version is committed)")
+    parser.add_argument("--if-bigger", choices=[i.value for i in IfBigger],
+                        default=IfBigger.PASSTHROUGH.value,
+                        help="when a .aic would not be smaller than the original: store the original's "
+                        "bytes as they are (passthrough, the default) or leave the file alone, its job "
+                        "quarantined (leave)")
+
+
+def keep_versions_count(text: str) -> int:
+    """`--keep-versions`' value: a whole number of at least 1."""
+    try:
+        return keep_versions_of(int(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from error
 
 
 def add_watch_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

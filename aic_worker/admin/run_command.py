@@ -33,7 +33,7 @@ from typing import IO
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_watch.config import ConfigError, make_config, make_folder
+from aic_watch.config import ConfigError, FolderConfig, make_config, make_folder
 from aic_watch.options import add_archive_options, add_watch_options
 from aic_watch.watcher import Watcher
 from aic_worker.admin import output, serve_command
@@ -169,27 +169,32 @@ def _start_worker(args: argparse.Namespace, env: dict[str, str], log: IO[bytes])
     )
 
 
+def inbox_folder(args: argparse.Namespace, home: Path) -> FolderConfig:
+    """INBOX as a watched folder with the command line's settings (ConfigError when they are wrong)."""
+    policy = Policy(args.policy)
+    return make_folder(
+        args.inbox.expanduser().resolve(),
+        ratio=args.ratio,
+        archive=(args.archive or WorkerConfig.from_env().archive_root).expanduser().resolve(),
+        policy=policy.value,
+        done_dir=(args.done_dir or home / "done") if policy is Policy.MOVE else args.done_dir,
+        observer="polling" if args.polling else "inotify",
+        keep_versions=args.keep_versions,
+        if_bigger=args.if_bigger,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         return output.usage_error(COMMAND, "--concurrency must be at least 1")
     home = data_dir().expanduser().resolve()
     make_folders(home)  # private: it holds the catalog, and the archive by default
-    inbox = args.inbox.expanduser().resolve()
-    archive_root = (args.archive or WorkerConfig.from_env().archive_root).expanduser().resolve()
-    policy = Policy(args.policy)
-    done_dir = (args.done_dir or home / "done") if policy is Policy.MOVE else args.done_dir
     try:
-        folder = make_folder(
-            inbox,
-            ratio=args.ratio,
-            archive=archive_root,
-            policy=policy.value,
-            done_dir=done_dir,
-            observer="polling" if args.polling else "inotify",
-        )
+        folder = inbox_folder(args, home)
         config = make_config([folder], stability_window=args.stability_window)
     except ConfigError as error:
         return output.usage_error(COMMAND, str(error))
+    inbox, archive_root, policy, done_dir = folder.path, folder.archive, folder.policy, folder.done_dir
     inbox.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         stack.enter_context(_home_lock(home))

@@ -28,7 +28,7 @@ from aic_worker.catalog.models import Job, JobKind, JobState
 from aic_worker.catalog.reports import status_report
 from aic_worker.catalog.sources import record_source
 from aic_worker.config import WorkerConfig
-from aic_worker.jobs.parameters import CompressParameters
+from aic_worker.jobs.parameters import CompressParameters, IfBigger
 from aic_worker.jobs.queue import answering_workers, publish, queue_depth
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.store.archive import PASSTHROUGH_SUFFIX, SUFFIX, file_sha256
@@ -103,7 +103,8 @@ def _add(args: argparse.Namespace) -> int:
                 continue
             for file, folder in _files(given.expanduser().resolve(), (archive_root, done_dir)):
                 try:
-                    parameters = CompressParameters(file, folder, archive_root, policy, done_dir)
+                    parameters = CompressParameters(file, folder, archive_root, policy, done_dir,
+                                                    args.keep_versions, IfBigger(args.if_bigger))
                     job, publish_it = record_file(sessions(), parameters, args.ratio)
                 except (OSError, NoModelError) as error:
                     print(f"aic-admin add: {file}: {error}", file=sys.stderr)

@@ -8,8 +8,11 @@ import shutil
 import pytest
 from sqlalchemy import select
 
+from aic_worker.admin.main import build_parser
 from aic_worker.admin.private_redis import free_port
+from aic_worker.admin.run_command import inbox_folder
 from aic_worker.catalog.models import Job, SourcePath
+from aic_worker.jobs.parameters import CompressParameters, IfBigger
 from tests.admin.conftest import ArchiveEnv
 from tests.conftest import RATIO, session_on, write_photos
 
@@ -36,3 +39,25 @@ def test_add_takes_none_of_aics_own_files_back_in(archive_env: ArchiveEnv, no_br
     with session_on(env.engine) as session:
         assert list(session.scalars(select(SourcePath.path))) == [str(photo)]
         assert len(session.scalars(select(Job)).all()) == 1
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_add_and_run_carry_a_folders_keep_versions_and_if_bigger(
+    archive_env: ArchiveEnv, no_broker: None
+) -> None:
+    env = archive_env
+    [photo] = write_photos(env.inbox, 1)
+    code, _ = env.admin("add", str(photo), "--ratio", str(RATIO), "--archive", str(env.archive),
+                        "--keep-versions", "3", "--if-bigger", "leave")
+    assert code == 0
+    with session_on(env.engine) as session:
+        [job] = session.scalars(select(Job)).all()
+    settings = CompressParameters.from_json(job.parameters)
+    assert (settings.keep_versions, settings.if_bigger) == (3, IfBigger.LEAVE)
+    assert env.admin("add", str(photo), "--ratio", "8", "--keep-versions", "0")[0] == 2
+
+    args = build_parser().parse_args(["run", str(env.inbox), "--keep-versions", "2", "--if-bigger", "leave"])
+    folder = inbox_folder(args, env.root / "home")
+    assert (folder.keep_versions, folder.if_bigger) == (2, IfBigger.LEAVE)
+    plain = inbox_folder(build_parser().parse_args(["run", str(env.inbox)]), env.root / "home")
+    assert (plain.keep_versions, plain.if_bigger) == (1, IfBigger.PASSTHROUGH)

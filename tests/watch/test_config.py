@@ -8,6 +8,7 @@ import pytest
 
 from aic_watch.config import BASE_EXTENSIONS, ConfigError, ObserverKind, load_config, make_folder
 from aic_watch.main import build_parser, config_from_args
+from aic_worker.jobs.parameters import IfBigger
 from aic_worker.store.policy import Policy
 
 
@@ -34,6 +35,8 @@ observer = "polling"
 poll_interval = 10
 recursive = false
 patterns = ["*.PNG", ".jpg", "tiff"]
+keep_versions = 3
+if_bigger = "leave"
 
 [[folders]]
 path = "{tmp_path}/scans"
@@ -49,6 +52,10 @@ archive = "{tmp_path}/archive"
     assert (first.observer, first.poll_interval, first.recursive) == (ObserverKind.POLLING, 10.0, False)
     assert first.patterns == {"png", "jpg", "tiff"}
     assert second.patterns >= set(BASE_EXTENSIONS) and second.policy is Policy.KEEP
+    assert (first.keep_versions, first.if_bigger, second.keep_versions, second.if_bigger) == (
+        3, IfBigger.LEAVE, 1, IfBigger.PASSTHROUGH)
+    assert {k: first.job_parameters("/x.png")[k] for k in ("keep_versions", "if_bigger")} == {
+        "keep_versions": 3, "if_bigger": "leave"}  # what the worker reads back (CompressParameters)
     assert (second.observer, second.recursive, config.folders[1].done_dir) == (
         ObserverKind.INOTIFY,
         True,
@@ -67,6 +74,8 @@ archive = "{tmp_path}/archive"
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\npolicy='move'\n", "needs a done_dir"),
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\npolicy='shred'\n", "'shred' is not a valid Policy"),
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\nobserver='fanotify'\n", "not a valid ObserverKind"),
+        ("[[folders]]\npath='a'\nratio=8\narchive='b'\nkeep_versions=0\n", "keep_versions must be a whole"),
+        ("[[folders]]\npath='a'\nratio=8\narchive='b'\nif_bigger='grow'\n", "not a valid IfBigger"),
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\npatterns=['psd']\n", "unsupported patterns ['psd']"),
         ("[[folders]]\npath='a'\nratio=8\narchive='a/..'\n", "inside its archive root"),
         (
@@ -112,6 +121,10 @@ def test_flags_for_the_simple_case(tmp_path: Path) -> None:
             "1",
             "--patterns",
             "png,jpg",
+            "--keep-versions",
+            "2",
+            "--if-bigger",
+            "leave",
         ]
     )
     config = config_from_args(args, parser)
@@ -124,6 +137,8 @@ def test_flags_for_the_simple_case(tmp_path: Path) -> None:
         poll_interval=2,
         policy="delete",
         patterns=["png", "jpg"],
+        keep_versions=2,
+        if_bigger="leave",
     )
     assert config.stability_window == 1.0
 
@@ -138,3 +153,10 @@ def test_flags_or_a_config_file_but_not_neither(monkeypatch: pytest.MonkeyPatch,
     path = write(tmp_path, f"[[folders]]\npath='{tmp_path}/a'\nratio=8\narchive='{tmp_path}/b'\n")
     monkeypatch.setenv("AIC_CONFIG", str(path))
     assert config_from_args(parser.parse_args([]), parser).folders[0].path == tmp_path / "a"
+
+
+def test_keep_versions_on_the_command_line_is_a_whole_number_of_at_least_one(tmp_path: Path) -> None:
+    parser = build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args([str(tmp_path), "--keep-versions", "0"])
+    assert parser.parse_args([str(tmp_path)]).keep_versions == 1
