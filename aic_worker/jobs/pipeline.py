@@ -358,12 +358,19 @@ def write_version(
     finally:
         staged.unlink(missing_ok=True)
 
+    tries = 0
+
     def commit(session: Session) -> tuple[ArchiveVersion, list[retention.Retired]]:
+        nonlocal tries
+        tries += 1
         done = session.scalars(
             select(ArchiveVersion).where(ArchiveVersion.path == str(final), ArchiveVersion.sha256 == sha256)
         ).one_or_none()
         if done is not None and session.get(Job, job.id).state is JobState.DONE:
-            return done, []  # an earlier try committed, and only its acknowledgement was lost
+            if tries > 1:
+                return done, []  # our earlier try committed, and only its acknowledgement was lost
+            # Done before this attempt ever tried to commit: another worker's (issue #14).
+            raise LeaseLostError(f"job {job.id} was committed by the worker that took it over")
         held = lease.hold(session, job.id, ctx.owner)
         lease.lock_archive_path(session, str(final))
         if not held:
