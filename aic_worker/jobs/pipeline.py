@@ -528,13 +528,14 @@ class Start:
 
 
 def _start(ctx: JobContext, facts: SourceFacts, *, skip: int | None) -> Start:
-    """The original if it is still there, else the newest intact version (not version `skip`)."""
+    """The original if it is still there, else the newest intact version (not version `skip`):
+    one whose file holds its recorded bytes and decodes, marked damaged or not."""
     original = find_original(facts)
     if original is not None:
         return Start(open_image(original.data, original.path), original.path, original.data, None,
                      len(original.data))
     for version in facts.kept:
-        if version.id == skip or version.damaged_at is not None:
+        if version.id == skip:  # a damage mark alone is not skipped: it may be stale, the sha256 decides
             continue
         try:
             data = read_archive(version)

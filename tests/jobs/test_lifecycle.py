@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from aic_worker.catalog import lease
-from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, utcnow
+from aic_worker.catalog.models import ArchiveKind, ArchiveVersion, Job, JobKind, JobState, utcnow
 from aic_worker.codec.quality import EIGHT_BIT_PEAK, SIXTEEN_BIT_PEAK, psnr
 from aic_worker.jobs import pipeline
 from aic_worker.jobs.errors import LeaseLostError, PermanentJobError
@@ -215,3 +215,19 @@ def test_a_verify_that_lost_its_lease_marks_nothing(harness: Harness) -> None:
         pipeline.verify(JobContext(harness.sessions, loser, CODECS, 5.0, threading.Event()), claimed)
     [version] = harness.versions()
     assert version.damaged_at is None
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
+def test_a_repair_encodes_from_an_older_version_whose_damage_mark_is_stale(harness: Harness) -> None:
+    """Its file holds its bytes: the sha256 decides, not the mark (0.4.0's review)."""
+    original = harness.original("a.png", seed=10)
+    source = harness.source(original)
+    harness.run(harness.compress_job(original, ratio=8, policy=Policy.DELETE, keep_versions=2))
+    recompress(harness, source, 32)
+    first, second = harness.versions()
+    with harness.sessions() as session, session.begin():  # marked once while its file was away
+        session.get(ArchiveVersion, first.id).damaged_at = utcnow()
+    _flip_a_byte(Path(second.path))
+    recompress(harness, source, 32, repair=True)
+    *_, made = harness.versions()
+    assert made.superseded_by is None and made.reference_version_id == first.id
