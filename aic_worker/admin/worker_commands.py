@@ -58,7 +58,6 @@ def _files(path: Path, outputs: tuple[Path | None, ...] = ()) -> Iterator[tuple[
     AIC's own files are skipped, by the watcher's rule (aic_watch/filters.py): anything under
     the archive root or the done folder (`outputs`), and `.aic` and `.orig` (passthrough)
     names anywhere, so that adding a folder that holds its archive takes nothing back in.
-    (web/actions.py's add gives no `outputs`: it skips AIC's names only.)
     """
     if not path.is_dir():
         yield path, path.parent

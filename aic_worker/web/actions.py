@@ -235,7 +235,7 @@ def add(
         if not resolved.exists():
             failed.append({"path": str(given), "error": "no such file or folder (paths are on the server)"})
             continue
-        for file, folder in _files(resolved):
+        for file, folder in _files(resolved, (archive_root, done_dir)):
             if not any(file.resolve().is_relative_to(root) for root in roots):
                 failed.append({"path": str(file), "error": "outside the server's roots"})
                 continue

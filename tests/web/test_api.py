@@ -184,3 +184,15 @@ def test_restore_and_add_queue_jobs_for_the_workers(web: Web) -> None:
     assert [k["path"] for k in added["known"]] == [str(web.photos[0])]
     assert [f["path"] for f in added["failed"]] == [missing]
     assert web.published[1:] == [a["job_id"] for a in added["queued"]]
+
+
+def test_add_takes_nothing_back_from_the_archive_it_names(web: Web) -> None:
+    """A folder given to add that holds the archive root: the archive's files are AIC's, skipped
+    by the watcher's rule as `aic-admin add` skips them."""
+    top = web.env.inbox / "with-archive"
+    files = write_photos(top, 1, size=72, prefix="kept")
+    write_photos(top / "archive", 1, size=72, prefix="ours")  # as if a stored file were there
+    body = {"paths": [str(top)], "ratio": 24, "archive": str(top / "archive")}
+    added = web.client.post("/api/v1/add", json=body, headers=web.auth)
+    assert added.status_code == 200, added.text
+    assert [a["path"] for a in added.json()["queued"]] == list(map(str, files))
