@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,7 +22,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker.private_files import create_private_file, fsync_directory, make_folders
+from aic_worker.private_files import create_private_file, file_mode, fsync_directory, make_folders
 
 APP_NAME = "aic"
 SQLITE_FILENAME = "catalog.sqlite3"
@@ -85,8 +86,22 @@ def _create_private_sqlite_file(path: Path) -> None:
     try:
         os.close(create_private_file(path))
     except FileExistsError:
+        _narrow_existing(path)
         return
     fsync_directory(path.parent)
+
+
+def _narrow_existing(path: Path) -> None:
+    """A catalog made by a release before 0.4.0 (0644 under the usual umask), and its -wal and
+    -shm files, narrowed to the modes AIC now creates; never widened, and only files we own."""
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = candidate.stat()
+        except FileNotFoundError:
+            continue
+        narrowed = stat.S_IMODE(info.st_mode) & file_mode()
+        if info.st_uid == os.getuid() and narrowed != stat.S_IMODE(info.st_mode):
+            os.chmod(candidate, narrowed)
 
 
 def _configure_sqlite_connection(dbapi_connection: sqlite3.Connection, _record: object) -> None:

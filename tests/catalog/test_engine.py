@@ -117,3 +117,20 @@ def test_timestamps_come_back_as_utc_on_every_backend(catalog: Engine) -> None:
 def test_naive_timestamps_are_refused(catalog: Engine) -> None:
     with pytest.raises(StatementError, match="timezone-aware"), session_factory(catalog).begin() as session:
         session.add(CodecModel(id="c" * 64, path="/m", created_at=datetime(2024, 1, 1)))
+
+
+def test_a_world_readable_catalog_of_an_older_release_is_narrowed_when_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AIC_GROUP_READABLE", raising=False)
+    path = tmp_path / "old.sqlite3"
+    engine = create_catalog_engine(f"sqlite:///{path}")
+    prepare_catalog(engine)
+    engine.dispose()
+    for name in ("old.sqlite3", "old.sqlite3-wal"):
+        (tmp_path / name).touch()
+        (tmp_path / name).chmod(0o644)  # what 0.3.0 left under the usual umask
+    engine = create_catalog_engine(f"sqlite:///{path}")
+    engine.dispose()
+    modes = {f.name: f.stat().st_mode & 0o777 for f in tmp_path.glob("old.sqlite3*")}
+    assert {"old.sqlite3", "old.sqlite3-wal"} <= modes.keys() and set(modes.values()) == {0o600}
