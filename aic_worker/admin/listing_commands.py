@@ -125,6 +125,7 @@ def show(args: argparse.Namespace) -> int:
             "achieved_ratio",
             "psnr",
             "ms_ssim",
+            "quality_reference",
             "created_at",
             "current",
         ],
@@ -150,7 +151,8 @@ def stats(args: argparse.Namespace) -> int:
         highlight=False,
     )
     console.print("states: " + ", ".join(f"{k} {v}" for k, v in report["states"].items()), highlight=False)
-    dists = [(name, report[name]) for name in ("ratio", "psnr") if report[name]]
+    names = {"ratio": "ratio", "psnr": "psnr", "psnr_vs_previous_version": "psnr vs a previous version"}
+    dists = [(label, report[name]) for name, label in names.items() if report.get(name)]
     if dists:
         output.table(
             "distribution",

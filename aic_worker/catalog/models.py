@@ -228,16 +228,19 @@ class ArchiveVersion(Base):
             postgresql_where=text("superseded_by IS NULL"),
         ),
         # stats reads its quantiles and histogram from these, and ls --below-ratio filters on the first;
-        # superseded_by makes them covering on SQLite (which does not count the WHERE's columns).
+        # superseded_by makes them covering on SQLite (which does not count the WHERE's columns), and
+        # reference_version_id splits PSNR against the original from PSNR against a version (0005).
         *(
             Index(
                 f"ix_archive_versions_current_{column}",
-                column,
-                "superseded_by",
+                *columns,
                 sqlite_where=text("superseded_by IS NULL"),
                 postgresql_where=text("superseded_by IS NULL"),
             )
-            for column in ("achieved_ratio", "psnr")
+            for column, columns in (
+                ("achieved_ratio", ("achieved_ratio", "superseded_by")),
+                ("psnr", ("psnr", "superseded_by", "reference_version_id")),
+            )
         ),
         Index(
             "ix_archive_versions_damaged",

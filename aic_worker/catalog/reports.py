@@ -23,6 +23,7 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     select,
     type_coerce,
     union,
@@ -49,6 +50,21 @@ THROUGHPUT_WINDOWS = (1, 5, 60)  # minutes
 STREAM_BATCH = 5000  # rows fetched at a time when listing every source
 
 
+ORIGINAL = "original"  # quality_reference: PSNR and MS-SSIM measured against the original
+
+
+def quality_reference(version: Any) -> ColumnElement[str | None]:
+    """What `version`'s PSNR and MS-SSIM were measured against, as SQL: "original", or "version N"
+    for a re-encode made without the original (issue #15), whose figures say nothing about
+    the original; null without a figure (no version, or a passthrough: the original's bytes)."""
+    reference = version.reference_version_id
+    return case(
+        (version.psnr.is_(None), None),
+        (reference.is_(None), literal(ORIGINAL)),
+        else_=literal("version ", String) + cast(reference, String),
+    )
+
+
 def _record_columns() -> list[ColumnElement[Any]]:
     """The `ls --json` keys as SQL columns: one row per source, no ORM object."""
     unfinished = and_(LATEST.state != JobState.DONE, LATEST.target_ratio.is_not(None))
@@ -71,6 +87,8 @@ def _record_columns() -> list[ColumnElement[Any]]:
         Source.height.label("height"),
         reason_column().label("reason"),
         type_coerce(CURRENT.kind, String).label("kind"),  # its value, not an ArchiveKind
+        quality_reference(CURRENT).label("quality_reference"),
+        CURRENT.reference_version_id.label("reference_version_id"),
     ]
 
 
@@ -169,6 +187,8 @@ def source_details(session: Session, source_id: int) -> dict[str, Any] | None:
                 "kind": v.kind.value,
                 "removed_at": v.removed_at,
                 "damaged_at": v.damaged_at,
+                "reference_version_id": v.reference_version_id,
+                "quality_reference": _reference_text(v),
             }
             for v in versions
         ],
@@ -188,24 +208,41 @@ def source_details(session: Session, source_id: int) -> dict[str, Any] | None:
     }
 
 
+def _reference_text(version: ArchiveVersion) -> str | None:
+    """quality_reference() for one loaded version."""
+    if version.psnr is None:
+        return None
+    return ORIGINAL if version.reference_version_id is None else f"version {version.reference_version_id}"
+
+
 def _current(column: InstrumentedAttribute[Any]) -> list[ColumnElement[bool]]:
     """Current archive versions that have a value in `column` (a passthrough has no PSNR)."""
     return [ArchiveVersion.superseded_by.is_(None), column.is_not(None)]
 
 
-def distribution(session: Session, column: InstrumentedAttribute[Any]) -> dict[str, float] | None:
-    """min, nearest-rank p10, median and p90, max and mean of `column` over current versions.
+def _against(original: bool) -> list[ColumnElement[bool]]:
+    """Versions whose quality was measured against the original, or against an earlier version."""
+    reference = ArchiveVersion.reference_version_id
+    return [reference.is_(None) if original else reference.is_not(None)]
+
+
+def distribution(
+    session: Session, column: InstrumentedAttribute[Any], *where: ColumnElement[bool]
+) -> dict[str, float] | None:
+    """min, nearest-rank p10, median and p90, max and mean of `column` over current versions
+    (those of them that meet `where`).
 
     Each quantile is one row read at its rank from an index on the column (models.py), so
     no query sorts or loads the values.
     """
-    n, mean = session.execute(select(func.count(column), func.avg(column)).where(*_current(column))).one()
+    chosen = [*_current(column), *where]
+    n, mean = session.execute(select(func.count(column), func.avg(column)).where(*chosen)).one()
     if not n:
         return None
 
     def at(q: float) -> float:
         rank = min(n - 1, max(0, math.ceil(q * n) - 1))
-        return session.scalar(select(column).where(*_current(column)).order_by(column).offset(rank).limit(1))
+        return session.scalar(select(column).where(*chosen).order_by(column).offset(rank).limit(1))
 
     return {
         "min": at(0),
@@ -275,7 +312,9 @@ def stats_report(session: Session) -> dict[str, Any]:
 
     One pass over the sources groups them by primary folder (a few rows come back, however
     large the archive); states are counted on the few sources that may be other than done
-    (overview.candidates); the distributions read the ratio and PSNR indexes; `bytes_on_disk`
+    (overview.candidates); the distributions read the ratio and PSNR indexes (`psnr` over
+versions measured against their original, `psnr_vs_previous_version` over re-encodes
+measured against the version they were made from); `bytes_on_disk`
     counts every version whose file is still kept, superseded or not.
     """
     archived = CURRENT.id.is_not(None)
@@ -299,7 +338,10 @@ def stats_report(session: Session) -> dict[str, Any]:
         "states": _state_counts(session, totals["sources"]),
         "ratio": distribution(session, ArchiveVersion.achieved_ratio),
         "ratio_histogram": _histogram(session),
-        "psnr": distribution(session, ArchiveVersion.psnr),
+        # A re-encode made without the original measured its PSNR against the version it came
+        # from: a different yardstick, kept out of the original's figures.
+        "psnr": distribution(session, ArchiveVersion.psnr, *_against(original=True)),
+        "psnr_vs_previous_version": distribution(session, ArchiveVersion.psnr, *_against(original=False)),
         "folders": [
             {"folder": group["folder"], **_totals([group])}
             for group in sorted(groups, key=lambda group: group["folder"] or "")

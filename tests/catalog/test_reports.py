@@ -199,3 +199,37 @@ def test_a_folder_prefix_is_an_index_range(session: Session) -> None:
     )
     index = "sqlite_autoindex_source_paths" if session.get_bind().dialect.name == "sqlite" else "path_pattern"
     assert index in _plan(session, str(compiled))
+
+
+def test_quality_measured_against_a_previous_version_is_named_and_kept_apart(
+    session: Session, model_id: str
+) -> None:
+    """A re-encode made without the original measured its PSNR against the version it came from
+    (reference_version_id); once that version is gone, nothing may present it as the original's."""
+    kept = _archive(session, _add(session, "kept", "/w", "kept.png"), model_id, 16.0, "kept")
+    source = _add(session, "gone", "/w", "gone.png")
+    first = _archive(session, source, model_id, 16.0, "gone")
+    again = record_archive_version(
+        session, source_id=source.id, path="/archive/gone.2.aic", bytes=500, sha256=sha("gone.2"),
+        target_ratio=64, achieved_ratio=64.0, model_id=model_id, psnr=45.0, ms_ssim=0.99,
+    )
+    again.reference_version_id = first.id
+    first.removed_at = T0  # keep-versions 1: the reference's file is deleted
+    session.commit()
+
+    records = {r["id"]: r for r in source_page(session, limit=None)}
+    assert (records[source.id]["quality_reference"], records[source.id]["reference_version_id"]) == (
+        f"version {first.id}", first.id
+    )
+    plain = records[kept.source_id]
+    assert (plain["quality_reference"], plain["reference_version_id"]) == ("original", None)
+    assert list(iter_source_records(session)) == list(records.values())
+    details = source_details(session, source.id)
+    assert details is not None
+    assert [(v["reference_version_id"], v["quality_reference"]) for v in details["versions"]] == [
+        (None, "original"), (first.id, f"version {first.id}")
+    ]
+    stats = stats_report(session)
+    assert stats["psnr"] is not None and stats["psnr"]["max"] == kept.psnr  # 45 dB is not against an original
+    assert stats["psnr_vs_previous_version"] is not None
+    assert stats["psnr_vs_previous_version"]["median"] == 45.0
