@@ -7,13 +7,21 @@ comes from catalog/reports.py, which the dashboard's JSON API shares.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
 
 from aic_worker.admin import output
 from aic_worker.admin.catalog_access import read_catalog, read_sessions
 from aic_worker.admin.selection import Selection, add_selection_arguments
 from aic_worker.catalog.overview import STATES
 from aic_worker.catalog.reports import (
+    QUARANTINE_PAGE,
+    iter_quarantined,
     iter_source_records,
+    quarantine_cursor,
     quarantine_report,
     source_details,
     source_page,
@@ -61,7 +69,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = subparsers.add_parser("quarantine", help="what was set aside, and why")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    page = p.add_argument_group("how many (by id: sources and jobs each)")
+    page.add_argument(
+        "--limit", type=positive, default=QUARANTINE_PAGE, metavar="N",
+        help=f"at most N of each ({QUARANTINE_PAGE})",
+    )
+    page.add_argument(
+        "--after", type=_cursor, metavar="SOURCE_ID:JOB_ID", help="those after these ids (the next page)"
+    )
+    page.add_argument("--all", action="store_true", help="every one, streamed")
     p.set_defaults(func=quarantine)
+
+
+def _cursor(text: str) -> tuple[int, int]:
+    """argparse type: a quarantine page's `next_after`."""
+    try:
+        return quarantine_cursor(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 LS_COLUMNS = ["id", "state", "source", "ratio", "achieved", "archive", "bytes", "PSNR"]
@@ -178,26 +203,60 @@ def stats(args: argparse.Namespace) -> int:
     return output.OK
 
 
+SOURCE_COLUMNS = ["id", "source", "reason"]
+SOURCE_KEYS = ["id", "source_path", "reason"]
+JOB_COLUMNS = ["job", "kind", "source", "path", "attempts", "reason"]
+JOB_KEYS = ["job_id", "kind", "source_id", "source_path", "attempts", "reason"]
+SOURCES_TITLE = "quarantined sources (their content can't be archived)"
+JOBS_TITLE = "quarantined jobs (`aic-admin retry --quarantined` tries them again)"
+
+
+def _iso(value: datetime) -> str:
+    """json.dumps' default: the one type a quarantine item holds that JSON lacks."""
+    return value.isoformat()
+
+
+def _json_arrays(arrays: dict[str, Iterable[Any]]) -> None:
+    """One JSON object of arrays on stdout, each written as its items come, one per line."""
+    write = sys.stdout.write
+    write("{")
+    for n, (key, items) in enumerate(arrays.items()):
+        write(("" if n == 0 else ",") + f"\n{json.dumps(key)}: [")
+        separator = "\n"
+        for item in items:
+            write(separator + json.dumps(item, default=_iso))
+            separator = ",\n"
+        write("]" if separator == "\n" else "\n]")
+    write("\n}\n")
+
+
 def quarantine(args: argparse.Namespace) -> int:
-    report = read_catalog(quarantine_report)
+    """A page of quarantined sources and jobs (`--limit`, `--after`), or with `--all` every one,
+    streamed: 100,000 quarantined jobs are never held in memory."""
+    if args.all:
+        with read_sessions() as sessions, sessions() as session:
+            sources, jobs = iter_quarantined(session)
+            if args.json:
+                _json_arrays({"sources": sources, "jobs": jobs})
+            else:
+                rows = ([s[k] for k in SOURCE_KEYS] for s in sources)
+                output.stream_table(SOURCES_TITLE, SOURCE_COLUMNS, rows)
+                output.stream_table(JOBS_TITLE, JOB_COLUMNS, ([j[k] for k in JOB_KEYS] for j in jobs))
+        return output.OK
+    report = read_catalog(lambda session: quarantine_report(session, limit=args.limit, after=args.after))
     if output.printed_json(args, report):
         return output.OK
     if not report["sources"] and not report["jobs"]:
-        output.stdout().print("nothing is quarantined")
+        output.stdout().print("nothing is quarantined" if args.after is None else "no more")
         return output.OK
     if report["sources"]:
-        output.table(
-            "quarantined sources (their content can't be archived)",
-            ["id", "source", "reason"],
-            [(s["id"], s["source_path"], s["reason"]) for s in report["sources"]],
-        )
+        output.table(SOURCES_TITLE, SOURCE_COLUMNS, [[s[k] for k in SOURCE_KEYS] for s in report["sources"]])
     if report["jobs"]:
-        output.table(
-            "quarantined jobs (`aic-admin retry --quarantined` tries them again)",
-            ["job", "kind", "source", "path", "attempts", "reason"],
-            [
-                (j["job_id"], j["kind"], j["source_id"], j["source_path"], j["attempts"], j["reason"])
-                for j in report["jobs"]
-            ],
+        output.table(JOBS_TITLE, JOB_COLUMNS, [[j[k] for k in JOB_KEYS] for j in report["jobs"]])
+    if report["next_after"]:
+        output.stderr().print(
+            f"{report['source_count']} sources and {report['job_count']} jobs quarantined; "
+            f"the next page: --after {report['next_after']}; every one: --all",
+            highlight=False,
         )
     return output.OK

@@ -22,6 +22,8 @@ from aic_worker.admin.selection import Selection, duration
 from aic_worker.catalog.models import ArchiveVersion, JobState, Source, SourcePath
 from aic_worker.catalog.overview import STATES
 from aic_worker.catalog.reports import (
+    QUARANTINE_PAGE,
+    quarantine_cursor,
     quarantine_report,
     source_details,
     source_page,
@@ -172,10 +174,25 @@ def queue(request: Request, session: Catalog) -> dict[str, Any]:
     return report
 
 
+def quarantine_after(after: str | None) -> tuple[int, int] | None:
+    """The `after` query parameter of a quarantine page (`SOURCE_ID:JOB_ID`), 422 when malformed."""
+    try:
+        return quarantine_cursor(after) if after else None
+    except ValueError as error:
+        raise HTTPException(422, str(error)) from error
+
+
 @router.get("/quarantine", response_model=None)
-def quarantine(session: Catalog) -> dict[str, Any]:
-    """The `aic-admin quarantine --json` document."""
-    return quarantine_report(session)
+def quarantine(
+    session: Catalog,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = QUARANTINE_PAGE,
+    after: Annotated[
+        str | None, Query(description="SOURCE_ID:JOB_ID, the previous page's next_after")
+    ] = None,
+) -> dict[str, Any]:
+    """The `aic-admin quarantine --json` document: a page of at most `limit` sources and `limit`
+    jobs, with the totals; `next_after` (null on the last page) asks for the next."""
+    return quarantine_report(session, limit=limit, after=quarantine_after(after))
 
 
 # writes ----------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from aic_worker.catalog.reports import (
     source_page,
     status_report,
 )
+from aic_worker.web.api import quarantine_after
 from aic_worker.web.dependencies import catalog_session
 
 router = APIRouter(include_in_schema=False)
@@ -149,8 +150,11 @@ def source(request: Request, session: Catalog, source_id: int) -> HTMLResponse:
 
 
 @router.get("/quarantine", response_class=HTMLResponse)
-def quarantine(request: Request, session: Catalog) -> HTMLResponse:
-    return _page(request, "quarantine.html", report=quarantine_report(session))
+def quarantine(request: Request, session: Catalog, after: str = "") -> HTMLResponse:
+    """A page of PAGE_SIZE quarantined jobs and sources; the bulk retry acts on every one, chosen
+    by state in SQL (api.retry), not on those the page shows."""
+    report = quarantine_report(session, limit=PAGE_SIZE, after=quarantine_after(after or None))
+    return _page(request, "quarantine.html", report=report, after=after)
 
 
 @router.get("/recompress", response_class=HTMLResponse)

@@ -87,3 +87,12 @@ def test_ls_show_stats_and_quarantine_describe_the_archive(archive_env: ArchiveE
     assert "not a readable image" in report["jobs"][0]["reason"]
     code, out = env.admin("quarantine")
     assert code == 0 and "bad.png" in out
+
+    code, out = env.admin("quarantine", "--all", "--json")
+    assert code == 0 and json.loads(out) == {"sources": report["sources"], "jobs": report["jobs"]}
+    assert (report["source_count"], report["job_count"], report["next_after"]) == (1, 1, None)
+    code, out = env.admin("quarantine", "--json", "--after", f"{ids[3]}:{report['jobs'][0]['job_id']}")
+    assert code == 0 and json.loads(out)["sources"] == json.loads(out)["jobs"] == []
+    code, out = env.admin("quarantine", "--all")
+    assert code == 0 and "bad.png" in out
+    assert env.admin("quarantine", "--after", "7")[0] == 2  # SOURCE_ID:JOB_ID

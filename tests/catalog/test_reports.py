@@ -15,10 +15,12 @@ from aic_worker.admin.selection import Selection
 from aic_worker.catalog import lease
 from aic_worker.catalog.engine import reading, session_factory
 from aic_worker.catalog.jobs import enqueue_job
-from aic_worker.catalog.models import ArchiveVersion, JobKind, Source
+from aic_worker.catalog.models import ArchiveVersion, JobKind, JobState, Source
 from aic_worker.catalog.overview import STATES, SourceRow, source_rows
 from aic_worker.catalog.reports import (
+    iter_quarantined,
     iter_source_records,
+    quarantine_cursor,
     quarantine_report,
     source_details,
     source_page,
@@ -233,3 +235,36 @@ def test_quality_measured_against_a_previous_version_is_named_and_kept_apart(
     assert stats["psnr"] is not None and stats["psnr"]["max"] == kept.psnr  # 45 dB is not against an original
     assert stats["psnr_vs_previous_version"] is not None
     assert stats["psnr_vs_previous_version"]["median"] == 45.0
+
+
+def test_quarantine_pages_walk_every_entry_once(session: Session) -> None:
+    """quarantine_report pages by id like ls (100,000 quarantined jobs took the API 29 s in
+    one document); the pages put together are the stream, and the totals count them all."""
+    sources = [_add(session, f"q{n}", "/w", f"q{n}.png") for n in range(5)]
+    for source in sources[:3]:
+        quarantine_source(session, source.id, "not an image")
+    for source in sources:
+        for kind in (JobKind.VERIFY, JobKind.RESTORE):
+            job, _ = enqueue_job(session, kind, source.id)
+            job.state, job.quarantine_reason, job.finished_at = JobState.QUARANTINED, "gone", T0
+    enqueue_job(session, JobKind.VERIFY, sources[0].id, parameters={"other": 1})  # pending: not listed
+    session.commit()
+
+    pages, after = [], None
+    while True:
+        page = quarantine_report(session, limit=4, after=after)
+        pages.append(page)
+        if page["next_after"] is None:
+            break
+        after = quarantine_cursor(page["next_after"])
+    assert len(pages) == 3 and all(p["source_count"] == 3 and p["job_count"] == 10 for p in pages)
+    assert [len(p["sources"]) for p in pages] == [3, 0, 0] and [len(p["jobs"]) for p in pages] == [4, 4, 2]
+    all_sources, all_jobs = iter_quarantined(session)
+    assert [s for p in pages for s in p["sources"]] == list(all_sources)
+    jobs = [j for p in pages for j in p["jobs"]]
+    assert jobs == list(all_jobs)
+    assert jobs[0] | {"job_id": 0} == {
+        "job_id": 0, "kind": "verify", "source_id": sources[0].id, "source_path": "/w/q0.png", "attempts": 0,
+        "since": jobs[0]["since"], "reason": "gone",
+    }
+    assert quarantine_report(session)["next_after"] is None

@@ -32,6 +32,10 @@ def test_reads_answer_with_the_clis_json_documents(web: Web, monkeypatch: pytest
     client = web.client
     assert client.get("/api/v1/stats").json() == cli_json(web, "stats")
     assert client.get("/api/v1/quarantine").json() == cli_json(web, "quarantine")
+    paged = client.get("/api/v1/quarantine", params={"limit": 1, "after": "0:0"}).json()
+    assert paged == cli_json(web, "quarantine", "--limit", "1", "--after", "0:0") and paged["job_count"] == 1
+    assert client.get("/api/v1/quarantine", params={"after": "x"}).status_code == 422
+    assert "(1; given up on" in client.get("/quarantine", params={"after": "0:0"}).text
     assert client.get(f"/api/v1/sources/{web.ids[0]}").json() == cli_json(web, "show", str(web.ids[0]))
     page = client.get("/api/v1/sources", params={"limit": 3}).json()
     assert page["items"] == cli_json(web, "ls")[:3] and page["next_offset"] == 3
