@@ -297,6 +297,7 @@ class Job(Base):
         CheckConstraint("attempts >= 0", name="attempts_not_negative"),
         Index("ix_jobs_claim", "state", "not_before"),
         Index("ix_jobs_finished", "state", "finished_at"),  # status: jobs done in the last minutes
+        Index("ix_jobs_state_updated", "state", "updated_at"),  # status: the latest failures (0005)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

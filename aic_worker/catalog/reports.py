@@ -445,12 +445,16 @@ def status_report(session: Session, now: datetime | None = None) -> dict[str, An
     now = now or utcnow()
     counts = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
     running = session.scalars(select(Job).where(Job.state == JobState.RUNNING).order_by(Job.started_at)).all()
-    failures = session.scalars(
-        select(Job)
-        .where(Job.state.in_((JobState.FAILED, JobState.QUARANTINED)))
-        .order_by(Job.updated_at.desc())
-        .limit(RECENT_FAILURES)
-    ).all()
+    # The latest of each state from ix_jobs_state_updated, merged here: one statement over both
+    # states would sort every failed and quarantined job on each call.
+    latest = [
+        job
+        for state in (JobState.FAILED, JobState.QUARANTINED)
+        for job in session.scalars(
+            select(Job).where(Job.state == state).order_by(Job.updated_at.desc()).limit(RECENT_FAILURES)
+        )
+    ]
+    failures = sorted(latest, key=lambda j: (j.updated_at, j.id), reverse=True)[:RECENT_FAILURES]
     throughput = {}
     for minutes in THROUGHPUT_WINDOWS:
         since = now - timedelta(minutes=minutes)

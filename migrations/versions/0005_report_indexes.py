@@ -4,6 +4,9 @@ The current versions' PSNR index also holds reference_version_id (covering on SQ
 keeps the PSNR of re-encodes measured against an earlier version apart from the PSNR measured
 against the original, and reads both distributions from this index.
 
+jobs (state, updated_at): status' recent failures, the latest failed and latest quarantined
+jobs, read in index order (before, every failed or quarantined job was sorted on each call).
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-30 18:00:00
@@ -30,8 +33,10 @@ def _psnr_index(columns: list[str]) -> None:
 def upgrade() -> None:
     op.drop_index(PSNR, "archive_versions")
     _psnr_index(["psnr", "superseded_by", "reference_version_id"])
+    op.create_index("ix_jobs_state_updated", "jobs", ["state", "updated_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_state_updated", "jobs")
     op.drop_index(PSNR, "archive_versions")
     _psnr_index(["psnr", "superseded_by"])
