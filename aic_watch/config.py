@@ -15,6 +15,8 @@ done_dir = "/srv/done"     # where `move` puts originals (required for it)
 keep_versions = 2          # archive versions whose files stay after a recompress (default 1)
 if_bigger = "leave"        # passthrough (default): store the original's bytes when a .aic would
                            # not be smaller | leave: store nothing, quarantine the job
+min_psnr = 32              # PSNR (dB) an archive must reach before delete or move removes the
+                           # original (default: the worker's AIC_MIN_PSNR; 0: no floor here)
 observer = "polling"       # inotify (default) | polling: network shares send no inotify events
 poll_interval = 5.0        # seconds between polls (default 5)
 ```
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aic_worker.jobs.parameters import CompressParameters, IfBigger, keep_versions_of
+from aic_worker.jobs.parameters import CompressParameters, IfBigger, keep_versions_of, min_psnr_of
 from aic_worker.store.policy import Policy
 from aic_worker.store.retention import DEFAULT_KEEP_VERSIONS
 
@@ -83,6 +85,7 @@ class FolderConfig:
     poll_interval: float = DEFAULT_POLL_INTERVAL
     keep_versions: int = DEFAULT_KEEP_VERSIONS
     if_bigger: IfBigger = IfBigger.PASSTHROUGH
+    min_psnr: float | None = None  # None: the worker's AIC_MIN_PSNR; 0: no floor for this folder
 
     def job_parameters(self, path: str) -> dict[str, Any]:
         """What a compress job for the file at `path` tells the worker, through the catalog."""
@@ -94,6 +97,7 @@ class FolderConfig:
             done_dir=self.done_dir,
             keep_versions=self.keep_versions,
             if_bigger=self.if_bigger,
+            min_psnr=self.min_psnr,
         ).to_json()
 
 
@@ -144,6 +148,7 @@ def make_folder(
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     keep_versions: int = DEFAULT_KEEP_VERSIONS,
     if_bigger: str = IfBigger.PASSTHROUGH.value,
+    min_psnr: float | None = None,
 ) -> FolderConfig:
     """A checked FolderConfig; the one constructor both the TOML file and the flags go through."""
     if not isinstance(ratio, int | float) or isinstance(ratio, bool) or not ratio > 1:
@@ -155,6 +160,7 @@ def make_folder(
         observer_value = ObserverKind(observer)
         if_bigger_value = IfBigger(if_bigger)
         keep_versions_of(keep_versions)
+        min_psnr_value = None if min_psnr is None else min_psnr_of(min_psnr)
     except ValueError as error:
         raise ConfigError(f"folder {path}: {error}") from None
     folder = FolderConfig(
@@ -169,6 +175,7 @@ def make_folder(
         poll_interval=_positive("poll_interval", poll_interval),
         keep_versions=keep_versions,
         if_bigger=if_bigger_value,
+        min_psnr=min_psnr_value,
     )
     if folder.policy is Policy.MOVE and folder.done_dir is None:
         raise ConfigError(f"folder {folder.path}: policy 'move' needs a done_dir")
@@ -191,6 +198,7 @@ FOLDER_KEYS = {
     "poll_interval",
     "keep_versions",
     "if_bigger",
+    "min_psnr",
 }
 TOP_KEYS = {"stability_window", "rescan_interval", "database_url", "folders"}
 

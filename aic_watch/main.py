@@ -1,7 +1,7 @@
 """`aic-watch`: watch folders and queue every complete image in them for archiving.
 
     aic-watch FOLDER --ratio R --archive DIR [--policy keep|move|delete] [--done-dir DIR]
-              [--keep-versions N] [--if-bigger passthrough|leave] ...
+              [--keep-versions N] [--if-bigger passthrough|leave] [--min-psnr DB] ...
     aic-watch [--config FILE]        # else the TOML file named by AIC_CONFIG
 
 Runs until SIGTERM or SIGINT, then finishes the batch in hand and exits 0. Exit 2: the
@@ -94,6 +94,7 @@ def config_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         poll_interval=args.poll_interval,
         keep_versions=args.keep_versions,
         if_bigger=args.if_bigger,
+        min_psnr=args.min_psnr,
     )
     return make_config([folder], stability_window=args.stability_window, rescan_interval=args.rescan_interval)
 

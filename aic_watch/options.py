@@ -1,12 +1,12 @@
 """A folder's command-line options, declared once for every command that takes them.
 
 How its images are archived (`--ratio`, `--archive`, `--policy`, the done folder,
-`--keep-versions`, `--if-bigger`) is asked by `aic-watch FOLDER`, `aic-admin run INBOX` and
-`aic-admin add PATH`; how it is watched
-(`--polling`, `--stability-window`) by the first two; `aic-admin recompress` takes
-`--ratio`. A command chooses its defaults (`aic-admin run` has AIC_HOME to put the archive
-and the done folder in) and the name of the done folder's option (`--done-dir`, `--done`);
-names, types and meanings are the same everywhere.
+`--keep-versions`, `--if-bigger`, `--min-psnr`) is asked by `aic-watch FOLDER`, `aic-admin
+run INBOX` and `aic-admin add PATH`; how it is watched (`--polling`, `--stability-window`)
+by the first two; `aic-admin recompress` takes `--ratio`. A command chooses its defaults
+(`aic-admin run` has AIC_HOME to put the archive and the done folder in) and the name of
+the done folder's option (`--done-dir`, `--done`); names, types and meanings are the same
+everywhere.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 from aic_watch.config import DEFAULT_STABILITY_WINDOW
-from aic_worker.jobs.parameters import IfBigger, keep_versions_of
+from aic_worker.jobs.parameters import IfBigger, keep_versions_of, min_psnr_of
 from aic_worker.store.policy import Policy
 from aic_worker.store.retention import DEFAULT_KEEP_VERSIONS
 
@@ -42,8 +42,8 @@ def add_archive_options(
     done: str = "where --policy move puts originals",
 ) -> None:
     """How a folder's images are archived: `--ratio` (default `ratio`), `--archive`, `--policy`,
-    the done folder's `done_option`, `--keep-versions` and `--if-bigger`; `archive` and `done`
-    say where those folders are by default. The done folder is `args.done_dir` whatever its
+    the done folder's `done_option`, `--keep-versions`, `--if-bigger` and `--min-psnr`; `archive`
+    and `done` say where those folders are by default. The done folder is `args.done_dir` whatever its
     option is called."""
     add_ratio_option(parser, default=ratio, required=ratio_required)
     parser.add_argument("--archive", type=Path, metavar="DIR", help=archive)
@@ -59,6 +59,10 @@ def add_archive_options(
                         help="when a .aic would not be smaller than the original: store the original's "
                         "bytes as they are (passthrough, the default) or leave the file alone, its job "
                         "quarantined (leave)")
+    parser.add_argument("--min-psnr", type=min_psnr_db, default=None, metavar="DB",
+                        help="the PSNR an archive must reach before the delete or move policy removes the "
+                        "original from the folder (default: the worker's AIC_MIN_PSNR; 0 turns the floor "
+                        "off for this folder)")
 
 
 def keep_versions_count(text: str) -> int:
@@ -67,6 +71,16 @@ def keep_versions_count(text: str) -> int:
         return keep_versions_of(int(text))
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}") from error
+
+
+def min_psnr_db(text: str) -> float:
+    """`--min-psnr`' value: 0 (no floor for the folder) or a positive number of dB."""
+    try:
+        return min_psnr_of(float(text))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (off) or a positive number of dB, got {text!r}"
+        ) from error
 
 
 def add_watch_options(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

@@ -12,7 +12,7 @@ Torch-free: the watcher and `aic-admin` import the broker and timing settings to
 | AIC_REAP_SECONDS     | 60                         | how often a worker reaps and republishes            |
 | AIC_TASK_TIME_LIMIT  | 3600                       | hard limit of one task (soft: 90 % of it)           |
 | AIC_DB_RETRY_SECONDS | 0.8 × the lease            | how long a job waits for the database (< the lease) |
-| AIC_MIN_PSNR         | 20 (0: off)                | PSNR floor (dB) before `delete` removes an original |
+| AIC_MIN_PSNR         | 20 (0: off)                | PSNR floor (dB) before delete/move take an original |
 | AIC_TORCH_THREADS    | cores / concurrency        | torch threads per worker process                    |
 | AIC_BATCH            | 4                          | compress jobs of one model encoded together         |
 | AIC_LOG_FORMAT       | text                       | json: one JSON object per line (observe/log_format) |
@@ -95,7 +95,7 @@ class WorkerConfig:
     task_time_limit: float
     db_retry_seconds: float
     batch_size: int = 4  # compress jobs waiting for one model that a task claims and encodes together
-    min_psnr: float | None = DEFAULT_MIN_PSNR  # dB an archive must reach before `delete` removes its original
+    min_psnr: float | None = DEFAULT_MIN_PSNR  # dB before delete/move remove an original; a folder's wins
 
     def __post_init__(self) -> None:
         if self.db_retry_seconds >= self.lease_seconds:

@@ -181,6 +181,7 @@ def inbox_folder(args: argparse.Namespace, home: Path) -> FolderConfig:
         observer="polling" if args.polling else "inotify",
         keep_versions=args.keep_versions,
         if_bigger=args.if_bigger,
+        min_psnr=args.min_psnr,
     )
 
 

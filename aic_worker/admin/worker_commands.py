@@ -103,7 +103,8 @@ def _add(args: argparse.Namespace) -> int:
             for file, folder in _files(given.expanduser().resolve(), (archive_root, done_dir)):
                 try:
                     parameters = CompressParameters(file, folder, archive_root, policy, done_dir,
-                                                    args.keep_versions, IfBigger(args.if_bigger))
+                                                    args.keep_versions, IfBigger(args.if_bigger),
+                                                    min_psnr=args.min_psnr)
                     job, publish_it = record_file(sessions(), parameters, args.ratio)
                 except (OSError, NoModelError) as error:
                     print(f"aic-admin add: {file}: {error}", file=sys.stderr)

@@ -9,6 +9,7 @@ default, so jobs written by release 0.3.0 still run. Torch-free.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,13 @@ def keep_versions_of(value: Any) -> int:
     return value
 
 
+def min_psnr_of(value: Any) -> float:
+    """A folder's quality floor in dB (0: off for the folder); ValueError naming the bad value."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ValueError(f"min_psnr must be 0 (off) or a positive number of dB, got {value!r}")
+    return float(value)
+
+
 @dataclass(frozen=True)
 class CompressParameters:
     path: Path  # the original to read, and the one the policy applies to
@@ -48,13 +56,21 @@ class CompressParameters:
     done_dir: Path | None = None  # where the move policy puts originals
     keep_versions: int = DEFAULT_KEEP_VERSIONS  # archive versions whose files stay, the current one included
     if_bigger: IfBigger = IfBigger.PASSTHROUGH
+    # The folder's quality floor (dB) before delete or move removes the original from the folder:
+    # None (absent from the JSON, as in every job before it existed) takes the worker's AIC_MIN_PSNR,
+    # 0 turns the floor off for the folder.
+    min_psnr: float | None = None
 
     def __post_init__(self) -> None:
         if self.policy is Policy.MOVE and self.done_dir is None:
             raise ValueError("the move policy needs a done folder")
         keep_versions_of(self.keep_versions)
+        if self.min_psnr is not None:
+            min_psnr_of(self.min_psnr)
 
     def to_json(self) -> dict[str, Any]:
+        """`min_psnr` only when the folder names a floor: absent, the job takes the worker's."""
+        floor = {} if self.min_psnr is None else {"min_psnr": self.min_psnr}
         return {
             "path": str(self.path),
             "folder": str(self.folder),
@@ -63,6 +79,7 @@ class CompressParameters:
             "done_dir": None if self.done_dir is None else str(self.done_dir),
             "keep_versions": self.keep_versions,
             "if_bigger": self.if_bigger.value,
+            **floor,
         }
 
     @classmethod
@@ -78,6 +95,7 @@ class CompressParameters:
                 done_dir=None if done is None else Path(done),
                 keep_versions=data.get("keep_versions", DEFAULT_KEEP_VERSIONS),
                 if_bigger=IfBigger(data.get("if_bigger", IfBigger.PASSTHROUGH)),
+                min_psnr=data.get("min_psnr"),
             )
         except KeyError as missing:
             raise ValueError(f"compress job parameters lack {missing}") from None

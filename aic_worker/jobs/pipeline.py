@@ -10,7 +10,9 @@ Compress (DESIGN.md, invariant 2), each step only after the one before it succee
 Never bigger: when the `.aic` is not smaller than the original file, the original's bytes
 are stored instead, as a passthrough version (`a.jpg.orig`, checked by its sha256, no PSNR:
 bit-exact), or, if the folder says `if_bigger: leave`, nothing is stored and the job is
-quarantined with both sizes as its reason.
+quarantined with both sizes as its reason. Under the delete or move policy a `.aic` must
+also reach a PSNR floor (the folder's `min_psnr`, else the worker's AIC_MIN_PSNR) or the
+job is quarantined, nothing stored and the original left where it was.
 
 Recompress writes a new version beside the current one, encoded from the original when it
 is still on disk (sha256 checked), else from the newest intact stored version, decoded
@@ -95,8 +97,9 @@ class JobContext:
 
     `lease_lost` is set when the lease was reaped or can no longer be proven held (the
     heartbeat could not renew it in time); `lease_left` says for how many more seconds it
-    is proven held (None: no heartbeat, as in tests). `min_psnr`: the quality floor an
-    archive must reach before the delete policy may remove its original (None: off).
+    is proven held (None: no heartbeat, as in tests). `min_psnr`: the worker's quality floor
+    (AIC_MIN_PSNR) an archive must reach before the delete or move policy may take its original
+    out of the folder (None: off), where the job's folder names none of its own.
     """
 
     sessions: sessionmaker[Session]
@@ -317,12 +320,38 @@ def _place_again(final: Path, data: bytes, sha256: str, job_id: int) -> None:
         staged.unlink(missing_ok=True)
 
 
-def check_quality(quality: tuple[float, float], floor: float | None, original: Path) -> None:
-    """Refuse an archive below the PSNR `floor` (None: no floor): its original must not be deleted."""
-    if floor is not None and quality[0] < floor:
+@dataclass(frozen=True)
+class QualityFloor:
+    """The PSNR an archive must reach before its job's policy removes the original from the folder.
+
+    `db` None: no floor. `source` says whose it is, for the reason of a job below it.
+    """
+
+    db: float | None
+    source: str
+    policy: Policy
+
+
+def quality_floor(params: CompressParameters, worker_floor: float | None) -> QualityFloor:
+    """The folder's floor (`min_psnr`, 0: off) when its job carries one, else the worker's AIC_MIN_PSNR.
+
+    Only delete and move take the original out of the folder; move leaves AIC no path to it
+    (recompress and repair can't encode from it), so since 0.4.0 the floor guards it too.
+    """
+    if params.policy is Policy.KEEP:
+        return QualityFloor(None, "", params.policy)
+    if params.min_psnr is not None:
+        return QualityFloor(params.min_psnr or None, "the folder's min_psnr", params.policy)
+    return QualityFloor(worker_floor, "the worker's AIC_MIN_PSNR", params.policy)
+
+
+def check_quality(quality: tuple[float, float], floor: QualityFloor, original: Path) -> None:
+    """Refuse an archive below the PSNR floor: the policy must not take its original out of the folder."""
+    if floor.db is not None and quality[0] < floor.db:
         raise PermanentJobError(
             f"{original}: the archive measures PSNR {quality[0]:.2f} dB, below the quality floor of "
-            f"{floor:g} dB that the delete policy requires; nothing archived, the original kept"
+            f"{floor.db:g} dB ({floor.source}) that the {floor.policy.value} policy requires; nothing "
+            "archived, the original kept"
         )
 
 
@@ -465,7 +494,7 @@ def write_compress(
         log.info("job %s: %s; its bytes are stored as they are", job.id, reason)
         new = passthrough_version(original.data, sha256, image, codec.model_id, preferred)
     else:
-        floor = ctx.min_psnr if params.policy is Policy.DELETE else None
+        floor = quality_floor(params, ctx.min_psnr)
         new = aic_version(codec, data, pixels_of(image), image, list(archive.candidates(preferred)),
                           floor=partial(check_quality, floor=floor, original=original.path))
     version = write_version(ctx, job, new, ratio, None)  # params.keep_versions counts in the source's

@@ -42,22 +42,24 @@ def test_add_takes_none_of_aics_own_files_back_in(archive_env: ArchiveEnv, no_br
 
 
 @pytest.mark.parametrize("catalog_url", ["sqlite"], indirect=True)
-def test_add_and_run_carry_a_folders_keep_versions_and_if_bigger(
+def test_add_and_run_carry_a_folders_keep_versions_if_bigger_and_min_psnr(
     archive_env: ArchiveEnv, no_broker: None
 ) -> None:
     env = archive_env
     [photo] = write_photos(env.inbox, 1)
     code, _ = env.admin("add", str(photo), "--ratio", str(RATIO), "--archive", str(env.archive),
-                        "--keep-versions", "3", "--if-bigger", "leave")
+                        "--keep-versions", "3", "--if-bigger", "leave", "--min-psnr", "31")
     assert code == 0
     with session_on(env.engine) as session:
         [job] = session.scalars(select(Job)).all()
     settings = CompressParameters.from_json(job.parameters)
-    assert (settings.keep_versions, settings.if_bigger) == (3, IfBigger.LEAVE)
+    assert (settings.keep_versions, settings.if_bigger, settings.min_psnr) == (3, IfBigger.LEAVE, 31.0)
     assert env.admin("add", str(photo), "--ratio", "8", "--keep-versions", "0")[0] == 2
+    assert env.admin("add", str(photo), "--ratio", "8", "--min-psnr", "-5")[0] == 2
 
-    args = build_parser().parse_args(["run", str(env.inbox), "--keep-versions", "2", "--if-bigger", "leave"])
+    args = build_parser().parse_args(["run", str(env.inbox), "--keep-versions", "2", "--if-bigger", "leave",
+                                      "--min-psnr", "0"])
     folder = inbox_folder(args, env.root / "home")
-    assert (folder.keep_versions, folder.if_bigger) == (2, IfBigger.LEAVE)
+    assert (folder.keep_versions, folder.if_bigger, folder.min_psnr) == (2, IfBigger.LEAVE, 0.0)
     plain = inbox_folder(build_parser().parse_args(["run", str(env.inbox)]), env.root / "home")
-    assert (plain.keep_versions, plain.if_bigger) == (1, IfBigger.PASSTHROUGH)
+    assert (plain.keep_versions, plain.if_bigger, plain.min_psnr) == (1, IfBigger.PASSTHROUGH, None)

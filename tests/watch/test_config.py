@@ -37,16 +37,24 @@ recursive = false
 patterns = ["*.PNG", ".jpg", "tiff"]
 keep_versions = 3
 if_bigger = "leave"
+min_psnr = 32
 
 [[folders]]
 path = "{tmp_path}/scans"
+ratio = 8
+archive = "{tmp_path}/archive"
+policy = "delete"
+min_psnr = 0
+
+[[folders]]
+path = "{tmp_path}/photos"
 ratio = 8
 archive = "{tmp_path}/archive"
 """,
     )
     config = load_config(path, env={"AIC_MODEL_ID": "abc"})
     assert (config.stability_window, config.rescan_interval, config.model_id) == (3.5, 60.0, "abc")
-    first, second = config.folders
+    first, scans, second = config.folders
     assert first.path == tmp_path / "inbox" and first.archive == tmp_path / "archive"
     assert (first.ratio, first.policy, first.done_dir) == (32.0, Policy.MOVE, tmp_path / "done")
     assert (first.observer, first.poll_interval, first.recursive) == (ObserverKind.POLLING, 10.0, False)
@@ -54,9 +62,12 @@ archive = "{tmp_path}/archive"
     assert second.patterns >= set(BASE_EXTENSIONS) and second.policy is Policy.KEEP
     assert (first.keep_versions, first.if_bigger, second.keep_versions, second.if_bigger) == (
         3, IfBigger.LEAVE, 1, IfBigger.PASSTHROUGH)
-    assert {k: first.job_parameters("/x.png")[k] for k in ("keep_versions", "if_bigger")} == {
-        "keep_versions": 3, "if_bigger": "leave"}  # what the worker reads back (CompressParameters)
-    assert (second.observer, second.recursive, config.folders[1].done_dir) == (
+    assert {k: first.job_parameters("/x.png")[k] for k in ("keep_versions", "if_bigger", "min_psnr")} == {
+        "keep_versions": 3, "if_bigger": "leave", "min_psnr": 32.0}  # what the worker reads back
+    # 0: no floor for the folder; absent: the worker's AIC_MIN_PSNR, which the job leaves to it.
+    assert (first.min_psnr, scans.min_psnr, second.min_psnr) == (32.0, 0.0, None)
+    assert "min_psnr" not in second.job_parameters("/x.png")
+    assert (second.observer, second.recursive, config.folders[2].done_dir) == (
         ObserverKind.INOTIFY,
         True,
         None,
@@ -76,6 +87,8 @@ archive = "{tmp_path}/archive"
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\nobserver='fanotify'\n", "not a valid ObserverKind"),
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\nkeep_versions=0\n", "keep_versions must be a whole"),
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\nif_bigger='grow'\n", "not a valid IfBigger"),
+        ("[[folders]]\npath='a'\nratio=8\narchive='b'\nmin_psnr=-1\n", "min_psnr must be 0 (off) or a"),
+        ("[[folders]]\npath='a'\nratio=8\narchive='b'\nmin_psnr='high'\n", "min_psnr must be 0 (off)"),
         ("[[folders]]\npath='a'\nratio=8\narchive='b'\npatterns=['psd']\n", "unsupported patterns ['psd']"),
         ("[[folders]]\npath='a'\nratio=8\narchive='a/..'\n", "inside its archive root"),
         (
@@ -125,6 +138,8 @@ def test_flags_for_the_simple_case(tmp_path: Path) -> None:
             "2",
             "--if-bigger",
             "leave",
+            "--min-psnr",
+            "28.5",
         ]
     )
     config = config_from_args(args, parser)
@@ -139,6 +154,7 @@ def test_flags_for_the_simple_case(tmp_path: Path) -> None:
         patterns=["png", "jpg"],
         keep_versions=2,
         if_bigger="leave",
+        min_psnr=28.5,
     )
     assert config.stability_window == 1.0
 
@@ -160,3 +176,12 @@ def test_keep_versions_on_the_command_line_is_a_whole_number_of_at_least_one(tmp
     with pytest.raises(SystemExit):
         parser.parse_args([str(tmp_path), "--keep-versions", "0"])
     assert parser.parse_args([str(tmp_path)]).keep_versions == 1
+
+
+def test_min_psnr_on_the_command_line_is_zero_or_a_positive_number_of_db(tmp_path: Path) -> None:
+    parser = build_parser()
+    for bad in ("-1", "nan", "high"):
+        with pytest.raises(SystemExit):
+            parser.parse_args([str(tmp_path), "--min-psnr", bad])
+    assert parser.parse_args([str(tmp_path)]).min_psnr is None  # the worker's AIC_MIN_PSNR
+    assert parser.parse_args([str(tmp_path), "--min-psnr", "0"]).min_psnr == 0
