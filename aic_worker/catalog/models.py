@@ -242,6 +242,7 @@ class ArchiveVersion(Base):
                 ("psnr", ("psnr", "superseded_by", "reference_version_id")),
             )
         ),
+        Index("ix_archive_versions_created_at", "created_at"),  # the dashboard's per-hour chart (0005)
         Index(
             "ix_archive_versions_damaged",
             "damaged_at",

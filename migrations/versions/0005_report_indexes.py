@@ -7,6 +7,9 @@ against the original, and reads both distributions from this index.
 jobs (state, updated_at): status' recent failures, the latest failed and latest quarantined
 jobs, read in index order (before, every failed or quarantined job was sorted on each call).
 
+archive_versions.created_at: the dashboard's chart counts the versions of the last three days
+by hour, a range on this index (before, a pass over every version).
+
 Revision ID: 0005
 Revises: 0004
 Create Date: 2026-11-30 18:00:00
@@ -34,9 +37,11 @@ def upgrade() -> None:
     op.drop_index(PSNR, "archive_versions")
     _psnr_index(["psnr", "superseded_by", "reference_version_id"])
     op.create_index("ix_jobs_state_updated", "jobs", ["state", "updated_at"])
+    op.create_index("ix_archive_versions_created_at", "archive_versions", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_archive_versions_created_at", "archive_versions")
     op.drop_index("ix_jobs_state_updated", "jobs")
     op.drop_index(PSNR, "archive_versions")
     _psnr_index(["psnr", "superseded_by"])

@@ -187,6 +187,8 @@ def _plan(session: Session, statement: str) -> str:
     [
         ("SELECT count(*) FROM jobs WHERE state = 'done' AND finished_at > '2026-11-01'", "ix_jobs_finished"),
         ("SELECT id FROM sources WHERE state = 'quarantined'", "ix_sources_state"),
+        ("SELECT count(*) FROM archive_versions WHERE created_at >= '2026-11-27'",
+         "ix_archive_versions_created_at"),  # the dashboard's per-hour chart (pages.archived_per_hour)
         ("SELECT source_id FROM source_paths WHERE folder = '/w'", "ix_source_paths_folder"),
         ("SELECT achieved_ratio FROM archive_versions WHERE superseded_by IS NULL ORDER BY achieved_ratio"
          " LIMIT 1 OFFSET 1", "ix_archive_versions_current_achieved_ratio"),
