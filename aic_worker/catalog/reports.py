@@ -100,7 +100,11 @@ def _where(
     if state is not None:
         found += state_is(state)
     if q:
+        # The exact test on the primary path, and beside it the sources with any path that holds
+        # q: a set the trigram index finds on PostgreSQL (0005), so the exact test runs on those only.
         found.append(PRIMARY.path.icontains(q, autoescape=True))
+        holding = select(SourcePath.source_id).where(SourcePath.path.icontains(q, autoescape=True))
+        found.append(Source.id.in_(holding))
     return found
 
 

@@ -16,9 +16,10 @@ from aic_worker.catalog import lease
 from aic_worker.catalog.engine import reading, session_factory
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, Source
-from aic_worker.catalog.overview import STATES, SourceRow, source_rows
+from aic_worker.catalog.overview import STATES, SourceRow, joined, source_rows
 from aic_worker.catalog.reports import (
     RECENT_FAILURES,
+    _where,
     iter_quarantined,
     iter_source_records,
     quarantine_cursor,
@@ -113,6 +114,7 @@ def test_pages_and_the_stream_agree(session: Session, archive: dict[str, int]) -
     assert source_page(session, limit=3, offset=2) == everything[2:5]
     assert source_page(session, limit=3, after_id=everything[4]["id"]) == everything[5:8]
     assert source_page(session, q="DAMAGED") == [r for r in everything if r["id"] == archive["damaged"]]
+    assert source_page(session, q="a/moved.p") == []  # a path of its, but not the one it is known by
     under_a = Selection(folder=Path("/w/a")).conditions()
     assert {r["id"] for r in source_page(session, conditions=under_a)} == {
         archive[n] for n in ("done", "moved", "failed", "damaged", "redone")
@@ -297,3 +299,13 @@ def test_recent_failures_are_read_in_index_order(session: Session) -> None:
     assert [f["reason"] for f in failures] == [f"error {n}" for n in newest]
     plan = _plan(session, "SELECT id FROM jobs WHERE state = 'quarantined' ORDER BY updated_at DESC LIMIT 10")
     assert "ix_jobs_state_updated" in plan and "TEMP B-TREE" not in plan and "Sort" not in plan
+
+
+def test_a_search_by_path_part_uses_the_trigram_index_on_postgresql(session: Session) -> None:
+    """The dashboard's `q` (ILIKE '%part%') reads a pg_trgm GIN index where the server has pg_trgm
+    (this project's PostgreSQL does; revision 0005), not every path."""
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("SQLite reads every path for a substring")
+    page = joined(select(Source.id)).where(*_where([], None, "photo"))  # what source_page sends
+    statement = page.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+    assert "ix_source_paths_path_trigram" in _plan(session, str(statement))
