@@ -41,6 +41,7 @@ from aic_worker.jobs.queue import answering_workers, publish
 
 POLL_SECONDS = 0.5
 FINISHED = (JobState.DONE, JobState.QUARANTINED, JobState.FAILED)
+ID_CHUNK = 10_000  # job ids in one IN list (SQLite binds at most 32,766 parameters a statement)
 
 
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
@@ -202,13 +203,21 @@ def _renew(sessions: sessionmaker[Session], job_ids: Sequence[int], holder: Hold
                 lease.renew(session, job_id, holder.owner, lease=holder.length)
 
 
-def _states(sessions: sessionmaker[Session], job_ids: Sequence[int]) -> dict[int, JobState]:
+def _states(
+    sessions: sessionmaker[Session], job_ids: Sequence[int], chunk: int = ID_CHUNK
+) -> dict[int, JobState]:
+    """Each job's state, `chunk` ids a statement: one IN list of every id failed beyond SQLite's
+    32,766 bound parameters (a recompress of more sources than that)."""
+    states: dict[int, JobState] = {}
     with sessions() as session:
-        return dict(session.execute(select(Job.id, Job.state).where(Job.id.in_(job_ids))).all())
+        for start in range(0, len(job_ids), chunk):
+            part = job_ids[start : start + chunk]
+            states.update(session.execute(select(Job.id, Job.state).where(Job.id.in_(part))).all())
+    return states
 
 
-def _count_finished(sessions: sessionmaker[Session], job_ids: Sequence[int]) -> int:
-    return sum(state in FINISHED for state in _states(sessions, job_ids).values())
+def _count_finished(sessions: sessionmaker[Session], job_ids: Sequence[int], chunk: int = ID_CHUNK) -> int:
+    return sum(state in FINISHED for state in _states(sessions, job_ids, chunk).values())
 
 
 @contextmanager
