@@ -26,9 +26,10 @@ from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, Source
 from aic_worker.catalog.overview import source_rows
 from aic_worker.codec.image_modes import FILE_FORMATS, PNG_MODES
-from aic_worker.jobs.parameters import CompressParameters, RecompressParameters
+from aic_worker.jobs.parameters import CompressParameters, IfBigger, RecompressParameters
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
 from aic_worker.store.policy import Policy
+from aic_worker.store.retention import DEFAULT_KEEP_VERSIONS
 from aic_worker.web.roots import OutsideRoots, inside_roots
 
 
@@ -211,6 +212,9 @@ def add(
     archive_given: bool = False,
     policy: Policy = Policy.KEEP,
     done_dir: Path | None = None,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
+    if_bigger: IfBigger = IfBigger.PASSTHROUGH,
+    min_psnr: float | None = None,
 ) -> dict[str, Any]:
     """`aic-admin add`: each file (folders recursively) recorded with its compress job, then published.
 
@@ -240,7 +244,9 @@ def add(
                 failed.append({"path": str(file), "error": "outside the server's roots"})
                 continue
             try:
-                parameters = CompressParameters(file, folder, archive_root, policy, done_dir)
+                parameters = CompressParameters(
+                    file, folder, archive_root, policy, done_dir, keep_versions, if_bigger, min_psnr
+                )
                 job, publish_it = record_file(sessions(), parameters, ratio)
             except (OSError, NoModelError) as error:
                 failed.append({"path": str(file), "error": str(error)})

@@ -30,9 +30,10 @@ from aic_worker.catalog.reports import (
     status_report,
 )
 from aic_worker.config import WorkerConfig
-from aic_worker.jobs.parameters import Method, RecompressParameters
+from aic_worker.jobs.parameters import IfBigger, Method, RecompressParameters
 from aic_worker.jobs.queue import answering_workers, queue_depth
 from aic_worker.store.policy import Policy
+from aic_worker.store.retention import DEFAULT_KEEP_VERSIONS
 from aic_worker.web import actions
 from aic_worker.web.auth import require_token
 from aic_worker.web.dependencies import catalog_session, writing_session
@@ -233,6 +234,11 @@ class AddRequest(BaseModel):
     archive: str | None = Field(None, description="archive root (default: AIC_ARCHIVE, else AIC_HOME's)")
     policy: Policy = Policy.KEEP
     done_dir: str | None = None
+    keep_versions: int = Field(DEFAULT_KEEP_VERSIONS, ge=1, description="versions whose files stay")
+    if_bigger: IfBigger = IfBigger.PASSTHROUGH
+    min_psnr: float | None = Field(
+        None, ge=0, description="quality floor (dB) before delete or move; default the worker's; 0 off"
+    )
 
 
 def _acted(run: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -320,4 +326,7 @@ def add(request: Request, body: AddRequest) -> dict[str, Any]:
         archive_given=body.archive is not None,
         policy=body.policy,
         done_dir=Path(body.done_dir) if body.done_dir else None,
+        keep_versions=body.keep_versions,
+        if_bigger=body.if_bigger,
+        min_psnr=body.min_psnr,
     )

@@ -16,7 +16,7 @@ from PIL import Image
 
 from aic_worker.catalog.engine import session_factory
 from aic_worker.catalog.models import Job, JobKind, JobState
-from aic_worker.jobs.parameters import RecompressParameters
+from aic_worker.jobs.parameters import CompressParameters, RecompressParameters
 from aic_worker.web import api
 from tests.conftest import write_photos
 from tests.web.conftest import Web, client_for
@@ -200,3 +200,17 @@ def test_add_takes_nothing_back_from_the_archive_it_names(web: Web) -> None:
     added = web.client.post("/api/v1/add", json=body, headers=web.auth)
     assert added.status_code == 200, added.text
     assert [a["path"] for a in added.json()["queued"]] == list(map(str, files))
+
+
+def test_add_carries_a_folders_settings_into_its_jobs(web: Web) -> None:
+    """keep_versions, if_bigger and min_psnr, as `aic-admin add --keep-versions/--if-bigger/--min-psnr`."""
+    files = write_photos(web.env.inbox / "settings", 1, size=72, prefix="set")
+    body = {"paths": [str(files[0])], "ratio": 24, "keep_versions": 3, "if_bigger": "leave", "min_psnr": 31}
+    added = web.client.post("/api/v1/add", json=body, headers=web.auth)
+    assert added.status_code == 200, added.text
+    with session_factory(web.env.engine)() as session:
+        job = session.get(Job, added.json()["queued"][0]["job_id"])
+        params = CompressParameters.from_json(job.parameters)
+    assert (params.keep_versions, params.if_bigger.value, params.min_psnr) == (3, "leave", 31)
+    refused = web.client.post("/api/v1/add", json={**body, "keep_versions": 0}, headers=web.auth)
+    assert refused.status_code == 422
