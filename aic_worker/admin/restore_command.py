@@ -213,14 +213,11 @@ def _read(version: ArchiveVersion) -> bytes:
     if version.removed_at is not None:
         raise UnreadableVersion(f"its file was removed on {version.removed_at:%Y-%m-%d}")
     try:
-        data = Path(version.path).read_bytes()
-    except FileNotFoundError:
-        raise UnreadableVersion(f"archive file {version.path} is missing") from None
+        return archive.recorded_bytes(version.path, version.sha256)
+    except archive.DamagedFileError as error:
+        raise UnreadableVersion(str(error)) from None
     except OSError as error:
         raise UnreadableVersion(f"archive file {version.path}: {error.strerror or error}") from None
-    if hashlib.sha256(data).hexdigest() != version.sha256:
-        raise UnreadableVersion(f"archive file {version.path} does not match its recorded sha256")
-    return data
 
 
 def _original_suffix(version: ArchiveVersion) -> str:

@@ -535,14 +535,9 @@ def _current(facts: SourceFacts, job: Job) -> ArchiveVersion:
 def read_archive(version: ArchiveVersion) -> bytes:
     """A version's bytes, if they are still the ones the catalog recorded (else it is damaged)."""
     try:
-        data = Path(version.path).read_bytes()
-    except FileNotFoundError as error:
-        raise DamagedArchiveError(f"archive file {version.path} is missing") from error
-    except IsADirectoryError as error:
-        raise DamagedArchiveError(f"archive file {version.path} is a folder") from error
-    if hashlib.sha256(data).hexdigest() != version.sha256:
-        raise DamagedArchiveError(f"archive file {version.path} does not match its recorded sha256")
-    return data
+        return archive.recorded_bytes(version.path, version.sha256)
+    except archive.DamagedFileError as error:
+        raise DamagedArchiveError(str(error)) from error
 
 
 @dataclass(frozen=True)

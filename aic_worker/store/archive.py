@@ -43,6 +43,26 @@ class ArchiveWriteError(OSError):
     """The staged file did not read back as written (a disk or filesystem fault)."""
 
 
+class DamagedFileError(ValueError):
+    """A stored file that is missing, a folder, or not the bytes the catalog recorded."""
+
+
+def recorded_bytes(path: str | Path, sha256: str) -> bytes:
+    """A stored file's bytes, if they are still the ones the catalog recorded.
+
+    Other OS errors (permissions, I/O) pass through: they say nothing of the file's bytes.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DamagedFileError(f"archive file {path} is missing") from None
+    except IsADirectoryError:
+        raise DamagedFileError(f"archive file {path} is a folder") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise DamagedFileError(f"archive file {path} does not match its recorded sha256")
+    return data
+
+
 def relative_inside(path: Path, folder: Path) -> Path:
     """`path` relative to `folder`; only its name when it is not inside (no `..` escapes)."""
     try:

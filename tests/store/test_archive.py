@@ -161,3 +161,19 @@ def test_without_hard_links_or_renameat2_a_reserved_name_is_never_overwritten(
     assert final.read_bytes() == b"theirs"
     assert (placed.name, created, placed.read_bytes(), mode(placed)) == ("a.png.2.aic", True, b"ours", 0o600)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png.2.aic", "a.png.aic"]
+
+
+def test_recorded_bytes_are_given_only_while_they_are_what_the_catalog_recorded(tmp_path: Path) -> None:
+    stored = tmp_path / "a.png.aic"
+    stored.write_bytes(b"stored bytes")
+    digest = hashlib.sha256(b"stored bytes").hexdigest()
+    assert archive.recorded_bytes(stored, digest) == b"stored bytes"
+    stored.write_bytes(b"stored bytez")
+    with pytest.raises(archive.DamagedFileError, match="does not match its recorded sha256"):
+        archive.recorded_bytes(stored, digest)
+    stored.unlink()
+    with pytest.raises(archive.DamagedFileError, match="is missing"):
+        archive.recorded_bytes(stored, digest)
+    stored.mkdir()
+    with pytest.raises(archive.DamagedFileError, match="is a folder"):
+        archive.recorded_bytes(stored, digest)
