@@ -559,7 +559,7 @@ def retry(args: argparse.Namespace) -> int:
             query = query.where(Job.id.in_(args.job_ids))
         jobs = list(session.scalars(query))
         for job in jobs:
-            _reset(session, job)
+            reset_job(session, job)
         again = [(job.id, job.kind) for job in jobs]
         stuck = session.scalar(
             select(func.count())
@@ -583,7 +583,7 @@ def retry(args: argparse.Namespace) -> int:
     return output.OK
 
 
-def _reset(session: Session, job: Job) -> None:
+def reset_job(session: Session, job: Job) -> None:
     if job.state is JobState.QUARANTINED:
         job.attempts = 0
         job.quarantine_reason = None

@@ -52,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     status.set_defaults(func=_status)
 
 
-def _files(path: Path, outputs: tuple[Path | None, ...] = ()) -> Iterator[tuple[Path, Path]]:
+def files_to_add(path: Path, outputs: tuple[Path | None, ...] = ()) -> Iterator[tuple[Path, Path]]:
     """(file, folder it was added from): a folder's regular files, recursively, links not followed.
 
     AIC's own files are skipped, by the watcher's rule (aic_watch/filters.py): anything under
@@ -100,7 +100,7 @@ def _add(args: argparse.Namespace) -> int:
                 print(f"aic-admin add: {given}: no such file or folder", file=sys.stderr)
                 failed += 1
                 continue
-            for file, folder in _files(given.expanduser().resolve(), (archive_root, done_dir)):
+            for file, folder in files_to_add(given.expanduser().resolve(), (archive_root, done_dir)):
                 try:
                     parameters = CompressParameters(file, folder, archive_root, policy, done_dir,
                                                     args.keep_versions, IfBigger(args.if_bigger),

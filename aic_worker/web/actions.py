@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker.admin.maintenance_commands import _reset as reset_job
+from aic_worker.admin.maintenance_commands import reset_job
 from aic_worker.admin.recompress_command import WORK, Item, Totals, candidates, plan
 from aic_worker.admin.restore_command import Restoration, output_path
 from aic_worker.admin.selection import Selection
-from aic_worker.admin.worker_commands import _files, record_file
+from aic_worker.admin.worker_commands import files_to_add, record_file
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, Source
 from aic_worker.catalog.overview import source_rows
@@ -239,7 +239,7 @@ def add(
         if not resolved.exists():
             failed.append({"path": str(given), "error": "no such file or folder (paths are on the server)"})
             continue
-        for file, folder in _files(resolved, (archive_root, done_dir)):
+        for file, folder in files_to_add(resolved, (archive_root, done_dir)):
             if not any(file.resolve().is_relative_to(root) for root in roots):
                 failed.append({"path": str(file), "error": "outside the server's roots"})
                 continue
