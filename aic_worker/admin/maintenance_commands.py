@@ -16,7 +16,7 @@ prune    superseded versions' files beyond keep-versions (the most any of a sour
          sha256; files of versions marked removed that a crash left (the only intact copy is
          taken back instead); temp files of jobs no live lease holds (store/retention.py).
 retry    failed jobs (now, without waiting out their backoff) or quarantined ones (with their
-         attempts reset) back to pending, and published.
+         attempts reset) back to pending, and published, a batch at a time (catalog/retry.py).
 models   the codec models the catalog knows: list, import, set the default, remove one that
          no archive version or job uses (invariant 4: one in use is refused).
 """
@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Select, and_, exists, func, select
+from sqlalchemy import ColumnElement, Row, Select, exists, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from aic_worker.admin import output
@@ -58,6 +58,7 @@ from aic_worker.catalog.models import (
     utcnow,
 )
 from aic_worker.catalog.overview import CURRENT
+from aic_worker.catalog.retry import retry_jobs
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.parameters import RecompressParameters
 from aic_worker.jobs.queue import publish
@@ -553,54 +554,27 @@ def retry(args: argparse.Namespace) -> int:
     states = [JobState.FAILED] if args.failed or not args.quarantined else []
     if args.quarantined:
         states.append(JobState.QUARANTINED)
-    with open_catalog() as sessions, sessions() as session, session.begin():
-        query = select(Job).where(Job.state.in_(states)).order_by(Job.id).with_for_update()
-        if args.job_ids:
-            query = query.where(Job.id.in_(args.job_ids))
-        jobs = list(session.scalars(query))
-        for job in jobs:
-            reset_job(session, job)
-        again = [(job.id, job.kind) for job in jobs]
+    with open_catalog() as sessions, sessions() as session:
+        retried = retry_jobs(session, publish, states, job_ids=args.job_ids or None)
         stuck = session.scalar(
             select(func.count())
             .select_from(Source)
             .where(Source.state == SourceState.QUARANTINED, ~exists().where(Job.source_id == Source.id))
         )
-    sent = sum(publish(job_id, kind) for job_id, kind in again)
     console = output.stdout()
     console.print(
-        f"{len(again)} job(s) pending again; {sent} sent to the workers"
-        + ("" if sent == len(again) else " (the workers' reaper sends the rest)")
+        f"{retried.count} job(s) pending again; {retried.published} sent to the workers"
+        + ("" if retried.published == retried.count else " (the workers' reaper sends the rest)")
     )
     if args.quarantined and stuck:
         console.print(
             f"{stuck} quarantined source(s) have no job (they did not decode when found): "
             "replace the file and the watcher takes it again"
         )
-    if args.job_ids and len(again) < len(set(args.job_ids)):
+    if args.job_ids and retried.count < len(set(args.job_ids)):
         output.error("retry", "some of the given jobs are not in the chosen states (see `aic-admin status`)")
         return output.SOME_FAILED
     return output.OK
-
-
-def reset_job(session: Session, job: Job) -> None:
-    if job.state is JobState.QUARANTINED:
-        job.attempts = 0
-        job.quarantine_reason = None
-        job.finished_at = None
-        source = session.get(Source, job.source_id)
-        if source is not None and source.state is SourceState.QUARANTINED:
-            has_version = session.scalar(
-                select(
-                    exists().where(
-                        and_(ArchiveVersion.source_id == source.id, ArchiveVersion.superseded_by.is_(None))
-                    )
-                )
-            )
-            source.state = SourceState.ARCHIVED if has_version else SourceState.NEW
-            source.reason = None
-    job.state = JobState.PENDING
-    job.not_before = None
 
 
 # models ------------------------------------------------------------------------------------

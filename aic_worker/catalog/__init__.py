@@ -7,6 +7,7 @@ sources.py       sources, their paths and archive versions
 codec_models.py  the codec models archives were written with
 jobs.py          creating jobs idempotently
 lease.py         claiming, renewing, completing and failing jobs; reaping dead leases
+retry.py         failed and quarantined jobs back to pending, a batch a transaction
 upsert.py        INSERT … ON CONFLICT DO NOTHING on PostgreSQL and SQLite
 
 Nothing here knows of torch, files on disk or the broker.

@@ -9,15 +9,13 @@ may be smaller than the number of jobs without anything being lost.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from aic_worker.admin.maintenance_commands import reset_job
 from aic_worker.admin.recompress_command import WORK, Item, Totals, candidates, plan
 from aic_worker.admin.restore_command import Restoration, output_path
 from aic_worker.admin.selection import Selection
@@ -25,6 +23,7 @@ from aic_worker.admin.worker_commands import files_to_add, record_file
 from aic_worker.catalog.jobs import enqueue_job
 from aic_worker.catalog.models import ArchiveKind, Job, JobKind, JobState, Source
 from aic_worker.catalog.overview import source_rows
+from aic_worker.catalog.retry import Publish, retry_jobs
 from aic_worker.codec.image_modes import FILE_FORMATS, PNG_MODES
 from aic_worker.jobs.parameters import CompressParameters, IfBigger, RecompressParameters
 from aic_worker.model_choice import NoModelError, model_for_new_jobs
@@ -41,10 +40,7 @@ class ActionError(Exception):
         self.status = status
 
 
-DEFAULT_ITEMS, MAX_ITEMS = 100, 1000  # a recompress answer's items (and queued jobs) at most
-
-# Wakes a worker for a committed job; False when the broker is away (queue.publish on the app's broker).
-Publish = Callable[[int, JobKind], bool]
+DEFAULT_ITEMS, MAX_ITEMS = 100, 1000  # a recompress answer's items (and queued jobs), a retry's ids, at most
 
 
 def _published(publish: Publish, jobs: Sequence[tuple[int, JobKind]]) -> int:
@@ -58,20 +54,21 @@ def retry(
     states: Sequence[JobState] = (JobState.FAILED,),
     job_ids: Sequence[int] | None = None,
     source_id: int | None = None,
+    limit: int = DEFAULT_ITEMS,
 ) -> dict[str, Any]:
-    """Jobs in `states` back to pending and published, as `aic-admin retry` does (quarantined
-    ones with their attempts reset); narrowed to `job_ids` or to one source's jobs."""
-    with session.begin():
-        query = select(Job).where(Job.state.in_(states)).order_by(Job.id).with_for_update()
-        if job_ids is not None:
-            query = query.where(Job.id.in_(job_ids))
-        if source_id is not None:
-            query = query.where(Job.source_id == source_id)
-        jobs = list(session.scalars(query))
-        for job in jobs:
-            reset_job(session, job)
-        again = [(job.id, job.kind) for job in jobs]
-    return {"retried": [job_id for job_id, _ in again], "published": _published(publish, again)}
+    """Jobs in `states` back to pending and published, as `aic-admin retry` does (catalog/retry.py:
+    a batch at a time, quarantined ones with their attempts reset); narrowed to `job_ids` or to
+    one source's jobs. `retried` lists the lowest `limit` ids, `retried_count` all of them."""
+    if not 0 <= limit <= MAX_ITEMS:
+        raise ActionError(f"limit must be between 0 and {MAX_ITEMS}, got {limit}", 422)
+    retried = retry_jobs(session, publish, states, job_ids=job_ids, source_id=source_id, limit=limit)
+    return {
+        "retried": retried.ids,
+        "published": retried.published,
+        "retried_count": retried.count,
+        "limit": limit,
+        "retried_left_out": retried.count - len(retried.ids),
+    }
 
 
 def recompress(

@@ -204,6 +204,7 @@ class RetryRequest(BaseModel):
     job_ids: list[int] | None = Field(None, description="only these jobs")
     failed: bool = Field(False, description="failed jobs (the default when quarantined is false)")
     quarantined: bool = Field(False, description="quarantined jobs, with their attempts reset")
+    limit: int = Field(actions.DEFAULT_ITEMS, ge=0, le=actions.MAX_ITEMS, description="ids listed at most")
 
 
 class RecompressRequest(BaseModel):
@@ -254,17 +255,22 @@ def retry(request: Request, session: Writing, body: RetryRequest) -> dict[str, A
     states = [JobState.FAILED] if body.failed or not body.quarantined else []
     if body.quarantined:
         states.append(JobState.QUARANTINED)
-    return actions.retry(session, request.app.state.publish, states=states, job_ids=body.job_ids)
+    return actions.retry(
+        session, request.app.state.publish, states=states, job_ids=body.job_ids, limit=body.limit
+    )
 
 
 @router.post("/sources/{source_id}/retry", response_model=None, dependencies=Write)
-def retry_source(request: Request, session: Writing, source_id: int) -> dict[str, Any]:
+def retry_source(
+    request: Request, session: Writing, source_id: int,
+    limit: Annotated[int, Query(ge=0, le=actions.MAX_ITEMS)] = actions.DEFAULT_ITEMS,
+) -> dict[str, Any]:
     """The source's failed and quarantined jobs back to pending, published."""
     if session.get(Source, source_id) is None:
         raise _not_found(source_id)
     session.rollback()
     states = (JobState.FAILED, JobState.QUARANTINED)
-    return actions.retry(session, request.app.state.publish, states=states, source_id=source_id)
+    return actions.retry(session, request.app.state.publish, states=states, source_id=source_id, limit=limit)
 
 
 @router.post("/recompress", response_model=None, dependencies=Write)

@@ -27,7 +27,7 @@ async function call(method, url, body, write) {
 
 function describe(result) {
   if (result.retried !== undefined) {
-    return result.retried.length + " job(s) pending again; " + result.published + " sent to the workers";
+    return result.retried_count + " job(s) pending again; " + result.published + " sent to the workers";
   }
   if (result.job_id !== undefined) return "restore job #" + result.job_id + " queued: " + result.output;
   return JSON.stringify(result);
