@@ -312,6 +312,7 @@ class Job(Base):
         Index("ix_jobs_claim", "state", "not_before"),
         Index("ix_jobs_finished", "state", "finished_at"),  # status: jobs done in the last minutes
         Index("ix_jobs_state_updated", "state", "updated_at"),  # status: the latest failures (0005)
+        Index("ix_jobs_state_id", "state", "id"),  # a quarantine page: one state's jobs by id (0006)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -331,3 +332,39 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SourceFigures(Base):
+    """What one source adds to its folder's totals, as the last trigger computed it (revision 0006).
+
+    Written only by the triggers that 0006 creates: on any change to a source, its paths or its
+    versions they subtract this row from FolderTotals, compute it again from the rows and add
+    it back, so a change made by any writer (or by hand in SQL) keeps the totals exact.
+    """
+
+    __tablename__ = "source_figures"
+
+    source_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    folder: Mapped[str | None] = mapped_column(Text)  # the primary path's (overview.PRIMARY)
+    files: Mapped[int] = mapped_column(Integer)  # 1 with a current version, else 0
+    bytes_in: Mapped[int] = mapped_column(BigInteger)  # Source.size with a current version, else 0
+    bytes_out: Mapped[int] = mapped_column(BigInteger)  # the current version's bytes
+    raw: Mapped[int] = mapped_column(BigInteger)  # achieved_ratio x bytes, rounded: W x H x 3
+    bytes_on_disk: Mapped[int] = mapped_column(BigInteger)  # every version not removed
+
+
+class FolderTotals(Base):
+    """Sums of SourceFigures by folder, kept by the database's triggers (revision 0006): what
+    `stats` reads instead of a pass over every source. A folder can have more than one row
+    (two PostgreSQL transactions adding its first source at once); readers sum by folder."""
+
+    __tablename__ = "folder_totals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    folder: Mapped[str | None] = mapped_column(Text, index=True)  # NULL: sources without a path
+    sources: Mapped[int] = mapped_column(BigInteger)
+    files: Mapped[int] = mapped_column(BigInteger)
+    bytes_in: Mapped[int] = mapped_column(BigInteger)
+    bytes_out: Mapped[int] = mapped_column(BigInteger)
+    raw: Mapped[int] = mapped_column(BigInteger)
+    bytes_on_disk: Mapped[int] = mapped_column(BigInteger)

@@ -9,6 +9,8 @@ from sqlalchemy import Engine
 
 from aic_worker.admin.main import main
 from bench.catalog_scale import QUARANTINE_EVERY, daemon_queries, fill
+from tests.catalog.test_folder_totals import full_pass, kept
+from tests.conftest import session_on
 
 SOURCES = 2 * QUARANTINE_EVERY + 500  # past a table's first chunk (1,000) and one batch of recompress (2,000)
 
@@ -41,6 +43,8 @@ def test_listings_page_and_stream(filled: Engine, capsys: pytest.CaptureFixture[
     out, _ = admin(capsys, "stats", "--json")
     stats = json.loads(out)
     assert stats["sources"] == SOURCES and stats["states"]["quarantined"] == 2 and len(stats["folders"]) == 10
+    with session_on(filled) as session:  # the bulk fill's multi-row inserts kept the totals (0006)
+        assert kept(session) == full_pass(session)
     out, _ = admin(capsys, "recompress", "--ratio", "64", "--all", "--dry-run", "--json")
     plan = json.loads(out)
     assert plan["selected"] == len(plan["items"]) == SOURCES - 2

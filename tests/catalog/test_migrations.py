@@ -28,7 +28,7 @@ from aic_worker.catalog.migrate import (
 )
 from aic_worker.catalog.models import ArchiveVersion, Base, CodecModel, Job, JobState, Source, SourcePath
 
-TABLES = {"sources", "source_paths", "models", "archive_versions", "jobs"}
+TABLES = {"sources", "source_paths", "models", "archive_versions", "jobs", "source_figures", "folder_totals"}
 T0 = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
