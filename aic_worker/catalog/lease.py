@@ -13,6 +13,7 @@ A claim counts as an attempt, so a job that kills its worker every time is quara
 after MAX_ATTEMPTS rather than looping. Every transition checks the caller still holds
 the lease: a worker whose lease was reaped and re-claimed can't complete the job a second
 time (it must roll back, including any archive version it recorded in that transaction).
+A done job keeps the name of the owner that completed it (completed_by).
 
 Claiming is atomic: on PostgreSQL `FOR UPDATE SKIP LOCKED` lets concurrent workers take
 different jobs without waiting; on SQLite every transaction starts with BEGIN IMMEDIATE
@@ -152,14 +153,24 @@ def renew(
 
 
 def complete(session: Session, job_id: int, owner: str, *, now: datetime | None = None) -> bool:
-    """Mark a held job done; False means the lease was lost and the caller must roll back."""
+    """Mark a held job done; False means the lease was lost and the caller must roll back.
+
+    `lease_owner` stays on the done job, naming who completed it (completed_by).
+    """
     now = now or database_now(session)
     result = session.execute(
         update(Job)
         .where(_held_by(job_id, owner))
-        .values(state=JobState.DONE, lease_owner=None, lease_expires_at=None, finished_at=now, updated_at=now)
+        .values(state=JobState.DONE, lease_expires_at=None, finished_at=now, updated_at=now)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def completed_by(session: Session, job_id: int, owner: str) -> bool:
+    """Whether `owner` completed job `job_id`: a transaction retried because its commit's answer
+    was lost tells its own earlier commit from that of a worker that took the job over."""
+    query = select(Job.id).where(Job.id == job_id, Job.state == JobState.DONE, Job.lease_owner == owner)
+    return session.scalar(query) is not None
 
 
 def fail(

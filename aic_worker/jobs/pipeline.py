@@ -132,7 +132,8 @@ class JobContext:
         """Mark a job that wrote no archive version done."""
 
         def work(session: Session) -> None:
-            if not lease.complete(session, job.id, self.owner):
+            owner = self.owner  # completed_by: a retry after a commit whose answer was lost
+            if not (lease.complete(session, job.id, owner) or lease.completed_by(session, job.id, owner)):
                 raise LeaseLostError(f"job {job.id} is no longer ours")
 
         self.db(work)
@@ -387,18 +388,10 @@ def write_version(
     finally:
         staged.unlink(missing_ok=True)
 
-    tries = 0
-
     def commit(session: Session) -> tuple[ArchiveVersion, list[retention.Retired]]:
-        nonlocal tries
-        tries += 1
-        done = session.scalars(
-            select(ArchiveVersion).where(ArchiveVersion.path == str(final), ArchiveVersion.sha256 == sha256)
-        ).one_or_none()
-        if done is not None and session.get(Job, job.id).state is JobState.DONE:
-            if tries > 1:
-                return done, []  # our earlier try committed, and only its acknowledgement was lost
-            # Done before this attempt ever tried to commit: another worker's (issue #14).
+        if lease.completed_by(session, job.id, ctx.owner):  # an earlier try committed; its answer was lost
+            return session.scalars(select(ArchiveVersion).where(ArchiveVersion.path == str(final))).one(), []
+        if session.get(Job, job.id).state is JobState.DONE:  # by another worker, however often we tried
             raise LeaseLostError(f"job {job.id} was committed by the worker that took it over")
         held = lease.hold(session, job.id, ctx.owner)
         lease.lock_archive_path(session, str(final))
@@ -759,8 +752,12 @@ def _settle_mark(
     files, so a worker that lost its job must not set one."""
 
     def work(session: Session) -> None:
-        settle = lease.complete if job_done else lease.hold
-        if not settle(session, job.id, ctx.owner):
+        owner = ctx.owner
+        if job_done:  # completed_by: a retry after a commit whose answer was lost
+            ours = lease.complete(session, job.id, owner) or lease.completed_by(session, job.id, owner)
+        else:
+            ours = lease.hold(session, job.id, owner)
+        if not ours:
             raise LeaseLostError(f"job {job.id} is no longer ours")
         _mark_damaged(session, version_id, when)
 

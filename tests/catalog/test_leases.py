@@ -88,12 +88,14 @@ def test_only_the_holder_renews_or_completes(session: Session, add_jobs: Callabl
     assert lease.complete(session, job_id, "w1", now=T0 + timedelta(minutes=6))
     session.commit()
     done = _state(session, job_id)
-    assert (done.state, done.lease_owner, done.finished_at) == (
+    assert (done.state, done.lease_owner, done.lease_expires_at, done.finished_at) == (
         JobState.DONE,
+        "w1",  # who completed it: lease.completed_by
         None,
         T0 + timedelta(minutes=6),
     )
     assert not lease.complete(session, job_id, "w1", now=T0)  # a second completion is refused
+    assert lease.completed_by(session, job_id, "w1") and not lease.completed_by(session, job_id, "intruder")
 
 
 def test_a_failed_job_retries_after_a_growing_backoff_then_is_quarantined(

@@ -12,9 +12,13 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from aic_worker.catalog import lease
 from aic_worker.catalog.engine import create_catalog_engine, session_factory
@@ -46,14 +50,14 @@ class GatedContext(JobContext):
 class Attempt(threading.Thread):
     """One worker's attempt at a job: claimed now, run in a thread up to its gated commit."""
 
-    def __init__(self, harness: Harness, job: Job) -> None:
+    def __init__(self, harness: Harness, job: Job, context: type[GatedContext] = GatedContext) -> None:
         super().__init__(daemon=True)
         owner = lease.new_owner()
         with harness.sessions() as session, session.begin():
             claimed = lease.claim(session, owner, job_id=job.id)
         assert claimed is not None
         self.job = claimed
-        self.ctx = GatedContext(harness.sessions, owner, CODECS, 5.0, threading.Event())
+        self.ctx = context(harness.sessions, owner, CODECS, 5.0, threading.Event())
         self.error: BaseException | None = None
         self.start()
         assert self.ctx.reached.wait(120), "the attempt did not get to its commit"
@@ -182,3 +186,46 @@ def test_a_retried_commit_whose_first_try_went_through_is_done(harness: Harness)
         claimed = lease.claim(session, owner, job_id=job.id)
     RUNNERS[claimed.kind](AckLostContext(harness.sessions, owner, CODECS, 5.0, threading.Event()), claimed)
     assert _job(harness, job.id).state is JobState.DONE and len(harness.versions()) == 1
+
+
+@dataclass
+class OutageContext(GatedContext):
+    """A gated commit whose first try meets a database outage, which lasts until `meanwhile` ran."""
+
+    meanwhile: Callable[[], object] = lambda: None
+
+    def db(self, work):  # type: ignore[no-untyped-def]
+        if getattr(work, "__name__", "") != "commit":
+            return super().db(work)
+        tries = 0
+
+        def commit(session):  # type: ignore[no-untyped-def]
+            nonlocal tries
+            tries += 1
+            if tries == 1:
+                event.listen(session, "do_orm_execute", _connection_lost, once=True)
+            else:
+                self.meanwhile()
+            return work(session)
+
+        return super().db(commit)
+
+
+def _connection_lost(state: object) -> None:
+    raise OperationalError("SELECT …", {}, ConnectionResetError("server closed the connection"))
+
+
+def test_a_loser_whose_first_commit_failed_says_lease_lost_after_the_winner_committed(
+    harness: Harness,
+) -> None:
+    original = harness.original("a.png")
+    job = harness.compress_job(original, policy=Policy.DELETE)
+    a = Attempt(harness, job, OutageContext)  # A placed a.png.aic; its commit will meet an outage
+    assert _reap(harness) == [job.id]
+    b = Attempt(harness, job)  # B adopted A's file
+    a.ctx.meanwhile = b.commit  # B commits while A waits out the outage
+    loser = a.commit()
+    assert b.error is None and _job(harness, job.id).state is JobState.DONE
+    assert isinstance(loser, LeaseLostError), "the loser's retried commit took the winner's for its own"
+    [version] = harness.versions()
+    assert archive.file_sha256(Path(version.path)) == version.sha256 and not original.exists()
