@@ -64,9 +64,11 @@ from aic_worker.jobs.parameters import RecompressParameters
 from aic_worker.jobs.queue import publish
 from aic_worker.store.archive import file_sha256, fsync_directory, remove_version, temp_files
 from aic_worker.store.retention import (
+    CheckedFiles,
     Retired,
     file_intact,
     holds,
+    kept_files,
     kept_versions,
     remove_retired,
     retire_superseded,
@@ -423,30 +425,15 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _intact_files(sessions: sessionmaker[Session], source_ids: list[int]) -> dict[str, bool]:
-    """Whether each kept version's file of these sources holds its bytes: read before prune's
-    transaction, so that SQLite's write lock is not held while files are hashed."""
-    with sessions() as session:
-        rows = session.execute(
-            select(ArchiveVersion.path, ArchiveVersion.sha256).where(
-                ArchiveVersion.source_id.in_(source_ids), ArchiveVersion.removed_at.is_(None)
-            )
-        ).all()
-    return {row.path: holds(Path(row.path), row.sha256) for row in rows}
-
-
 def _prune_superseded(
     sessions: sessionmaker[Session], page: list[int], keep: int | None, dry_run: bool
 ) -> tuple[list[Retired], list[str]]:
     """Retire what each source of `page` keeps no more; also the current files found damaged
-    (their sources keep every older version: one may be the only intact copy)."""
-    known = _intact_files(sessions, page)
-
-    def intact(version: ArchiveVersion) -> bool:
-        if version.path not in known:  # committed since: checked now
-            known[version.path] = file_intact(version)
-        return known[version.path]
-
+    (their sources keep every older version: one may be the only intact copy). The files are
+    hashed before the transaction (retention.CheckedFiles): SQLite's write lock is not held meanwhile."""
+    with sessions() as session:
+        files_of_page = kept_files(session, page)
+    intact = CheckedFiles(files_of_page)
     files: list[Retired] = []
     damaged: list[str] = []
     with sessions() as session, session.begin():

@@ -27,7 +27,8 @@ write.
 Versions kept: when a new version is committed, the superseded versions beyond the
 source's `keep_versions` (default 1: only the current one; the most any of its jobs asked
 for) are marked removed in that same transaction, under the job's lease, damaged ones
-first and not counted (store/retention.py), and their files deleted after it. A crash in
+first and not counted (store/retention.py: the kept files are hashed just before it, and
+only a version or file changed since is hashed inside), and their files deleted after it. A crash in
 between leaves a marked file on disk, never a missing current one; `aic-admin prune`
 deletes it.
 
@@ -388,6 +389,8 @@ def write_version(
     finally:
         staged.unlink(missing_ok=True)
 
+    kept = retention.CheckedFiles(ctx.db(lambda session: retention.kept_files(session, [job.source_id])))
+
     def commit(session: Session) -> tuple[ArchiveVersion, list[retention.Retired]]:
         if lease.completed_by(session, job.id, ctx.owner):  # an earlier try committed; its answer was lost
             return session.scalars(select(ArchiveVersion).where(ArchiveVersion.path == str(final))).one(), []
@@ -419,7 +422,7 @@ def write_version(
         version.kind = new.kind
         version.reference_version_id = new.reference_version_id
         retired = retention.retire_superseded(  # the new file was just checked: not hashed again
-            session, job.source_id, keep, lambda v: v is version or retention.file_intact(v)
+            session, job.source_id, keep, lambda v: v is version or kept(v)
         )
         if not lease.complete(session, job.id, ctx.owner):
             raise LeaseLostError(f"job {job.id} is no longer ours")

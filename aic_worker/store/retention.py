@@ -6,8 +6,10 @@ source's jobs asked for (its folder's setting in its compress jobs' parameters, 
 recompress's `--keep-versions`), so a later `prune` or recompress can't undo what one run
 asked to keep. The others are superseded versions whose space is freed:
 ```
+ before that transaction: hash each kept version's file (CheckedFiles), holding no lock
  in the transaction that commits a new version (under its job's lease), or prune's own:
-   check each kept version's file by its sha256 ─► the current one fails it: retire nothing
+   take each kept version's answer if its row and file (by stat) are the ones hashed, else
+   hash it there ─► the current one fails its sha256: retire nothing
    (an older version may be the only intact copy) ─► else mark removed (removed_at) the
    damaged superseded ones (not counted) and the intact ones beyond keep
  after that commit:
@@ -24,7 +26,8 @@ admin commands use it without loading the codec.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import stat
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +62,62 @@ def holds(path: Path, sha256: str) -> bool:
 
 def file_intact(version: ArchiveVersion) -> bool:
     return holds(Path(version.path), version.sha256)
+
+
+Signature = tuple[int, int, int, int] | None
+
+
+def _signature(path: Path) -> Signature:
+    """A regular file's device, inode, size and mtime, which change when it is replaced or
+    written; None for anything else (missing, a link)."""
+    try:
+        info = path.stat(follow_symlinks=False)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
+
+
+def kept_files(session: Session, source_ids: Collection[int]) -> list[tuple[str, str]]:
+    """(path, sha256) of these sources' versions not removed: what CheckedFiles hashes."""
+    return [
+        (row.path, row.sha256)
+        for row in session.execute(
+            select(ArchiveVersion.path, ArchiveVersion.sha256).where(
+                ArchiveVersion.source_id.in_(source_ids), ArchiveVersion.removed_at.is_(None)
+            )
+        )
+    ]
+
+
+class CheckedFiles:
+    """An `Intact` whose hashing is done before the transaction that retires versions, so that
+    SQLite's write lock (PostgreSQL: the version rows' locks) is not held while whole files are
+    read (until 0.4.0 a worker's commit hashed every kept file of its source inside).
+
+    Inside, each version the transaction locked is judged again: one whose row (path, sha256)
+    and file (device, inode, size, mtime) are those hashed keeps its answer; any other, a
+    version committed since or a file changed since, is hashed there.
+    """
+
+    def __init__(self, files: Iterable[tuple[str, str]]) -> None:
+        self._known: dict[tuple[str, str], tuple[Signature, bool]] = {}
+        for path, sha256 in files:
+            self._check(path, sha256)
+
+    def _check(self, path: str, sha256: str) -> bool:
+        before = _signature(Path(path))
+        sound = before is not None and holds(Path(path), sha256)
+        if before == _signature(Path(path)):
+            self._known[(path, sha256)] = (before, sound)
+        else:  # written while it was read: hashed again when asked
+            self._known.pop((path, sha256), None)
+        return sound
+
+    def __call__(self, version: ArchiveVersion) -> bool:
+        known = self._known.get((version.path, version.sha256))
+        if known is not None and known[0] == _signature(Path(version.path)):
+            return known[1]
+        return self._check(version.path, version.sha256)
 
 
 def _keep_of(parameters: object) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from aic_worker.jobs import pipeline
 from aic_worker.jobs.errors import LeaseLostError, PermanentJobError
 from aic_worker.jobs.parameters import IfBigger, Method, RecompressParameters
 from aic_worker.jobs.pipeline import JobContext
-from aic_worker.store import retention
+from aic_worker.store import archive, retention
 from aic_worker.store.policy import Policy
 from tests.conftest import photo
 from tests.jobs.conftest import CODECS, Harness
@@ -231,3 +233,61 @@ def test_a_repair_encodes_from_an_older_version_whose_damage_mark_is_stale(harne
     recompress(harness, source, 32, repair=True)
     *_, made = harness.versions()
     assert made.superseded_by is None and made.reference_version_id == first.id
+
+
+@dataclass
+class WatchedCommit(JobContext):
+    """A context that runs `meanwhile` just before its commit's transaction and notes what is
+    hashed inside that transaction."""
+
+    meanwhile: Callable[[], object] = lambda: None
+    inside: bool = False
+    hashed_inside: list[str] = field(default_factory=list)
+
+    def db(self, work):  # type: ignore[no-untyped-def]
+        if getattr(work, "__name__", "") != "commit":
+            return super().db(work)
+        self.meanwhile()
+
+        def commit(session):  # type: ignore[no-untyped-def]
+            self.inside = True
+            try:
+                return work(session)
+            finally:
+                self.inside = False
+
+        return super().db(commit)
+
+
+@pytest.mark.parametrize("catalog_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_commit_hashes_kept_files_before_its_transaction_and_again_only_what_changed(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep 2: the older files are hashed before the commit's transaction (inside it until
+    0.4.0); the one damaged between that hashing and the commit is judged again and retired
+    first, the intact older one kept."""
+    original = harness.original("a.png", seed=11)
+    source = harness.source(original)
+    harness.run(harness.compress_job(original, ratio=8, keep_versions=2))
+    recompress(harness, source, 32)
+    first, second = harness.versions()
+    job = harness.job(JobKind.RECOMPRESS, source, ratio=16, **RecompressParameters().to_json())
+    owner = lease.new_owner()
+    with harness.sessions() as session, session.begin():
+        claimed = lease.claim(session, owner, job_id=job.id)
+    ctx = WatchedCommit(harness.sessions, owner, CODECS, 5.0, threading.Event(),
+                        meanwhile=lambda: _flip_a_byte(Path(second.path)))
+    real_sha256 = archive.file_sha256
+
+    def sha256(path: Path) -> str:
+        if ctx.inside:
+            ctx.hashed_inside.append(str(path))
+        return real_sha256(path)
+
+    monkeypatch.setattr(archive, "file_sha256", sha256)
+    pipeline.recompress(ctx, claimed)
+    first, second, third = harness.versions()
+    assert third.superseded_by is None
+    assert ctx.hashed_inside == [third.path, second.path]  # the new file's check under the path lock
+    assert second.removed_at is not None and second.damaged_at is not None and not Path(second.path).exists()
+    assert first.removed_at is None and Path(first.path).exists()
