@@ -80,10 +80,10 @@ def print_json_streaming(
 
 def _write_array(items: Iterable[Any]) -> None:
     write = sys.stdout.write
+    encode = json.JSONEncoder(default=_jsonable).encode  # one encoder: json.dumps makes one per call
     separator = "[\n"
     for item in items:
-        write(separator)
-        write(json.dumps(item, default=_jsonable))
+        write(separator + encode(item))
         separator = ",\n"
     write("[]" if separator == "[\n" else "\n]")
 
