@@ -12,7 +12,8 @@ too, no version). Ten watched folders. Then, on PostgreSQL, VACUUM ANALYZE.
 `time` runs each `aic-admin` command as its own process (wall time and that process's
 peak RSS, best of --repeat), then times the daemons' own queries in this process (median
 of 20 runs: the watcher's record/dedup by sha256 and by path, a worker's claim, a reaper
-round, a metrics scrape, status), and last checks that on SQLite a one-row write commits
+round, a metrics scrape between full counts and a full count as jobs/backlog.py makes them,
+status), and last checks that on SQLite a one-row write commits
 promptly while `stats`, `ls --all --json` and a `recompress --dry-run` read. Prints
 Markdown tables.
 """
@@ -63,6 +64,7 @@ from aic_worker.catalog.reports import (
     status_report,
 )
 from aic_worker.catalog.sources import find_path, find_source, record_source
+from aic_worker.jobs.backlog import DoneCount, count_jobs
 
 FOLDERS = 10
 QUARANTINE_EVERY = 1000
@@ -205,14 +207,22 @@ def daemon_work(sources: int) -> list[tuple[str, Callable[[Session], object]]]:
         assert lease.claim(session, "bench", job_id=job.id) is not None
         lease.claim(session, "bench")  # the oldest claimable: none left
 
-    def scrape(session: Session) -> None:  # jobs/backlog.py's query
-        session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+    counted: list[DoneCount] = []  # the full count a process keeps between scrapes
+
+    def scrape(session: Session) -> None:  # jobs/backlog.py: unfinished states, done since the count
+        if not counted:
+            counted.append(count_jobs(session, None, time.monotonic())[1])
+        count_jobs(session, counted[0], time.monotonic())
+
+    def recount(session: Session) -> None:  # the same, every DONE_RECOUNT_SECONDS per process
+        count_jobs(session, None, time.monotonic())
 
     return [
         ("watcher: record a file, dedup by sha256 and path", record),
         ("worker: claim a job", claim),
         ("reaper round", lambda session: lease.reap(session)),
-        ("metrics scrape (jobs by state)", scrape),
+        ("metrics scrape between full counts", scrape),
+        ("metrics scrape, a full count", recount),
         ("status (catalog side)", status_report),
     ]
 
@@ -248,12 +258,14 @@ def _statements(engine: Engine, work: Callable[[Session], object]) -> dict[str, 
 
 
 def explain(url: str) -> None:
-    """The plan of every statement each daemon's work runs, as the database plans it."""
+    """The plan of every statement each daemon's work runs, and `stats` and a quarantine page,
+    as the database plans it."""
     engine = create_catalog_engine(url)
     with engine.connect() as connection:
         sources = connection.scalar(select(func.count()).select_from(Source))
     sqlite = engine.dialect.name == "sqlite"
-    for name, work in daemon_work(sources):
+    reports = [("stats", stats_report), ("quarantine page", lambda session: quarantine_report(session))]
+    for name, work in [*daemon_work(sources), *reports]:
         statements = _statements(engine, work)
         print(f"#### {name}\n")
         with engine.connect() as connection:

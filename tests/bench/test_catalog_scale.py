@@ -53,4 +53,4 @@ def test_listings_page_and_stream(filled: Engine, capsys: pytest.CaptureFixture[
 
 def test_the_daemon_queries_run_on_a_filled_catalog(filled: Engine) -> None:
     timed = daemon_queries(filled, SOURCES)
-    assert len(timed) == 5 and all(seconds > 0 for _, seconds in timed)
+    assert len(timed) == 6 and all(seconds > 0 for _, seconds in timed)
