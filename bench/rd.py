@@ -46,7 +46,11 @@ def classic_fit(img: Image.Image, fmt: str, opts: dict, budget: int) -> bytes | 
     while lo <= hi:
         q = (lo + hi) // 2
         buf = io.BytesIO()
-        img.save(buf, format=fmt, quality=q, **opts)
+        try:
+            img.save(buf, format=fmt, quality=q, **opts)
+        except RuntimeError:        # libjxl refuses quality 100 (lossless) on some photos
+            hi = q - 1
+            continue
         if buf.tell() <= budget:
             best, lo = buf.getvalue(), q + 1
         else:

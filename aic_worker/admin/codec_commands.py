@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from aic_worker.admin import output
-from aic_worker.codec import AicFormatError, bitstream, rate_control
+from aic_worker.codec import AicFormatError, bitstream, rate_control, step_profile
 from aic_worker.codec.image_modes import FILE_FORMATS, for_file
 from aic_worker.model_choice import shipped_weights
 
@@ -166,6 +166,7 @@ def info(args: argparse.Namespace) -> int:
         "model_id": hd.model_id.hex(), "width": hd.width, "height": hd.height, "mode": hd.mode,
         "target_ratio": round(hd.target_ratio, 3), "achieved_ratio": round(hd.achieved_ratio, 3),
         "step_code": hd.step_code, "step": round(rate_control.step_of(code), 6),
+        "step_profile_tilt": step_profile.tilt_of(hd.step_code) / step_profile.TILT_UNIT,
         "synthesis": "learned" if filtered else "block transform only", "groups": len(f.groups),
         "max_groups": hd.latent_channels // hd.group_size,
         "metadata": {k: len(v) for k, v in f.metadata.items()},
@@ -174,7 +175,7 @@ def info(args: argparse.Namespace) -> int:
         print(json.dumps(record))
     else:
         for k, v in record.items():
-            print(f"{k:>15}: {v}")
+            print(f"{k:>17}: {v}")
     return 0
 
 

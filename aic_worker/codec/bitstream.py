@@ -1,7 +1,8 @@
-"""The ``.aic`` container, versions 1 to 3: a fixed header, named metadata blocks, channel-group sections.
+"""The ``.aic`` container, versions 1 to 4: a fixed header, named metadata blocks, channel-group sections.
 
-The versions share this layout; they differ only inside group payloads
-(``entropy``), so the container carries each file's version through unchanged.
+The versions share this layout; they differ only inside group payloads (``entropy``) and
+in what the codec reads from the header's step_code (version 4: ``step_profile``), so the
+container carries each file's version through unchanged.
 
 Pure Python (``struct`` and ``zlib`` only) so that the catalog and the watcher
 can read and truncate files without importing torch, and so that every byte of
@@ -25,8 +26,8 @@ from dataclasses import dataclass, replace
 from aic_worker.codec.errors import AicFormatError
 
 MAGIC = b"\x89AIC"
-FORMAT_VERSION = 3
-SUPPORTED_VERSIONS = (1, 2, 3)
+FORMAT_VERSION = 4
+SUPPORTED_VERSIONS = (1, 2, 3, 4)
 
 MAX_PIXELS = 1 << 28  # refuse bigger images before allocating anything
 MAX_DIMENSION = 0xFFFF

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aic_worker.codec import bitstream, entropy, image_modes, rate_control, tiling
+from aic_worker.codec import bitstream, entropy, image_modes, rate_control, step_profile, tiling
 from aic_worker.codec.errors import AicFormatError
 from aic_worker.codec.transforms import Autoencoder
 from aic_worker.codec.weights import load_model_bytes
@@ -34,6 +34,7 @@ MAX_RATIO = 4096          # the highest ratio ``compress`` and ``truncate`` acce
 # pixel limits: refusing them would break invariant 4.
 MAX_FILE_RATIO = 16384
 BOUNDED_FROM_VERSION = 3
+TILTED_FROM_VERSION = 4    # step_code carries a step profile's tilt (step_profile)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -62,6 +63,7 @@ class Codec:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.model_id = model_id
         self.device = device
+        self.tilt = step_profile.DEFAULT_TILT   # the step profile this codec writes
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> Codec:
@@ -136,18 +138,20 @@ class Codec:
         h, w = prepared.rgb.shape[:2]
         budget = math.floor(w * h * 3 / ratio)
         header = self._header(w, h, prepared.mode, ratio, 0, y.shape[1:])
+        weights = step_profile.weights(self.tilt, y.shape[0])
+        y /= weights[:, None, None]   # in place: a big image's latent is not copied (callers drop it)
 
         def sizer(payloads: list[bytes]) -> int:
             draft = bitstream.AicFile(header, prepared.metadata, payloads)
             return bitstream.file_overhead(draft) + sum(len(p) for p in payloads)
 
         try:
-            result = rate_control.fit(y, budget, self.group_size, sizer)
+            result = rate_control.fit(y, budget, self.group_size, sizer, weights=weights)
         except rate_control.RatioUnreachableError as exc:
             raise ValueError(f"ratio {ratio:g} cannot be met for a {w}x{h} image: {exc}") from exc
         latent_hw = y.shape[1:]
         del y                       # the caller's reference may live on; this one need not
-        code = result.code
+        code = step_profile.with_tilt(result.code, self.tilt)
         if not self._filter_helps(prepared.rgb, result.q, code):
             code |= rate_control.PLAIN
         header = self._header(w, h, prepared.mode, ratio, code, latent_hw)
@@ -166,8 +170,12 @@ class Codec:
         return on <= off
 
     def _reconstruct(self, q: np.ndarray, code: int, filtered: bool, shape: tuple[int, ...]) -> np.ndarray:
-        """Decoded (H, W, 3) uint8 pixels of symbols ``q`` (leading channels), as ``decode_rgb`` has them."""
-        x = tiling.synthesise(self.model, q, rate_control.step_of(code), filtered, self.device)
+        """Decoded (H, W, 3) uint8 pixels of symbols ``q`` (leading channels), as ``decode_rgb`` has
+        them; ``code`` is the step code with its tilt (step_profile)."""
+        tilt = step_profile.tilt_of(code)
+        weights = step_profile.weights(tilt, q.shape[0]) if tilt else None
+        step = rate_control.step_of(rate_control.split_code(code)[0])
+        x = tiling.synthesise(self.model, q, step, filtered, self.device, weights)
         return np.ascontiguousarray(x[: shape[0], : shape[1]])
 
     def latent(self, rgb: np.ndarray) -> np.ndarray:
@@ -219,6 +227,10 @@ class Codec:
             raise AicFormatError(f"image of {hd.width}x{hd.height} exceeds the decompression-bomb limit")
         if not rate_control.CODE_MIN <= rate_control.split_code(hd.step_code)[0] <= rate_control.CODE_MAX:
             raise AicFormatError(f"quantisation step code {hd.step_code} is out of range")
+        if hd.version < TILTED_FROM_VERSION and step_profile.tilt_of(hd.step_code):
+            raise AicFormatError(
+                f"step code {hd.step_code} has a step profile, which version {hd.version} lacks"
+            )
         if hd.mode not in image_modes.STORED:
             raise AicFormatError(f"image mode {hd.mode!r} is not one AIC writes")
         if hd.version >= BOUNDED_FROM_VERSION and hd.width * hd.height * 3 > MAX_FILE_RATIO * len(data):
@@ -232,8 +244,8 @@ class Codec:
         hd = f.header
         shape = (hd.latent_channels, hd.group_size, hd.latent_height, hd.latent_width)
         q = entropy.decode(f.groups, *shape, version=hd.version)
-        code, filtered = rate_control.split_code(hd.step_code)
-        return self._reconstruct(q, code, filtered, (hd.height, hd.width))
+        filtered = rate_control.split_code(hd.step_code)[1]
+        return self._reconstruct(q, hd.step_code, filtered, (hd.height, hd.width))
 
     # -- truncate ---------------------------------------------------------------------------
     def truncate(self, data: bytes, ratio: float) -> bytes:

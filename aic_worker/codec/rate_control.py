@@ -34,6 +34,7 @@ CODE_MAX = 14 * CODES_PER_OCTAVE     # Δ = 64
 STEP_ONE = 8 * CODES_PER_OCTAVE      # the code of Δ = 1
 DEAD_ZONE = 0.1
 PLAIN = 0x8000                       # header step_code bit: decode with the block transform alone
+CODE_BITS = 0x03FF                   # the step code's bits of step_code (10–14: step_profile's tilt)
 QUANTISE_CHANNELS = 64               # channels quantised at once (bounds big images' temporaries)
 TRADE_STRIDE = CODES_PER_OCTAVE // 8  # step codes between the finer steps the trade tries
 FILL = 1 / 1.04                      # a traded file must fill this much of the budget (ratio ≤ 1.04·R)
@@ -47,7 +48,7 @@ CLOSE_ENOUGH = 0.003                 # a fitting step this close below the budge
 
 def split_code(step_code: int) -> tuple[int, bool]:
     """A header's step_code → (step code, whether the learned synthesis branches are on)."""
-    return step_code & ~PLAIN, not step_code & PLAIN
+    return step_code & CODE_BITS, not step_code & PLAIN
 
 
 class RatioUnreachableError(ValueError):
@@ -122,15 +123,27 @@ def _drop_until_fits(payloads: list[bytes], budget: int, sizer: Sizer) -> list[b
 
 
 def fit(
-    y: np.ndarray, budget: int, group: int, sizer: Sizer, *, version: int = FORMAT_VERSION, trade: bool = True
+    y: np.ndarray,
+    budget: int,
+    group: int,
+    sizer: Sizer,
+    *,
+    version: int = FORMAT_VERSION,
+    trade: bool = True,
+    weights: np.ndarray | None = None,
 ) -> RateResult:
     """Encode y (M, h, w) into payloads of format ``version`` whose file fits ``budget`` bytes:
     the finest step at which every group fits, then (``trade``) finer steps with trailing
-    groups dropped while the latent's squared error falls."""
+    groups dropped while the latent's squared error falls.
+
+    ``weights``: when y is the latent divided by per-channel step multipliers
+    (step_profile), those multipliers, so that the trade weighs each channel's error as the
+    decoder will see it (w_k² times its error in y).
+    """
     if sizer([]) > budget:
         raise RatioUnreachableError(f"headers and metadata alone take {sizer([])} bytes, budget is {budget}")
     hi = _finest_fitting_code(y, budget, group, sizer, version)
-    traded = _trade(y, hi, budget, group, sizer, version) if trade else None
+    traded = _trade(y, hi, budget, group, sizer, version, weights) if trade else None
     if traded is not None:
         return traded
     # The estimate is the exact ideal code length, so the first exact encode
@@ -187,13 +200,13 @@ def _finest_fitting_code(y: np.ndarray, budget: int, group: int, sizer: Sizer, v
 
 
 def _trade(
-    y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int
+    y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int, weights: np.ndarray | None
 ) -> RateResult | None:
     """Finer steps than ``code`` (where every group fits) with trailing groups dropped, while
     the squared error falls; the encoded best, or None when ``code`` itself is best or no
     exact encode of the steps that improved fits and fills the budget."""
-    energy = _group_sums(y, None, 0, group)           # what dropping each group costs
-    best_error = _error(y, quantise(y, code, group), code, energy, group)
+    energy = _group_sums(y, None, 0, group, weights)  # what dropping each group costs
+    best_error = _error(y, quantise(y, code, group), code, energy, group, weights)
     improving: list[tuple[int, int]] = []             # (code, groups kept), each better than the last
     finest = finest_code(y)
     while (code := code - TRADE_STRIDE) >= finest:
@@ -202,7 +215,7 @@ def _trade(
         if keep is None:                              # too empty a file: the ratio would overshoot
             del q
             continue
-        error = _error(y, q[: keep * group], code, energy, group)
+        error = _error(y, q[: keep * group], code, energy, group, weights)
         del q                                         # one quantised copy at a time
         if error >= best_error:
             break
@@ -232,21 +245,29 @@ def _prefix_that_fits(bits: np.ndarray, budget: int, sizer: Sizer) -> int | None
     return lo if lo and size(lo) >= FILL * budget else None
 
 
-def _group_sums(y: np.ndarray, q: np.ndarray | None, code: int, group: int) -> np.ndarray:
-    """Per group, Σ (y − q·Δ)² over the groups q has (Σ y² without q), in float64."""
+def _group_sums(
+    y: np.ndarray, q: np.ndarray | None, code: int, group: int, weights: np.ndarray | None
+) -> np.ndarray:
+    """Per group, Σ w²(y − q·Δ)² over the groups q has (Σ w²y² without q), in float64."""
     n = y.shape[0] // group if q is None else q.shape[0] // group
     out = np.empty(n)
     step = np.float32(step_of(code))
     for g in range(n):
         part = slice(g * group, (g + 1) * group)
         d = y[part] if q is None else y[part] - q[part] * step
-        out[g] = np.square(d).sum(dtype=np.float64)
+        if weights is None:
+            out[g] = np.square(d).sum(dtype=np.float64)
+        else:
+            per_channel = np.square(d).sum(axis=(1, 2), dtype=np.float64)
+            out[g] = per_channel @ np.square(weights[part], dtype=np.float64)
     return out
 
 
-def _error(y: np.ndarray, q: np.ndarray, code: int, energy: np.ndarray, group: int) -> float:
+def _error(
+    y: np.ndarray, q: np.ndarray, code: int, energy: np.ndarray, group: int, weights: np.ndarray | None
+) -> float:
     """Squared error of the latent decoded from ``q`` (its groups; the rest zero)."""
-    kept = _group_sums(y, q, code, group)
+    kept = _group_sums(y, q, code, group, weights)
     return float(kept.sum() + energy[len(kept) :].sum())
 
 

@@ -37,21 +37,30 @@ def analyse(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
 
 @torch.inference_mode()
 def synthesise(
-    model: Autoencoder, q: np.ndarray, step: float, filtered: bool = True, device: torch.device | None = None
+    model: Autoencoder,
+    q: np.ndarray,
+    step: float,
+    filtered: bool = True,
+    device: torch.device | None = None,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """Integer symbols (M', h, w), M' ≤ M leading channels, step Δ → uint8 pixels (16h, 16w, 3).
 
-    Channels past M' (dropped groups) are zero. Each tile is dequantised (q·Δ in float32)
-    and rounded to uint8 on its own, exactly as a whole-image pass would do it.
+    Channels past M' (dropped groups) are zero. Each tile is dequantised (q·Δ·w_k in
+    float32, w the step profile's multipliers when given) and rounded to uint8 on its own,
+    exactly as a whole-image pass would do it.
     """
     device = device or torch.device("cpu")
     m, (h, w) = model.cfg.latent_channels, q.shape[1:]
+    scale = None if weights is None else torch.from_numpy(weights[: q.shape[0], None, None]).to(device)
     out = np.empty((h * SCALE, w * SCALE, 3), dtype=np.uint8)
     for halo, keep, place in _tiles(h, w):
         part = q[:, halo[0], halo[1]]
         y = torch.zeros((1, m, *part.shape[1:]), device=device)
         y[0, : part.shape[0]] = torch.from_numpy(part).to(device)
         y *= step
+        if scale is not None:
+            y[0, : part.shape[0]] *= scale
         x = model.g_s(y, step, filtered)[0, :, _pixels(keep[0]), _pixels(keep[1])]
         pixels = x.clamp_(0, 1).mul_(255).round_().byte().permute(1, 2, 0).cpu().numpy()
         out[_pixels(place[0]), _pixels(place[1])] = pixels

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from aic_worker.admin.main import main
-from aic_worker.codec import rate_control
+from aic_worker.codec import rate_control, step_profile
 from tests.codec.conftest import photo_like
 
 
@@ -30,6 +30,7 @@ def test_compress_info_decompress_one_file(model_file: Path, tmp_path: Path, cap
     code, filtered = rate_control.split_code(info["step_code"])
     assert info["step"] == pytest.approx(rate_control.step_of(code), rel=1e-5)
     assert info["synthesis"] == ("learned" if filtered else "block transform only")
+    assert info["step_profile_tilt"] == step_profile.tilt_of(info["step_code"]) / step_profile.TILT_UNIT > 0
     out = tmp_path / "a.out.png"
     assert main(["decompress", str(aic), "-o", str(out), "--model", str(model_file)]) == 0
     with Image.open(out) as img:

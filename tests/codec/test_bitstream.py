@@ -141,7 +141,7 @@ def _rejects(data: bytes, match: str) -> None:
 
 def test_constants() -> None:
     assert MAGIC == b"\x89AIC"
-    assert FORMAT_VERSION == 3 and SUPPORTED_VERSIONS == (1, 2, 3)
+    assert FORMAT_VERSION == 4 and SUPPORTED_VERSIONS == (1, 2, 3, 4)
     assert HEADER_SIZE == 81
     assert MAX_PIXELS == 1 << 28
     assert issubclass(AicFormatError, ValueError)
@@ -253,8 +253,8 @@ def test_magic_and_version() -> None:
     _rejects(b"\x89PNG\r\n\x1a\n" + bytes(100), "not an .aic file")
     _rejects(b"GIF89a", "not an .aic file")
     _rejects(MAGIC, "version byte is missing")
-    for version in (0, 4, 255):
-        _rejects(_raw(version=version), rf"unsupported .aic version {version}: .*supports version 1, 2, 3")
+    for version in (0, 5, 255):
+        _rejects(_raw(version=version), rf"unsupported .aic version {version}: .*supports version 1, 2, 3, 4")
     for version in SUPPORTED_VERSIONS:      # each file keeps its own version through unpack and truncation
         data = pack(_file(header=_header(version=version)))
         assert unpack(data).header.version == version

@@ -26,6 +26,8 @@ GOLDEN = [
     ("v2-3e893778-72x40.aic", 2, "01fd9b9c71d5180b4951db2ca2a6a13ad985b00607b256a083720430d6f6da8a", 27.93),
     # release 0.3.0 (format version 3: integer context features), model 3e893778…
     ("v3-3e893778-72x40.aic", 3, "c6189bfe831170f4900df8b7a494af90b4a9af0ddb7b984987922ce5526e571a", 28.04),
+    # release 0.5.0 (format version 4: the step profile, tilt code 4), model 3e893778…
+    ("v4-3e893778-72x40.aic", 4, "74e96fcc3bc599d41fc0421441f53a8d7315c8d11d5bea9fcdd9c25d7859b195", 28.00),
 ]
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aic_worker.codec import AicFormatError, Codec, bitstream, entropy
+from aic_worker.codec import AicFormatError, Codec, bitstream, entropy, step_profile
 from tests.codec.conftest import photo_like
 
 
@@ -117,7 +117,7 @@ def test_sparse_files_of_versions_before_the_bound_still_decode(codec: Codec, va
     it must still decode (invariant 4), so the bound starts with version 3."""
     f = bitstream.unpack(valid)
     header = replace(f.header, width=1024, height=1024, latent_width=64, latent_height=64, mode="RGB",
-                     version=2)
+                     version=2, step_code=step_profile.with_tilt(f.header.step_code, 0))
     data = bitstream.pack(bitstream.AicFile(header, {}, []))
     assert 1024 * 1024 * 3 / len(data) > 16384
     assert codec.decompress(data).size == (1024, 1024)
@@ -156,3 +156,10 @@ def test_an_alpha_block_with_a_truncated_png_header_is_a_format_error(codec: Cod
                                             f.groups))
     with pytest.raises(AicFormatError, match="alpha"):
         codec.decompress(data)
+
+
+def test_a_step_profile_in_a_file_older_than_version_4_is_refused(codec: Codec, valid: bytes) -> None:
+    f = bitstream.unpack(valid)
+    older = replace(f.header, version=3, step_code=step_profile.with_tilt(f.header.step_code, 1))
+    with pytest.raises(AicFormatError, match="step profile, which version 3 lacks"):
+        codec.decompress(bitstream.pack(bitstream.AicFile(older, f.metadata, f.groups)))

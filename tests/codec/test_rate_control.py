@@ -22,8 +22,8 @@ def _sizer(payloads: list[bytes]) -> int:
 
 
 def _latent_error(y: np.ndarray, result: rate_control.RateResult) -> float:
-    energy = rate_control._group_sums(y, None, 0, GROUP)
-    return rate_control._error(y, result.q, result.code, energy, GROUP)
+    energy = rate_control._group_sums(y, None, 0, GROUP, None)
+    return rate_control._error(y, result.q, result.code, energy, GROUP, None)
 
 
 @pytest.mark.parametrize("budget", [600, 1500, 4000])

@@ -1,0 +1,98 @@
+"""What format version 4's step profile gains: BD-rate in PSNR and MS-SSIM against the uniform step.
+
+Each image is compressed by ``Codec.compress`` (rate control, entropy coding and the
+filter choice included) at every ratio, once per tilt code, and decoded; the table gives
+mean PSNR, mean MS-SSIM (as −10·log10(1 − MS-SSIM)) and bpp per tilt, and each tilt's
+BD-rate against tilt 0 (the uniform step of versions 1 to 3), averaged over images.
+
+Images (never Kodak, where nothing is tuned): ``--train-sample N`` photos of the training
+set as ``bench/coding_gains.py`` draws them (at most 768x512), and ``--wallpapers N`` of its
+large ``debian_wallpaper_photos``, downscaled 2x and cut to their central 1024x768: the
+larger, smoother photos where MS-SSIM had been AIC's weak side.
+
+    python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 0 4 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+from pathlib import Path
+
+import numpy as np
+import torch
+from coding_gains import SHARED, train_sample  # bench/ is on sys.path when run as a script
+from PIL import Image
+from rd import bd_rate
+
+from aic_worker.codec import Codec
+from aic_worker.codec.quality import ms_ssim, psnr
+
+RATIOS = (12, 24, 48, 96, 192)
+WALLPAPERS = SHARED / "train" / "debian_wallpaper_photos"
+CROP = (1024, 768)
+
+
+def wallpapers(n: int) -> list[np.ndarray]:
+    """The first ``n`` wallpaper photos (by name), halved and cut to their centre."""
+    out = []
+    for path in sorted(WALLPAPERS.glob("*.jpg"))[:n]:
+        with Image.open(path) as im:
+            im = im.convert("RGB").reduce(2)
+        w, h = min(im.width, CROP[0]), min(im.height, CROP[1])
+        left, top = (im.width - w) // 2, (im.height - h) // 2
+        out.append(np.asarray(im.crop((left, top, left + w, top + h))))
+    return out
+
+
+Curve = tuple[list[float], list[float], list[float]]
+
+
+def curve(codec: Codec, rgb: np.ndarray, ratios: tuple[int, ...]) -> Curve:
+    """(bpp, PSNR, MS-SSIM in dB) of one image at each ratio, with the codec's tilt."""
+    image = Image.fromarray(rgb)
+    bpp, p, m = [], [], []
+    for ratio in ratios:
+        data = codec.compress(image, ratio)
+        out = np.asarray(codec.decompress(data).convert("RGB"))
+        bpp.append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
+        p.append(psnr(rgb, out))
+        m.append(-10 * math.log10(max(1e-10, 1 - ms_ssim(rgb, out))))
+    return bpp, p, m
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train-sample", type=int, default=4, metavar="N")
+    ap.add_argument("--seed", type=int, default=23, help="of the training sample")
+    ap.add_argument("--wallpapers", type=int, default=3, metavar="N")
+    ap.add_argument("--tilts", type=int, nargs="+", default=[0, 4])
+    ap.add_argument("--model", type=Path)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    codec = Codec.load(args.model, device="cpu")
+    images = wallpapers(args.wallpapers)
+    if args.train_sample:
+        images += train_sample(args.train_sample, args.seed)
+    print(f"{len(images)} training photos ({args.wallpapers} wallpapers), ratios {RATIOS}, "
+          f"model {codec.model_id[:16]}…, {platform.machine()}, torch {torch.__version__}")
+    curves: dict[int, list[Curve]] = {}
+    print("| tilt code (a) | mean PSNR per ratio | mean MS-SSIM dB per ratio | BD PSNR | BD MS-SSIM |")
+    print("|---|---|---|---|---|")
+    for tilt in args.tilts:
+        codec.tilt = tilt
+        curves[tilt] = [curve(codec, rgb, RATIOS) for rgb in images]
+        base = curves[args.tilts[0]]
+        bd = [
+            np.mean([bd_rate(b[0], b[i], c[0], c[i]) for b, c in zip(base, curves[tilt], strict=True)])
+            for i in (1, 2)
+        ]
+        means = [" / ".join(f"{v:.2f}" for v in np.mean([c[i] for c in curves[tilt]], axis=0))
+                 for i in (1, 2)]
+        cells = f"{means[0]} | {means[1]} | {bd[0]:+.2f} % | {bd[1]:+.2f} %"
+        print(f"| {tilt} ({tilt / 8:g}) | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
