@@ -355,8 +355,9 @@ class SourceFigures(Base):
 
 class FolderTotals(Base):
     """Sums of SourceFigures by folder, kept by the database's triggers (revision 0006): what
-    `stats` reads instead of a pass over every source. A folder can have more than one row
-    (two PostgreSQL transactions adding its first source at once); readers sum by folder."""
+    `stats` reads instead of a pass over every source. Readers sum the rows by folder: on
+    PostgreSQL each change appends its difference, and a folder's rows are folded into one
+    every few hundred (SQLite keeps one row per folder)."""
 
     __tablename__ = "folder_totals"
 
