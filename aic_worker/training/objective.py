@@ -2,9 +2,10 @@
 
 Each crop in a batch draws its own quantisation step Δ and its own number of
 kept channel groups, so one model learns every ratio and learns to put the
-most important information in the first channels:
+most important information in the first channels (w: the step profile the encoder
+writes, codec/step_profile.py):
 
-    x ─g_a─► y ─÷Δ─► round (STE) / +noise ─► mask tail groups ─×Δ─► g_s ─► x̂
+    x ─g_a─► y ─÷Δw─► round (STE) / +noise ─► mask tail groups ─×Δw─► g_s ─► x̂
                                     └──► Laplace bits (per image, per channel)
 
 The rate term mirrors the inference coder: a zero-mean Laplace whose scale is
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from aic_worker.codec import step_profile
 from aic_worker.codec.quality import WEIGHTS, WINDOW, gaussian_window
 from aic_worker.codec.transforms import Autoencoder
 
@@ -108,10 +110,14 @@ def batch_loss(
     cfg = model.cfg
     step = sample_steps(b).view(b, 1, 1, 1).to(x.device)
     mask = sample_keep_masks(b, cfg.latent_channels, cfg.group_size).to(x.device)
-    y = model.g_a(x) / step
+    # The step profile the encoder writes (format version 4): the decoder learns the noise
+    # each channel really gets.
+    profile = torch.from_numpy(step_profile.weights(step_profile.DEFAULT_TILT, cfg.latent_channels))
+    steps = step * profile.view(1, -1, 1, 1).to(x.device)
+    y = model.g_a(x) / steps
     noisy = y + torch.rand_like(y) - 0.5
     rounded = y + (torch.round(y) - y).detach() if with_rate else torch.round(y)
-    x_hat = model.g_s(rounded * mask * step, step)
+    x_hat = model.g_s(rounded * mask * steps, step)
     pixels = x.shape[2] * x.shape[3]
     bpp = laplace_bits(noisy, mask) / pixels
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))
