@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import queue
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -60,7 +58,6 @@ RATIO_BUCKETS = (8, 16, 32, 64, 128, 256)  # histogram edges of achieved ratios
 RECENT_FAILURES = 10
 THROUGHPUT_WINDOWS = (1, 5, 60)  # minutes
 STREAM_BATCH = 5000  # rows fetched at a time when listing every source
-READ_AHEAD = 2  # batches fetched ahead of the one being written
 
 
 ORIGINAL = "original"  # quality_reference: PSNR and MS-SSIM measured against the original
@@ -168,47 +165,7 @@ def iter_source_records(
     writer waits for (SQLite: WAL and a deferred BEGIN, engine.reading).
     """
     query = joined_whole(select(*_record_columns())).where(*_where(conditions, state, q)).order_by(Source.id)
-    yield from _read_ahead(session.connection().execute(query.execution_options(yield_per=STREAM_BATCH)))
-
-
-def _read_ahead(result: Result[Any]) -> Iterator[dict[str, Any]]:
-    """_dicts(result), the next batches fetched by a thread while the caller uses these: the
-    database (PostgreSQL's server, SQLite's C code, which lets go of the GIL) works beside
-    the caller rather than in turns with it. At most READ_AHEAD batches wait. The connection
-    is the thread's until it has stopped, which closing this generator waits for."""
-    keys = list(result.keys())
-    batches: queue.Queue[Sequence[Any] | BaseException | None] = queue.Queue(READ_AHEAD)
-    stop = threading.Event()
-
-    def offer(item: Sequence[Any] | BaseException | None) -> bool:
-        while not stop.is_set():
-            try:
-                batches.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def fetch() -> None:
-        try:
-            for rows in result.partitions():
-                if not offer(rows):
-                    return
-            offer(None)
-        except BaseException as error:  # raised again in the caller's thread
-            offer(error)
-
-    reader = threading.Thread(target=fetch, name="aic-read-ahead", daemon=True)
-    reader.start()
-    try:
-        while (batch := batches.get()) is not None:
-            if isinstance(batch, BaseException):
-                raise batch
-            for row in batch:
-                yield dict(zip(keys, row, strict=True))
-    finally:
-        stop.set()
-        reader.join()
+    yield from _dicts(session.connection().execute(query.execution_options(yield_per=STREAM_BATCH)))
 
 
 def source_details(session: Session, source_id: int) -> dict[str, Any] | None:

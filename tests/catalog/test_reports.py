@@ -318,16 +318,3 @@ def test_a_search_by_path_part_uses_the_trigram_index_on_postgresql(session: Ses
     statement = page.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
     assert "ix_source_paths_path_trigram" in _plan(session, str(statement))
 
-
-def test_a_stream_left_early_stops_its_reader(
-    session: Session, archive: dict[str, int], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """iter_source_records reads ahead in a thread: closed after a row, the thread is gone and
-    the session's connection is the caller's again."""
-    monkeypatch.setattr("aic_worker.catalog.reports.STREAM_BATCH", 2)
-    before = threading.active_count()
-    stream = iter_source_records(session)
-    assert next(stream)["id"] == min(archive.values())
-    stream.close()
-    assert threading.active_count() == before
-    assert [r["id"] for r in iter_source_records(session)] == sorted(archive.values())
