@@ -69,3 +69,23 @@ def test_a_trade_whose_exact_file_misses_the_fill_is_not_taken(seed: int, budget
     y = (rng.laplace(size=(64, 24, 32)) * (60 * decay ** np.arange(64))[:, None, None]).astype(np.float32)
     result = rate_control.fit(y, budget, GROUP, _sizer)
     assert result.payloads and rate_control.FILL * budget <= result.size <= budget
+
+
+def test_the_trade_weighs_each_channel_as_the_decoder_sees_it() -> None:
+    """With a step profile the latent is y/w: a channel's error counts w² times (Σ(y − qΔw)²),
+    and a dropped group costs Σ y²."""
+    rng = np.random.default_rng(3)
+    w = np.linspace(1, 2, 24, dtype=np.float32)
+    y = (rng.standard_normal((24, 5, 6)) * 9).astype(np.float32)
+    tilted = y / w[:, None, None]
+    code = rate_control.STEP_ONE
+    q = rate_control.quantise(tilted, code, GROUP)[:GROUP]
+    energy = rate_control._group_sums(tilted, None, 0, GROUP, w)
+    got = rate_control._error(tilted, q, code, energy, GROUP, w)
+    step = rate_control.step_of(code)
+    expected = np.square(y[:GROUP] - q * step * w[:GROUP, None, None]).sum(dtype=np.float64)
+    expected += np.square(y[GROUP:]).sum(dtype=np.float64)
+    assert got == pytest.approx(expected, rel=1e-5)
+    unweighted = rate_control._group_sums(tilted, None, 0, GROUP, None)
+    plain = rate_control._error(tilted, q, code, unweighted, GROUP, None)
+    assert got != pytest.approx(plain, rel=1e-3)   # the weights matter

@@ -17,6 +17,16 @@ def test_the_profile_rises_from_one_to_one_plus_a_over_the_ramp() -> None:
     assert np.array_equal(step_profile.weights(0, 50), np.ones(50, np.float32))
 
 
+def test_the_profile_is_the_formula_docs_format_md_gives() -> None:
+    """w_k = 1 + (t/8)·min(1, k/96) in float32, pinned by value: a file decodes the same forever."""
+    w4, w13 = step_profile.weights(4, 800), step_profile.weights(13, 800)
+    assert w4[48] == np.float32(1.25) and w4[24] == np.float32(1.125)
+    assert w4[95] == np.float32(1) + np.float32(0.5) * (np.float32(95) / np.float32(96)) < 1.5
+    assert w4[96] == w4[767] == np.float32(1.5)
+    assert w13[32] == np.float32(1) + np.float32(1.625) * (np.float32(32) / np.float32(96))
+    assert w13[799] == np.float32(2.625)
+
+
 def test_the_tilt_lives_beside_the_step_code_and_the_filter_flag() -> None:
     code = rate_control.CODE_MAX | rate_control.PLAIN
     tilted = step_profile.with_tilt(code, step_profile.TILT_MAX)
