@@ -103,7 +103,10 @@ FOLLOWED = {
 # transaction (a bulk insert, a scan that records thousands of files) leaves a chain of row
 # versions that each later update walks, and 8,000 sources took 35 s to insert. Each change
 # appends its difference; every FOLD_EVERY rows the folder just written is folded into one
-# row, taking only rows no other transaction holds (SKIP LOCKED: no waiting, no deadlock).
+# row, taking only rows no other transaction holds (SKIP LOCKED: the fold never waits). The
+# lock on a source's source_figures row does make two transactions that change one source
+# wait for each other, and two that change two sources in opposite orders can deadlock;
+# PostgreSQL then aborts one, and the project's writers retry a deadlock as transient.
 FOLD_EVERY = 256
 
 PG_FOLD = f"""
@@ -150,12 +153,22 @@ BEGIN
             INSERT INTO folder_totals (folder, sources, files, bytes_in, bytes_out, raw, bytes_on_disk)
             VALUES (was.folder, -1, -was.files, -was.bytes_in, -was.bytes_out, -was.raw, -was.bytes_on_disk)
             RETURNING id INTO added;
-            DELETE FROM source_figures WHERE source_id = changed;
         END IF;
         IF exists_now THEN
             INSERT INTO folder_totals (folder, sources, files, bytes_in, bytes_out, raw, bytes_on_disk)
             VALUES (fig.folder, 1, fig.files, fig.bytes_in, fig.bytes_out, fig.raw, fig.bytes_on_disk)
             RETURNING id INTO added;
+        END IF;
+        -- The row is updated in place while the source lives: a transaction waiting on its lock
+        -- must find it again (a row deleted and inserted anew is skipped by the waiter, which
+        -- then inserted a second one: a unique violation in a worker's commit).
+        IF had AND exists_now THEN
+            UPDATE source_figures SET folder = fig.folder, files = fig.files, bytes_in = fig.bytes_in,
+                bytes_out = fig.bytes_out, raw = fig.raw, bytes_on_disk = fig.bytes_on_disk
+            WHERE source_id = changed;
+        ELSIF had THEN
+            DELETE FROM source_figures WHERE source_id = changed;
+        ELSIF exists_now THEN
             INSERT INTO source_figures (source_id, folder, files, bytes_in, bytes_out, raw, bytes_on_disk)
             VALUES (changed, fig.folder, fig.files, fig.bytes_in, fig.bytes_out, fig.raw, fig.bytes_on_disk);
         END IF;

@@ -3,8 +3,10 @@ the project's own writers and by hand in SQL, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import pytest
 from sqlalchemy import BigInteger, Engine, Integer, case, cast, func, select, text
 from sqlalchemy.orm import Session
 
@@ -161,4 +163,41 @@ def test_two_transactions_opening_a_folder_at_once_are_both_counted(catalog: Eng
             _add(session, "y", "/w/new/y.png")
             session.commit()
         assert kept(session)["folders"]["/w/new"]["sources"] == 2
+        assert_exact(session)
+
+
+def test_a_commit_waiting_on_a_folder_move_of_its_source_goes_through(catalog: Engine, model_id: str) -> None:
+    """The watcher moves a source to another folder (its first path removed) while a worker
+    commits a version of that source: the worker waits on the source's figures and must then
+    find them, not a deleted row (a second row was a unique violation, and the job failed)."""
+    if catalog.dialect.name != "postgresql":
+        pytest.skip("SQLite has one writer at a time: nothing waits inside a statement")
+    sessions = session_factory(catalog)
+    with sessions() as session:
+        source = _add(session, "m", "/w/one/m.png")
+        _add(session, "m", "/w/two/m.png")
+        session.commit()
+        source_id = source.id
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with sessions() as session:
+                _archive(session, session.get(Source, source_id), model_id, 16, "m-16")
+                session.commit()
+        except BaseException as error:  # reported below, in the test's thread
+            failures.append(error)
+
+    with sessions() as watcher:
+        mark_path_removed(watcher, "/w/one/m.png")
+        watcher.flush()
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive()   # waiting on the source's figures
+        watcher.commit()
+    thread.join(30)
+    assert not failures, failures
+    with sessions() as session:
+        assert kept(session)["folders"]["/w/two"]["files"] == 1
         assert_exact(session)
