@@ -64,17 +64,20 @@ def file_intact(version: ArchiveVersion) -> bool:
     return holds(Path(version.path), version.sha256)
 
 
-Signature = tuple[int, int, int, int] | None
+Signature = tuple[int, int, int, int, int] | None
 
 
 def _signature(path: Path) -> Signature:
-    """A regular file's device, inode, size and mtime, which change when it is replaced or
-    written; None for anything else (missing, a link)."""
+    """A regular file's device, inode, size, mtime and ctime, which change when it is replaced
+    or written (ctime even when a copy sets the mtime back, as `cp -p` does); None for
+    anything else (missing, a link)."""
     try:
         info = path.stat(follow_symlinks=False)
     except OSError:
         return None
-    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns) if stat.S_ISREG(info.st_mode) else None
+    if not stat.S_ISREG(info.st_mode):
+        return None
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
 def kept_files(session: Session, source_ids: Collection[int]) -> list[tuple[str, str]]:
