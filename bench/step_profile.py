@@ -24,10 +24,9 @@ import numpy as np
 import torch
 from coding_gains import SHARED, train_sample  # bench/ is on sys.path when run as a script
 from PIL import Image
-from rd import bd_rate
+from rd import bd_rate, measure
 
 from aic_worker.codec import Codec
-from aic_worker.codec.quality import ms_ssim, psnr
 
 RATIOS = (12, 24, 48, 96, 192)
 WALLPAPERS = SHARED / "train" / "debian_wallpaper_photos"
@@ -55,10 +54,10 @@ def curve(codec: Codec, rgb: np.ndarray, ratios: tuple[int, ...]) -> Curve:
     bpp, p, m = [], [], []
     for ratio in ratios:
         data = codec.compress(image, ratio)
-        out = np.asarray(codec.decompress(data).convert("RGB"))
+        quality, structure = measure(rgb, codec.decompress(data))
         bpp.append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
-        p.append(psnr(rgb, out))
-        m.append(-10 * math.log10(max(1e-10, 1 - ms_ssim(rgb, out))))
+        p.append(quality)
+        m.append(-10 * math.log10(max(1e-10, 1 - structure)))
     return bpp, p, m
 
 

@@ -145,9 +145,6 @@ BEGIN
         VALUES (fig.folder, 0, fig.files - was.files, fig.bytes_in - was.bytes_in,
                 fig.bytes_out - was.bytes_out, fig.raw - was.raw, fig.bytes_on_disk - was.bytes_on_disk)
         RETURNING id INTO added;
-        UPDATE source_figures SET files = fig.files, bytes_in = fig.bytes_in, bytes_out = fig.bytes_out,
-            raw = fig.raw, bytes_on_disk = fig.bytes_on_disk
-        WHERE source_id = changed;
     ELSE
         IF had THEN
             INSERT INTO folder_totals (folder, sources, files, bytes_in, bytes_out, raw, bytes_on_disk)
@@ -159,19 +156,19 @@ BEGIN
             VALUES (fig.folder, 1, fig.files, fig.bytes_in, fig.bytes_out, fig.raw, fig.bytes_on_disk)
             RETURNING id INTO added;
         END IF;
-        -- The row is updated in place while the source lives: a transaction waiting on its lock
-        -- must find it again (a row deleted and inserted anew is skipped by the waiter, which
-        -- then inserted a second one: a unique violation in a worker's commit).
-        IF had AND exists_now THEN
-            UPDATE source_figures SET folder = fig.folder, files = fig.files, bytes_in = fig.bytes_in,
-                bytes_out = fig.bytes_out, raw = fig.raw, bytes_on_disk = fig.bytes_on_disk
-            WHERE source_id = changed;
-        ELSIF had THEN
-            DELETE FROM source_figures WHERE source_id = changed;
-        ELSIF exists_now THEN
-            INSERT INTO source_figures (source_id, folder, files, bytes_in, bytes_out, raw, bytes_on_disk)
-            VALUES (changed, fig.folder, fig.files, fig.bytes_in, fig.bytes_out, fig.raw, fig.bytes_on_disk);
-        END IF;
+    END IF;
+    -- The row is updated in place while the source lives: a transaction waiting on its lock
+    -- must find it again (a row deleted and inserted anew is skipped by the waiter, which
+    -- then inserted a second one: a unique violation in a worker's commit).
+    IF had AND exists_now THEN
+        UPDATE source_figures SET folder = fig.folder, files = fig.files, bytes_in = fig.bytes_in,
+            bytes_out = fig.bytes_out, raw = fig.raw, bytes_on_disk = fig.bytes_on_disk
+        WHERE source_id = changed;
+    ELSIF had THEN
+        DELETE FROM source_figures WHERE source_id = changed;
+    ELSIF exists_now THEN
+        INSERT INTO source_figures (source_id, folder, files, bytes_in, bytes_out, raw, bytes_on_disk)
+        VALUES (changed, fig.folder, fig.files, fig.bytes_in, fig.bytes_out, fig.raw, fig.bytes_on_disk);
     END IF;
     IF added % {FOLD_EVERY} = 0 THEN
         PERFORM aic_fold_folder_totals(CASE WHEN exists_now THEN fig.folder ELSE was.folder END);
