@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from aic_worker.admin import output
-from aic_worker.codec import AicFormatError, bitstream, rate_control, step_profile
+from aic_worker.codec import AicFormatError, bitstream, rate_control, step_profile, validation
 from aic_worker.codec.image_modes import FILE_FORMATS, for_file
 from aic_worker.model_choice import shipped_weights
 
@@ -155,7 +155,7 @@ def decompress(args: argparse.Namespace) -> int:
 def info(args: argparse.Namespace) -> int:
     data = args.file.read_bytes()
     try:
-        f = bitstream.unpack(data)
+        f = validation.validate(data)
     except AicFormatError as exc:
         print(f"aic-admin: {args.file}: {exc}", file=sys.stderr)
         return 1

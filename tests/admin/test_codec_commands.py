@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from aic_worker.admin.main import main
-from aic_worker.codec import rate_control, step_profile
+from aic_worker.codec import bitstream, rate_control, step_profile
 from tests.codec.conftest import photo_like
 
 
@@ -55,6 +56,19 @@ def test_info_rejects_a_corrupt_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.aic"
     bad.write_bytes(b"\x89AIC" + bytes(100))
     assert main(["info", str(bad)]) == 1
+
+
+def test_info_refuses_what_a_decoder_refuses(tmp_path: Path, capsys) -> None:
+    """A version-3 file whose step code carries a tilt unpacks, but no decoder reads it:
+    ``info`` says why instead of printing a tilt."""
+    golden = Path(__file__).parents[1] / "codec" / "fixtures" / "v3-3e893778-72x40.aic"
+    f = bitstream.unpack(golden.read_bytes())
+    hostile = replace(f.header, step_code=step_profile.with_tilt(f.header.step_code, 4))
+    bad = tmp_path / "tilted-v3.aic"
+    bad.write_bytes(bitstream.pack(bitstream.AicFile(hostile, f.metadata, f.groups)))
+    assert main(["info", str(bad)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"aic-admin: {bad}: ") and "version 3 lacks" in line
 
 
 def test_ratio_is_required(model_file: Path, tmp_path: Path) -> None:
