@@ -1,9 +1,11 @@
-"""What format version 4's step profile gains: BD-rate in PSNR and MS-SSIM against the uniform step.
+"""What the encoder's choices gain: BD-rate in PSNR and MS-SSIM of step profiles and quantisers.
 
 Each image is compressed by ``Codec.compress`` (rate control, entropy coding and the
-filter choice included) at every ratio, once per tilt code, and decoded; the table gives
-mean PSNR, mean MS-SSIM (as −10·log10(1 − MS-SSIM)) and bpp per tilt, and each tilt's
-BD-rate against tilt 0 (the uniform step of versions 1 to 3), averaged over images.
+filter choice included) at every ratio, once per quantiser (``--quantisers``: ``rdoq``, the
+rate–distortion optimised one the encoder uses, and ``plain``, the fixed dead zone) and
+tilt code (``--tilts``), and decoded; the table gives mean PSNR, mean MS-SSIM (as
+−10·log10(1 − MS-SSIM)) and bpp per choice, and each choice's BD-rate against the first
+(by default the uniform step of versions 1 to 3), averaged over images.
 
 Images (never Kodak, where nothing is tuned): ``--train-sample N`` photos of the training
 set as ``bench/coding_gains.py`` draws them (at most 768x512), and ``--wallpapers N`` of its
@@ -11,6 +13,7 @@ large ``debian_wallpaper_photos``, downscaled 2x and cut to their central 1024x7
 larger, smoother photos where MS-SSIM had been AIC's weak side.
 
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 0 4 6
+    python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --quantisers plain rdoq
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=23, help="of the training sample")
     ap.add_argument("--wallpapers", type=int, default=3, metavar="N")
     ap.add_argument("--tilts", type=int, nargs="+", default=[0, 4])
+    ap.add_argument("--quantisers", choices=["plain", "rdoq"], nargs="+", default=["rdoq"])
     ap.add_argument("--model", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -76,22 +80,21 @@ def main() -> None:
         images += train_sample(args.train_sample, args.seed)
     print(f"{len(images)} training photos ({args.wallpapers} wallpapers), ratios {RATIOS}, "
           f"model {codec.model_id[:16]}…, {platform.machine()}, torch {torch.__version__}")
-    curves: dict[int, list[Curve]] = {}
-    print("| tilt code (a) | mean PSNR per ratio | mean MS-SSIM dB per ratio | BD PSNR | BD MS-SSIM |")
+    curves: dict[tuple[str, int], list[Curve]] = {}
+    print("| quantiser, tilt (a) | mean PSNR per ratio | mean MS-SSIM dB per ratio | BD PSNR | BD MS-SSIM |")
     print("|---|---|---|---|---|")
-    for tilt in args.tilts:
-        codec.tilt = tilt
-        curves[tilt] = [curve(codec, rgb, RATIOS) for rgb in images]
-        base = curves[args.tilts[0]]
+    for choice in [(quantiser, tilt) for quantiser in args.quantisers for tilt in args.tilts]:
+        codec.rdoq, codec.tilt = choice[0] == "rdoq", choice[1]
+        curves[choice] = [curve(codec, rgb, RATIOS) for rgb in images]
+        base = next(iter(curves.values()))
         bd = [
-            np.mean([bd_rate(b[0], b[i], c[0], c[i]) for b, c in zip(base, curves[tilt], strict=True)])
+            np.mean([bd_rate(b[0], b[i], c[0], c[i]) for b, c in zip(base, curves[choice], strict=True)])
             for i in (1, 2)
         ]
-        means = [" / ".join(f"{v:.2f}" for v in np.mean([c[i] for c in curves[tilt]], axis=0))
+        means = [" / ".join(f"{v:.2f}" for v in np.mean([c[i] for c in curves[choice]], axis=0))
                  for i in (1, 2)]
         cells = f"{means[0]} | {means[1]} | {bd[0]:+.2f} % | {bd[1]:+.2f} %"
-        print(f"| {tilt} ({tilt / 8:g}) | {cells} |", flush=True)
-
+        print(f"| {choice[0]}, {choice[1]} ({choice[1] / 8:g}) | {cells} |", flush=True)
 
 if __name__ == "__main__":
     main()

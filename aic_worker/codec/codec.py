@@ -1,7 +1,7 @@
 """The Codec facade: PIL image ⇄ ``.aic`` bytes, at any ratio, with one model.
 
     PIL ─image_modes.prepare─► RGB ─pad─► tiling.analyse ─► y
-        ─rate_control.fit (Δ, entropy.encode)─► payloads ─bitstream.pack─► .aic bytes
+        ─rate_control.fit (Δ, rdoq, entropy.encode)─► payloads ─bitstream.pack─► .aic bytes
 
 and back through ``bitstream.unpack`` → ``entropy.decode`` → ``tiling.synthesise``
 → ``image_modes.restore``. The codec knows nothing of files, queues or SQL.
@@ -55,6 +55,7 @@ class Codec:
         self.model_id = model_id
         self.device = device
         self.tilt = step_profile.DEFAULT_TILT   # the step profile this codec writes
+        self.rdoq = True                       # symbols chosen by rate and distortion (rdoq)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> Codec:
@@ -137,7 +138,7 @@ class Codec:
             return bitstream.file_overhead(draft) + sum(len(p) for p in payloads)
 
         try:
-            result = rate_control.fit(y, budget, self.group_size, sizer, weights=weights)
+            result = rate_control.fit(y, budget, self.group_size, sizer, optimise=self.rdoq, weights=weights)
         except rate_control.RatioUnreachableError as exc:
             raise ValueError(f"ratio {ratio:g} cannot be met for a {w}x{h} image: {exc}") from exc
         latent_hw = y.shape[1:]

@@ -263,18 +263,35 @@ def _code_lengths(width: int) -> np.ndarray:
 def estimate_bits(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> np.ndarray:
     """Payload bits of each group as ``encode`` writes it, side information included
     (rate control's fast path)."""
-    return _analyse(_symbols(q, version), group, version).bits
+    return analyse(q, group, version).bits
+
+
+def analyse(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> Analysis:
+    """What ``encode`` decides for ``q`` before it codes a symbol: contexts, rows, bits."""
+    symbols = _symbols(q, version)
+    return _analyse(symbols, group, version)
 
 
 @dataclass
-class _Analysis:
-    """Context buckets of both passes and the encoder's choices for them."""
+class Analysis:
+    """Context buckets of both passes, the encoder's choices for them and the predicted flags."""
 
     k_a: np.ndarray
     k_b: np.ndarray
     first: _Choice
     second: _Choice
-    bits: np.ndarray    # (G,) payload bits, side information included
+    bits: np.ndarray        # (G,) payload bits, side information included
+    predicted: np.ndarray   # (M,) bool: channels coded as row differences (``prediction``)
+
+    def rows(self, channels: np.ndarray, positions: np.ndarray, group: int) -> np.ndarray:
+        """The table row ``encode`` codes each symbol with, for symbols at ``channels`` and
+        flat ``positions`` (i·w + j), either pass."""
+        anchor = anchor_mask(*self.k_a.shape[1:]).ravel()[positions]
+        k = np.where(anchor, self.k_a.reshape(len(self.k_a), -1)[channels, positions],
+                     self.k_b.reshape(len(self.k_b), -1)[channels, positions])
+        base = np.where(anchor, self.first.base[channels], self.second.base[channels])
+        slope = np.where(anchor, self.first.slope[channels // group], self.second.slope[channels // group])
+        return _scale_rows(base, slope, k)
 
 
 def _symbols(q: np.ndarray, version: int) -> Symbols:
@@ -295,7 +312,7 @@ def _side_bits(q: Symbols, group: int, version: int) -> np.ndarray:
     return 2 * np.log2(len(SLOPES)) + _flag_bits()[_flag_contexts(flags), flags.astype(np.int64)].sum(axis=1)
 
 
-def _analyse(q: Symbols, group: int, version: int) -> _Analysis:
+def _analyse(q: Symbols, group: int, version: int) -> Analysis:
     k_a, k_b = np.empty(q.shape, dtype=np.int8), np.empty(q.shape, dtype=np.int8)
     earlier = np.zeros(q.shape[1:], dtype=np.int32)      # Σ|q| of the channels before the chunk (< 2^26)
     for c in range(0, q.shape[0], CHUNK):
@@ -313,7 +330,8 @@ def _analyse(q: Symbols, group: int, version: int) -> _Analysis:
     anchors = anchor_mask(*q.shape[1:])
     first = _choose(q, k_a, anchors, group, version)
     second = _choose(q, k_b, ~anchors, group, version)
-    return _Analysis(k_a, k_b, first, second, first.bits + second.bits + _side_bits(q, group, version))
+    bits = first.bits + second.bits + _side_bits(q, group, version)
+    return Analysis(k_a, k_b, first, second, bits, q.predicted)
 
 
 @cache

@@ -6,15 +6,19 @@ to all zeros are not written. Only when even the coarsest step is too big are
 trailing groups dropped (the truncation that ``Codec.truncate`` also does).
 docs/model.md gives the measurements behind this choice.
 
-Search: regula falsi on the size estimate (``entropy.estimate_bits``, the ideal
-code length of the coder's exact model choice) finds the finest step at which every
-group fits. Then the trade: a finer step with trailing groups dropped often leaves a
-smaller error, because the last groups cost their side information and section
+At every step the symbols are chosen by rate and distortion (``rdoq``: each rounded
+up or down by its own code length under the coder's row), with the size estimate that
+comes with them. Search: regula falsi on that estimate (the ideal code length of the
+coder's exact model choice, within 0.3 %) finds the finest step at which every group
+fits. Then the trade: a finer step with trailing groups dropped often leaves a smaller
+error, because the last groups cost their side information and section
 overhead for little energy. Rate control walks finer, 1/8 octave at a time, while the
 latent's squared error (a stand-in for the pixels': the block transform is nearly
 orthonormal) keeps falling and the file stays full. Measured on training photos: +0.03 dB
 at 8x, +0.12 dB at 32x, +0.21 dB at 64x, +0.33 dB at 128x and +0.36 dB at 256x, for a
-quarter more encoding time. An exact encode ends it, so the result is measured, not guessed.
+quarter more encoding time. The walk gives up after TRADE_MISSES finer steps in a row at
+which no prefix of groups fills the budget (at the coarsest ratios it had walked to the
+finest step for nothing). An exact encode ends it, so the result is measured, not guessed.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aic_worker.codec import entropy
+from aic_worker.codec import entropy, rdoq
 from aic_worker.codec.bitstream import FORMAT_VERSION
 
 CODES_PER_OCTAVE = 64
@@ -39,6 +43,7 @@ QUANTISE_CHANNELS = 64               # channels quantised at once (bounds big im
 TRADE_STRIDE = CODES_PER_OCTAVE // 8  # step codes between the finer steps the trade tries
 FILL = 1 / 1.04                      # a traded file must fill this much of the budget (ratio ≤ 1.04·R)
 TRADE_SPARE = 4                      # groups beyond the estimate that the trade's exact encode codes
+TRADE_MISSES = 3                     # finer steps in a row with no prefix that fills: the trade gives up
 TYPICAL_SLOPE = 0.008                # −d ln(size) / d step code, the search's first guess
 MIN_SLOPE = 0.002                    # a flatter measured slope is noise: it would overshoot far
 AIM_UNDER = 0.005                    # the secant aims this far under the budget (in log size)
@@ -103,11 +108,22 @@ class RateResult:
 Sizer = Callable[[list[bytes]], int]   # payloads → total file bytes (header + metadata + sections)
 
 
-def _estimate(y: np.ndarray, code: int, group: int, sizer: Sizer, version: int) -> int:
+def quantised(
+    y: np.ndarray, code: int, group: int, version: int = FORMAT_VERSION, optimise: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The symbols at step ``code`` (their groups) and each group's estimated payload bits;
+    ``optimise``: chosen by rate and distortion (``rdoq``), else by the plain quantiser."""
     q = quantise(y, code, group)
+    if optimise:
+        return rdoq.refine(y, q, step_of(code), group, version)
+    return q, entropy.estimate_bits(q, group, version)
+
+
+def _estimate(y: np.ndarray, code: int, group: int, sizer: Sizer, version: int, optimise: bool) -> int:
+    q, bits = quantised(y, code, group, version, optimise)
     if not q.shape[0]:
         return sizer([])
-    return _estimated_size(entropy.estimate_bits(q, group, version), sizer)
+    return _estimated_size(bits, sizer)
 
 
 def _estimated_size(bits: np.ndarray, sizer: Sizer) -> int:
@@ -130,34 +146,38 @@ def fit(
     *,
     version: int = FORMAT_VERSION,
     trade: bool = True,
+    optimise: bool = True,
     weights: np.ndarray | None = None,
 ) -> RateResult:
     """Encode y (M, h, w) into payloads of format ``version`` whose file fits ``budget`` bytes:
     the finest step at which every group fits, then (``trade``) finer steps with trailing
     groups dropped while the latent's squared error falls.
 
+    ``optimise``: symbols chosen by rate and distortion (``rdoq``), not by the plain quantiser.
     ``weights``: when y is the latent divided by per-channel step multipliers
     (step_profile), those multipliers, so that the trade weighs each channel's error as the
     decoder will see it (w_k² times its error in y).
     """
     if sizer([]) > budget:
         raise RatioUnreachableError(f"headers and metadata alone take {sizer([])} bytes, budget is {budget}")
-    hi = _finest_fitting_code(y, budget, group, sizer, version)
-    traded = _trade(y, hi, budget, group, sizer, version, weights) if trade else None
+    hi = _finest_fitting_code(y, budget, group, sizer, version, optimise)
+    traded = _trade(y, hi, budget, group, sizer, version, optimise, weights) if trade else None
     if traded is not None:
         return traded
     # The estimate is the exact ideal code length, so the first exact encode
     # almost always fits; the range coder's few bytes of slack may cost a step.
     for code in range(hi, CODE_MAX + 1):
-        q = quantise(y, code, group)
+        q = quantised(y, code, group, version, optimise)[0]
         payloads = entropy.encode(q, group, version)
         if (size := sizer(payloads)) <= budget:
             return RateResult(code, payloads, size, q)
         del q                       # one quantised copy at a time
-    return _truncated(y, budget, group, sizer, version)
+    return _truncated(y, budget, group, sizer, version, optimise)
 
 
-def _finest_fitting_code(y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int) -> int:
+def _finest_fitting_code(
+    y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int, optimise: bool
+) -> int:
     """The finest step code whose estimated file fits ``budget`` (CODE_MAX if none does).
 
     Log size falls almost linearly with the step code, at 0.0065–0.0096 per code on
@@ -167,7 +187,7 @@ def _finest_fitting_code(y: np.ndarray, budget: int, group: int, sizer: Sizer, v
     where a bracket from the finest to the coarsest step took 6–7.
     """
     def over(code: int) -> float:                     # > 0: too big
-        return math.log(max(_estimate(y, code, group, sizer, version), 1) / budget)
+        return math.log(max(_estimate(y, code, group, sizer, version, optimise), 1) / budget)
 
     lo = finest_code(y)
     over_lo = over(lo)
@@ -200,21 +220,24 @@ def _finest_fitting_code(y: np.ndarray, budget: int, group: int, sizer: Sizer, v
 
 
 def _trade(
-    y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int, weights: np.ndarray | None
+    y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int, optimise: bool,
+    weights: np.ndarray | None,
 ) -> RateResult | None:
     """Finer steps than ``code`` (where every group fits) with trailing groups dropped, while
     the squared error falls; the encoded best, or None when ``code`` itself is best or no
     exact encode of the steps that improved fits and fills the budget."""
     energy = _group_sums(y, None, 0, group, weights)  # what dropping each group costs
-    best_error = _error(y, quantise(y, code, group), code, energy, group, weights)
+    best_error = _error(y, quantised(y, code, group, version, optimise)[0], code, energy, group, weights)
     improving: list[tuple[int, int]] = []             # (code, groups kept), each better than the last
-    finest = finest_code(y)
-    while (code := code - TRADE_STRIDE) >= finest:
-        q = quantise(y, code, group)
-        keep = _prefix_that_fits(entropy.estimate_bits(q, group, version), budget, sizer)
+    finest, misses = finest_code(y), 0
+    while (code := code - TRADE_STRIDE) >= finest and misses < TRADE_MISSES:
+        q, bits = quantised(y, code, group, version, optimise)
+        keep = _prefix_that_fits(bits, budget, sizer)
         if keep is None:                              # too empty a file: the ratio would overshoot
             del q
+            misses += 1
             continue
+        misses = 0
         error = _error(y, q[: keep * group], code, energy, group, weights)
         del q                                         # one quantised copy at a time
         if error >= best_error:
@@ -224,7 +247,7 @@ def _trade(
     # The estimate can be a few bytes per group off either way: the exact encode gets a few
     # groups more than estimated, keeps the longest prefix that fits, and must still fill the budget.
     for code, keep in reversed(improving[-3:]):
-        q = quantise(y, code, group)[: (keep + TRADE_SPARE) * group]
+        q = quantised(y, code, group, version, optimise)[0][: (keep + TRADE_SPARE) * group]
         payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
         if payloads and sizer(payloads) >= FILL * budget:
             return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
@@ -271,8 +294,10 @@ def _error(
     return float(kept.sum() + energy[len(kept) :].sum())
 
 
-def _truncated(y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int) -> RateResult:
+def _truncated(
+    y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int, optimise: bool
+) -> RateResult:
     """Coarsest step and still too big: drop trailing groups until the file fits."""
-    q = quantise(y, CODE_MAX, group)
+    q = quantised(y, CODE_MAX, group, version, optimise)[0]
     payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
     return RateResult(CODE_MAX, payloads, sizer(payloads), q[: len(payloads) * group])

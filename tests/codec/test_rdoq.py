@@ -1,0 +1,84 @@
+"""Rate–distortion optimised quantisation: what it may choose, what it costs, what it saves."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from aic_worker.codec import entropy, rate_control, rdoq
+
+GROUP = 8
+VERSION = 4
+
+
+def _latent(seed: int) -> np.ndarray:
+    """A KLT-like latent: Laplace values whose scale falls with the channel, smooth leading channels."""
+    rng = np.random.default_rng(seed)
+    scale = 40 * 0.93 ** np.arange(64)
+    y = rng.laplace(size=(64, 20, 24)) * scale[:, None, None]
+    y[:4] += np.cumsum(rng.normal(0, 3, (4, 20, 24)), axis=2) * 10
+    return y.astype(np.float32)
+
+
+@pytest.fixture(params=[(1, rate_control.STEP_ONE), (2, rate_control.STEP_ONE + 96)])
+def case(request) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray]:
+    seed, code = request.param
+    y = _latent(seed)
+    q = rate_control.quantise(y, code, GROUP)
+    step = rate_control.step_of(code)
+    new, estimate = rdoq.refine(y, q, step, GROUP, VERSION)
+    return y, q, step, new, estimate
+
+
+def test_each_symbol_is_one_of_the_two_magnitudes_around_its_value(case) -> None:
+    y, q, step, new, _ = case
+    predicted = entropy.analyse(q, GROUP, VERSION).predicted
+    n = new.shape[0]
+    lo = np.floor(np.abs(y[:n]) / np.float32(step))
+    rise = np.abs(new) - lo
+    free = ~predicted[:n]
+    assert set(np.unique(rise[free])) <= {0, 1}
+    assert (np.sign(new[free]) * np.sign(y[:n][free]) >= 0).all()
+    assert np.array_equal(new[~free], q[:n][~free])     # predicted channels keep the plain symbols
+    assert not np.array_equal(new, q[:n])                # and it does change some
+    assert new[-GROUP:].any()                           # trailing all-zero groups are dropped
+
+
+def test_the_estimate_is_the_coders_within_a_fraction_of_a_percent(case) -> None:
+    _, _, _, new, estimate = case
+    exact = entropy.estimate_bits(new, GROUP, VERSION)
+    assert estimate.shape == exact.shape
+    assert estimate.sum() == pytest.approx(exact.sum(), rel=0.005)
+    coded = sum(map(len, entropy.encode(new, GROUP, VERSION))) * 8
+    assert coded == pytest.approx(exact.sum(), rel=0.01)
+
+
+def test_it_lowers_the_cost_it_weighs(case) -> None:
+    """Σ (|y/Δ| − |q|)² + LAMBDA · bits, with the coder's own bits, falls from the plain symbols."""
+    y, q, step, new, _ = case
+
+    def cost(symbols: np.ndarray) -> float:
+        u = np.abs(y) / step
+        padded = np.zeros(y.shape, dtype=np.int64)
+        padded[: symbols.shape[0]] = np.abs(symbols)
+        distortion = np.square(u - padded).sum(dtype=np.float64)
+        return distortion + rdoq.LAMBDA * float(entropy.estimate_bits(symbols, GROUP, VERSION).sum())
+
+    assert cost(new) < cost(q)
+
+
+def test_rate_control_codes_the_symbols_it_chose() -> None:
+    """What ``fit`` encodes is ``quantised``'s choice at its step, and it fits the budget."""
+    y = _latent(3)
+    budget = 3000
+
+    def sizer(payloads: list[bytes]) -> int:
+        return 40 + sum(len(p) + 3 for p in payloads)
+
+    result = rate_control.fit(y, budget, GROUP, sizer, trade=False)
+    assert result.size <= budget
+    expected, _ = rate_control.quantised(y, result.code, GROUP)
+    decoded = entropy.decode(result.payloads, 64, GROUP, 20, 24, version=VERSION)
+    assert np.array_equal(decoded[: result.q.shape[0]], expected[: result.q.shape[0]])
+    plain = rate_control.quantise(y, result.code, GROUP)
+    assert not np.array_equal(plain[: result.q.shape[0]], result.q)
