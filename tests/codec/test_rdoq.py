@@ -30,17 +30,18 @@ def case(request) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray
     return y, q, step, new, estimate
 
 
-def test_each_symbol_is_one_of_the_two_magnitudes_around_its_value(case) -> None:
+def test_each_symbol_is_one_of_the_two_values_around_its_own(case) -> None:
     y, q, step, new, _ = case
     predicted = entropy.analyse(q, GROUP, VERSION).predicted
     n = new.shape[0]
-    lo = np.floor(np.abs(y[:n]) / np.float32(step))
-    rise = np.abs(new) - lo
-    free = ~predicted[:n]
-    assert set(np.unique(rise[free])) <= {0, 1}
-    assert (np.sign(new[free]) * np.sign(y[:n][free]) >= 0).all()
-    assert np.array_equal(new[~free], q[:n][~free])     # predicted channels keep the plain symbols
-    assert not np.array_equal(new, q[:n])                # and it does change some
+    assert predicted[:n].any() and not predicted[:n].all()
+    v = y[:n] / np.float32(step)
+    rise = np.abs(new) - np.floor(np.abs(v))
+    assert set(np.unique(rise)) <= {0, 1}
+    assert (np.sign(new) * np.sign(v) >= 0).all()
+    assert set(np.unique(new[predicted[:n]] - np.floor(v[predicted[:n]]))) <= {0, 1}
+    for chosen in (predicted[:n], ~predicted[:n]):     # predicted channels are weighed too
+        assert not np.array_equal(new[chosen], q[:n][chosen])
     assert new[-GROUP:].any()                           # trailing all-zero groups are dropped
 
 
@@ -51,6 +52,19 @@ def test_the_estimate_is_the_coders_within_a_fraction_of_a_percent(case) -> None
     assert estimate.sum() == pytest.approx(exact.sum(), rel=0.005)
     coded = sum(map(len, entropy.encode(new, GROUP, VERSION))) * 8
     assert coded == pytest.approx(exact.sum(), rel=0.01)
+
+
+@pytest.mark.parametrize(("seed", "coarser"), [(3, 256), (2, 320)])
+def test_the_estimate_follows_the_changed_symbols_of_predicted_channels(seed: int, coarser: int) -> None:
+    """At coarse steps the first group (its channels predicted, ``prediction``) is where the
+    bits change most: the estimate tracks that change to a tenth."""
+    y = _latent(seed)
+    code = rate_control.STEP_ONE + coarser
+    q = rate_control.quantise(y, code, GROUP)
+    new, estimate = rdoq.refine(y, q, rate_control.step_of(code), GROUP, VERSION)
+    exact, plain = (entropy.estimate_bits(s, GROUP, VERSION)[0] for s in (new, q))
+    assert abs(exact - plain) > 50
+    assert abs(estimate[0] - exact) <= 0.1 * abs(exact - plain)
 
 
 def test_it_lowers_the_cost_it_weighs(case) -> None:
