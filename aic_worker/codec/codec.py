@@ -230,7 +230,7 @@ class Codec:
 
         No decoding and no original needed; works for files of any model.
         """
-        f = bitstream.unpack(data)
+        f = validate(data)
         hd = f.header
         raw = hd.width * hd.height * 3
         _check_ratio(ratio)

@@ -289,9 +289,9 @@ class Analysis:
         anchor = anchor_mask(*self.k_a.shape[1:]).ravel()[positions]
         k = np.where(anchor, self.k_a.reshape(len(self.k_a), -1)[channels, positions],
                      self.k_b.reshape(len(self.k_b), -1)[channels, positions])
-        base = np.where(anchor, self.first.base[channels], self.second.base[channels])
+        base = np.where(anchor, self.first.base[channels], self.second.base[channels]).astype(np.int32)
         slope = np.where(anchor, self.first.slope[channels // group], self.second.slope[channels // group])
-        return _scale_rows(base, slope, k)
+        return _scale_rows(base, slope.astype(np.int32), k)
 
 
 def _symbols(q: np.ndarray, version: int) -> Symbols:

@@ -9,7 +9,7 @@ docs/model.md gives the measurements behind this choice.
 At every step the symbols are chosen by rate and distortion (``rdoq``: each rounded
 up or down by its own code length under the coder's row), with the size estimate that
 comes with them. Search: regula falsi on that estimate (the ideal code length of the
-coder's exact model choice, within 0.3 %) finds the finest step at which every group
+coder's exact model choice, within 0.3 % on photos) finds the finest step at which every group
 fits. Then the trade: a finer step with trailing groups dropped often leaves a smaller
 error, because the last groups cost their side information and section
 overhead for little energy. Rate control walks finer, 1/8 octave at a time, while the
@@ -164,7 +164,7 @@ def fit(
     traded = _trade(y, hi, budget, group, sizer, version, optimise, weights) if trade else None
     if traded is not None:
         return traded
-    # The estimate is the exact ideal code length, so the first exact encode
+    # The estimate is within a fraction of a percent on photos, so the first exact encode
     # almost always fits; the range coder's few bytes of slack may cost a step.
     for code in range(hi, CODE_MAX + 1):
         q = quantised(y, code, group, version, optimise)[0]

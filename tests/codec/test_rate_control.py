@@ -89,3 +89,18 @@ def test_the_trade_weighs_each_channel_as_the_decoder_sees_it() -> None:
     unweighted = rate_control._group_sums(tilted, None, 0, GROUP, None)
     plain = rate_control._error(tilted, q, code, unweighted, GROUP, None)
     assert got != pytest.approx(plain, rel=1e-3)   # the weights matter
+
+
+def test_the_trade_gives_up_after_a_few_finer_steps_that_cannot_fill(monkeypatch) -> None:
+    """One group: at every step finer than the one that fits, the group alone is too big, so
+    no prefix fills. The trade stops after TRADE_MISSES such steps instead of walking to the
+    finest step."""
+    rng = np.random.default_rng(5)
+    y = (rng.laplace(size=(GROUP, 16, 16)) * 30).astype(np.float32)
+    tried = []
+    real = rate_control._prefix_that_fits
+    monkeypatch.setattr(rate_control, "_prefix_that_fits", lambda *a: tried.append(1) or real(*a))
+    result = rate_control.fit(y, 400, GROUP, _sizer)
+    assert result.size <= 400
+    steps_left = (result.code - rate_control.finest_code(y)) // rate_control.TRADE_STRIDE
+    assert len(tried) == rate_control.TRADE_MISSES < steps_left - 2

@@ -26,7 +26,7 @@ def case(request) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray
     y = _latent(seed)
     q = rate_control.quantise(y, code, GROUP)
     step = rate_control.step_of(code)
-    new, estimate = rdoq.refine(y, q, step, GROUP, VERSION)
+    new, estimate = rdoq.refine(y, q.copy(), step, GROUP, VERSION)
     return y, q, step, new, estimate
 
 
@@ -61,7 +61,7 @@ def test_the_estimate_follows_the_changed_symbols_of_predicted_channels(seed: in
     y = _latent(seed)
     code = rate_control.STEP_ONE + coarser
     q = rate_control.quantise(y, code, GROUP)
-    new, estimate = rdoq.refine(y, q, rate_control.step_of(code), GROUP, VERSION)
+    new, estimate = rdoq.refine(y, q.copy(), rate_control.step_of(code), GROUP, VERSION)
     exact, plain = (entropy.estimate_bits(s, GROUP, VERSION)[0] for s in (new, q))
     assert abs(exact - plain) > 50
     assert abs(estimate[0] - exact) <= 0.1 * abs(exact - plain)
@@ -94,5 +94,20 @@ def test_rate_control_codes_the_symbols_it_chose() -> None:
     expected, _ = rate_control.quantised(y, result.code, GROUP)
     decoded = entropy.decode(result.payloads, 64, GROUP, 20, 24, version=VERSION)
     assert np.array_equal(decoded[: result.q.shape[0]], expected[: result.q.shape[0]])
+    plain = rate_control.quantise(y, result.code, GROUP)[: result.q.shape[0]]
+    assert plain.shape == result.q.shape and not np.array_equal(plain, result.q)
+
+
+def test_the_plain_quantiser_is_still_there_to_compare_with() -> None:
+    """``optimise=False`` (``Codec.rdoq = False``, what the benches compare against) codes
+    the fixed dead zone's symbols, within the budget too."""
+    y = _latent(4)
+    budget = 2500
+
+    def sizer(payloads: list[bytes]) -> int:
+        return 40 + sum(len(p) + 3 for p in payloads)
+
+    result = rate_control.fit(y, budget, GROUP, sizer, optimise=False)
+    assert rate_control.FILL * budget <= result.size <= budget
     plain = rate_control.quantise(y, result.code, GROUP)
-    assert not np.array_equal(plain[: result.q.shape[0]], result.q)
+    assert np.array_equal(result.q, plain[: result.q.shape[0]])
