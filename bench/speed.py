@@ -1,4 +1,4 @@
-"""AIC's encode and decode time per ratio: median wall seconds per image, one thread.
+"""AIC's encode and decode time per ratio: median wall seconds per image.
 
 ``bench/rd.py`` times AIC too, but it spends most of its run fitting the classic codecs;
 this times AIC alone, so a quiet-machine figure takes a minute. ``--quantisers`` times
@@ -30,12 +30,14 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N images")
     ap.add_argument("--quantisers", choices=["plain", "rdoq"], nargs="+", default=["rdoq"])
     ap.add_argument("--model", type=Path)
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     codec = Codec.load(args.model, device="cpu")
     images = [Image.open(p).convert("RGB") for p in sorted(args.images.glob("*.png"))[: args.limit]]
     print(f"{len(images)} images of {args.images.name}, model {codec.model_id[:16]}…, "
-          f"{platform.machine()}, torch {torch.__version__}, one thread")
+          f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| ratio | " + " | ".join(f"encode s, {q}" for q in args.quantisers) + " | decode s |")
     print("|---" * (len(args.quantisers) + 2) + "|")
     for ratio in RATIOS:

@@ -43,6 +43,7 @@ QUANTISE_CHANNELS = 64               # channels quantised at once (bounds big im
 TRADE_STRIDE = CODES_PER_OCTAVE // 8  # step codes between the finer steps the trade tries
 FILL = 1 / 1.04                      # a traded file must fill this much of the budget (ratio ≤ 1.04·R)
 TRADE_SPARE = 4                      # groups beyond the estimate that the trade's exact encode codes
+MEMO_BYTES = 32 << 20                # symbols up to this size are remembered between steps
 TRADE_MISSES = 3                     # finer steps in a row with no prefix that fills: the trade gives up
 TYPICAL_SLOPE = 0.008                # −d ln(size) / d step code, the search's first guess
 MIN_SLOPE = 0.002                    # a flatter measured slope is noise: it would overshoot far
@@ -119,8 +120,31 @@ def quantised(
     return q, entropy.estimate_bits(q, group, version)
 
 
-def _estimate(y: np.ndarray, code: int, group: int, sizer: Sizer, version: int, optimise: bool) -> int:
-    q, bits = quantised(y, code, group, version, optimise)
+class _Quantiser:
+    """``quantised`` for one latent, remembering the last two steps' results while they are
+    small: the search's last step is the trade's first, and the step that is finally encoded
+    was weighed a step or two before, so a quarter of an encode's quantising and context
+    analysis was done twice. A big image's symbols are not kept (memory)."""
+
+    def __init__(self, y: np.ndarray, group: int, version: int, optimise: bool) -> None:
+        self.y, self.group, self.version, self.optimise = y, group, version, optimise
+        self._memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __call__(self, code: int) -> tuple[np.ndarray, np.ndarray]:
+        if (known := self._memo.pop(code, None)) is None:
+            known = quantised(self.y, code, self.group, self.version, self.optimise)
+        if known[0].nbytes <= MEMO_BYTES:
+            self._memo[code] = known                  # the most recent last
+            if len(self._memo) > 2:
+                del self._memo[next(iter(self._memo))]
+        return known
+
+    def encode(self, q: np.ndarray) -> list[bytes]:
+        return entropy.encode(q, self.group, self.version)
+
+
+def _estimate(quantiser: _Quantiser, code: int, sizer: Sizer) -> int:
+    q, bits = quantiser(code)
     if not q.shape[0]:
         return sizer([])
     return _estimated_size(bits, sizer)
@@ -160,24 +184,23 @@ def fit(
     """
     if sizer([]) > budget:
         raise RatioUnreachableError(f"headers and metadata alone take {sizer([])} bytes, budget is {budget}")
-    hi = _finest_fitting_code(y, budget, group, sizer, version, optimise)
-    traded = _trade(y, hi, budget, group, sizer, version, optimise, weights) if trade else None
+    quantiser = _Quantiser(y, group, version, optimise)
+    hi = _finest_fitting_code(quantiser, budget, sizer)
+    traded = _trade(quantiser, hi, budget, sizer, weights) if trade else None
     if traded is not None:
         return traded
     # The estimate is within a fraction of a percent on photos, so the first exact encode
     # almost always fits; the range coder's few bytes of slack may cost a step.
     for code in range(hi, CODE_MAX + 1):
-        q = quantised(y, code, group, version, optimise)[0]
-        payloads = entropy.encode(q, group, version)
+        q = quantiser(code)[0]
+        payloads = quantiser.encode(q)
         if (size := sizer(payloads)) <= budget:
             return RateResult(code, payloads, size, q)
         del q                       # one quantised copy at a time
-    return _truncated(y, budget, group, sizer, version, optimise)
+    return _truncated(quantiser, budget, sizer)
 
 
-def _finest_fitting_code(
-    y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int, optimise: bool
-) -> int:
+def _finest_fitting_code(quantiser: _Quantiser, budget: int, sizer: Sizer) -> int:
     """The finest step code whose estimated file fits ``budget`` (CODE_MAX if none does).
 
     Log size falls almost linearly with the step code, at 0.0065–0.0096 per code on
@@ -187,9 +210,9 @@ def _finest_fitting_code(
     where a bracket from the finest to the coarsest step took 6–7.
     """
     def over(code: int) -> float:                     # > 0: too big
-        return math.log(max(_estimate(y, code, group, sizer, version, optimise), 1) / budget)
+        return math.log(max(_estimate(quantiser, code, sizer), 1) / budget)
 
-    lo = finest_code(y)
+    lo = finest_code(quantiser.y)
     over_lo = over(lo)
     if over_lo <= 0:
         return lo
@@ -220,18 +243,18 @@ def _finest_fitting_code(
 
 
 def _trade(
-    y: np.ndarray, code: int, budget: int, group: int, sizer: Sizer, version: int, optimise: bool,
-    weights: np.ndarray | None,
+    quantiser: _Quantiser, code: int, budget: int, sizer: Sizer, weights: np.ndarray | None
 ) -> RateResult | None:
     """Finer steps than ``code`` (where every group fits) with trailing groups dropped, while
     the squared error falls; the encoded best, or None when ``code`` itself is best or no
     exact encode of the steps that improved fits and fills the budget."""
+    y, group = quantiser.y, quantiser.group
     energy = _group_sums(y, None, 0, group, weights)  # what dropping each group costs
-    best_error = _error(y, quantised(y, code, group, version, optimise)[0], code, energy, group, weights)
+    best_error = _error(y, quantiser(code)[0], code, energy, group, weights)
     improving: list[tuple[int, int]] = []             # (code, groups kept), each better than the last
     finest, misses = finest_code(y), 0
     while (code := code - TRADE_STRIDE) >= finest and misses < TRADE_MISSES:
-        q, bits = quantised(y, code, group, version, optimise)
+        q, bits = quantiser(code)
         keep = _prefix_that_fits(bits, budget, sizer)
         if keep is None:                              # too empty a file: the ratio would overshoot
             del q
@@ -247,8 +270,8 @@ def _trade(
     # The estimate can be a few bytes per group off either way: the exact encode gets a few
     # groups more than estimated, keeps the longest prefix that fits, and must still fill the budget.
     for code, keep in reversed(improving[-3:]):
-        q = quantised(y, code, group, version, optimise)[0][: (keep + TRADE_SPARE) * group]
-        payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
+        q = quantiser(code)[0][: (keep + TRADE_SPARE) * group]
+        payloads = _drop_until_fits(quantiser.encode(q), budget, sizer)
         if payloads and sizer(payloads) >= FILL * budget:
             return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
         del q
@@ -294,10 +317,8 @@ def _error(
     return float(kept.sum() + energy[len(kept) :].sum())
 
 
-def _truncated(
-    y: np.ndarray, budget: int, group: int, sizer: Sizer, version: int, optimise: bool
-) -> RateResult:
+def _truncated(quantiser: _Quantiser, budget: int, sizer: Sizer) -> RateResult:
     """Coarsest step and still too big: drop trailing groups until the file fits."""
-    q = quantised(y, CODE_MAX, group, version, optimise)[0]
-    payloads = _drop_until_fits(entropy.encode(q, group, version), budget, sizer)
-    return RateResult(CODE_MAX, payloads, sizer(payloads), q[: len(payloads) * group])
+    q = quantiser(CODE_MAX)[0]
+    payloads = _drop_until_fits(quantiser.encode(q), budget, sizer)
+    return RateResult(CODE_MAX, payloads, sizer(payloads), q[: len(payloads) * quantiser.group])

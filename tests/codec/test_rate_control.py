@@ -104,3 +104,20 @@ def test_the_trade_gives_up_after_a_few_finer_steps_that_cannot_fill(monkeypatch
     assert result.size <= 400
     steps_left = (result.code - rate_control.finest_code(y)) // rate_control.TRADE_STRIDE
     assert len(tried) == rate_control.TRADE_MISSES < steps_left - 2
+
+
+def test_remembering_recent_steps_changes_no_byte_and_saves_work(monkeypatch) -> None:
+    """The search's last step is the trade's first and the encoded step was weighed before:
+    remembered, they are not quantised again, and the file is the same."""
+    y = _latent(7)
+    calls: list[int] = []
+    real = rate_control.quantised
+    monkeypatch.setattr(rate_control, "quantised", lambda y, c, *a: calls.append(c) or real(y, c, *a))
+    results = []
+    for memo_bytes in (rate_control.MEMO_BYTES, 0):
+        monkeypatch.setattr(rate_control, "MEMO_BYTES", memo_bytes)
+        calls.clear()
+        results.append((rate_control.fit(y.copy(), 3000, GROUP, _sizer), len(calls), len(set(calls))))
+    (kept, kept_calls, kept_codes), (forgot, forgot_calls, forgot_codes) = results
+    assert kept.payloads == forgot.payloads and kept.code == forgot.code
+    assert kept_codes == forgot_codes and kept_calls < forgot_calls
