@@ -9,9 +9,9 @@ docs/model.md gives the measurements behind this choice.
 At every step the symbols are chosen by rate and distortion (``rdoq``: each rounded
 up or down by its own code length under the coder's row), with the size estimate that
 comes with them. Search: regula falsi on that estimate (the ideal code length of the
-coder's exact model choice, within 0.3 % on photos) finds the finest step at which every group
-fits. Then the trade: a finer step with trailing groups dropped often leaves a smaller
-error, because the last groups cost their side information and section
+coder's exact model choice, within a few tenths of a percent on photos) finds the finest
+step at which every group fits. Then the trade: a finer step with trailing groups dropped
+often leaves a smaller error, because the last groups cost their side information and section
 overhead for little energy. Rate control walks finer, 1/8 octave at a time, while the
 latent's squared error (a stand-in for the pixels': the block transform is nearly
 orthonormal) keeps falling and the file stays full. Measured on training photos: +0.03 dB
@@ -133,7 +133,7 @@ class _Quantiser:
     def __call__(self, code: int) -> tuple[np.ndarray, np.ndarray]:
         if (known := self._memo.pop(code, None)) is None:
             known = quantised(self.y, code, self.group, self.version, self.optimise)
-        if known[0].nbytes <= MEMO_BYTES:
+        if _owned_bytes(known[0]) <= MEMO_BYTES:
             self._memo[code] = known                  # the most recent last
             if len(self._memo) > 2:
                 del self._memo[next(iter(self._memo))]
@@ -141,6 +141,13 @@ class _Quantiser:
 
     def encode(self, q: np.ndarray) -> list[bytes]:
         return entropy.encode(q, self.group, self.version)
+
+
+def _owned_bytes(a: np.ndarray) -> int:
+    """Bytes that ``a`` keeps alive: a view's whole base (a few kept groups of all 768 channels)."""
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a.nbytes
 
 
 def _estimate(quantiser: _Quantiser, code: int, sizer: Sizer) -> int:

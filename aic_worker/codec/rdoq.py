@@ -31,7 +31,9 @@ from aic_worker.codec import entropy, prediction
 from aic_worker.codec import laplace_tables as tables
 
 LAMBDA = 0.04
-CHUNK = 32          # channels worked on at once: bounds big images' float temporaries
+CHUNK = 32              # channels worked on at once: bounds big images' float temporaries
+ROWS_SYMBOLS = 1 << 20  # predicted symbols decided at once (about 80 bytes of temporaries each)
+REMEASURE = 0.01        # a change of the predicted groups' bits past this share is measured
 
 
 def refine(
@@ -41,11 +43,11 @@ def refine(
     ``q`` (their groups; overwritten, so that a big image's symbols are not copied), and each
     group's estimated payload bits as ``entropy.encode`` would write them.
 
-    The estimate is the plain symbols' exact ideal length plus what each changed symbol
-    changes under its row. It leaves out that the coder re-chooses bases and slopes for the
-    new symbols and that their neighbours' contexts shift: on photos within 0.3 % of the new
-    symbols' own estimate, on latents built to sit at the rounding edge up to 10 % either
-    way. Rate control ends with an exact encode, so a miss costs time or fill, never the budget.
+    The estimate is exact for the leading groups that hold predicted channels (measured
+    again); for the rest it is the plain symbols' exact ideal length plus what each changed
+    symbol changes under its row, leaving out that the coder re-chooses bases and slopes for
+    the new symbols and that their neighbours' contexts shift. Rate control ends with an
+    exact encode, so a miss costs time or fill, never the budget.
     Trailing groups left all zero are dropped, as ``rate_control.quantise`` does.
     """
     m = q.shape[0]
@@ -75,10 +77,20 @@ def refine(
         )
         magnitude = np.minimum(lo + up, entropy.MAX_SYMBOL)
         chosen[hot] = np.copysign(magnitude, y[part].reshape(-1)[hot]).astype(np.int32)
-    if analysis.predicted.any():
-        chans = np.flatnonzero(analysis.predicted)
+    predicted = np.flatnonzero(analysis.predicted)
+    at_once = max(1, ROWS_SYMBOLS // (q.shape[1] * q.shape[2]))
+    for c in range(0, len(predicted), at_once):
+        chans = predicted[c : c + at_once]
         q[chans], change[chans] = _refine_rows(y[chans], q[chans], step, analysis, chans, group)
     estimate = analysis.bits + change.reshape(-1, group).sum(axis=1)
+    if predicted.size:
+        # A predicted value enters two differences and its neighbours' contexts: where that
+        # changed the leading groups' bits by more than REMEASURE (coarse steps, where these
+        # channels hold most symbols: up to 4 % off otherwise), they are measured again. Later
+        # groups' bits depend only on earlier channels, so this is their exact estimate.
+        lead = int(predicted[-1]) // group + 1
+        if abs(change[: lead * group].sum()) > REMEASURE * analysis.bits[:lead].sum():
+            estimate[:lead] = entropy.estimate_bits(q[: lead * group], group, version)
     kept = np.flatnonzero(q.reshape(m // group, -1).any(axis=1))
     keep = int(kept[-1]) + 1 if kept.size else 0
     return q[: keep * group], estimate[:keep]
@@ -98,14 +110,16 @@ def _refine_rows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predicted channels: each row left to right, q[j] ∈ {⌊y/Δ⌋, ⌊y/Δ⌋ + 1} by its error and the
     bits of the two differences it enters, q[j] − q[j−1] (q[j−1] as chosen) and q[j+1] − q[j]
-    (q[j+1] as the plain quantiser has it). Returns the symbols and each channel's change in bits."""
+    (q[j+1] as the plain quantiser has it). Returns the symbols and each channel's change in
+    bits under the plain symbols' rows."""
     n, h, w = q.shape
     channel = np.repeat(chans, h * w)
     position = np.tile(np.arange(h * w), n)
     rows = analysis.rows(channel, position, group).reshape(n, h, w)
+    del channel, position
     v = y / np.float32(step)
     low = np.floor(v)
-    new = q.astype(np.int64)
+    new = q.copy()
     previous = np.zeros((n, h), dtype=np.int64)
     for j in range(w):
         best, best_cost = None, None
@@ -113,15 +127,14 @@ def _refine_rows(
             c = candidate.astype(np.int64)
             total = np.square(v[..., j] - candidate) + LAMBDA * _bits(rows[..., j], c - previous)
             if j + 1 < w:
-                total += LAMBDA * _bits(rows[..., j + 1], new[..., j + 1] - c)
+                total += LAMBDA * _bits(rows[..., j + 1], new[..., j + 1].astype(np.int64) - c)
             if best is None:
                 best, best_cost = c, total
             else:
                 better = total < best_cost
                 best = np.where(better, c, best)
                 best_cost = np.where(better, total, best_cost)
-        new[..., j] = np.clip(best, -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL)
-        previous = new[..., j]
-    change = (_bits(rows, prediction.residuals(new)) - _bits(rows, prediction.residuals(q))).sum(
-        axis=(1, 2), dtype=np.float64)
-    return new.astype(np.int32), change
+        previous = np.clip(best, -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL)
+        new[..., j] = previous
+    change = _bits(rows, prediction.residuals(new)) - _bits(rows, prediction.residuals(q))
+    return new, change.sum(axis=(1, 2), dtype=np.float64)

@@ -121,3 +121,19 @@ def test_remembering_recent_steps_changes_no_byte_and_saves_work(monkeypatch) ->
     (kept, kept_calls, kept_codes), (forgot, forgot_calls, forgot_codes) = results
     assert kept.payloads == forgot.payloads and kept.code == forgot.code
     assert kept_codes == forgot_codes and kept_calls < forgot_calls
+
+
+def test_a_few_kept_groups_of_a_big_latent_are_not_remembered(monkeypatch) -> None:
+    """Kept groups are a view of all the channels quantised: the memo weighs what it keeps alive."""
+    y = _latent(7)
+    calls: list[int] = []
+    real = rate_control.quantised
+    monkeypatch.setattr(rate_control, "quantised", lambda y, c, *a: calls.append(c) or real(y, c, *a))
+    counts = []
+    for memo_bytes in (y.size * 4 - 1, 0):              # int32 symbols of every channel: y.size · 4 bytes
+        monkeypatch.setattr(rate_control, "MEMO_BYTES", memo_bytes)
+        calls.clear()
+        result = rate_control.fit(y.copy(), 3000, GROUP, _sizer)
+        counts.append(len(calls))
+    assert result.q.nbytes < y.size * 4 - 1             # the kept groups alone would have passed
+    assert counts[0] == counts[1]
