@@ -31,9 +31,9 @@ from aic_worker.codec import entropy, prediction
 from aic_worker.codec import laplace_tables as tables
 
 LAMBDA = 0.04
-CHUNK = 32              # channels worked on at once: bounds big images' float temporaries
-ROWS_SYMBOLS = 1 << 20  # predicted symbols decided at once (about 80 bytes of temporaries each)
-REMEASURE = 0.01        # a change of the predicted groups' bits past this share is measured
+CHUNK_SYMBOLS = 1 << 21  # symbols weighed at once (at least a channel): bounds big images' temporaries
+ROWS_SYMBOLS = 1 << 20   # predicted symbols decided at once (about 80 bytes of temporaries each)
+REMEASURE = 0.01         # a change of the predicted groups' bits past this share is measured
 
 
 def refine(
@@ -56,8 +56,9 @@ def refine(
     q = np.ascontiguousarray(q)                                  # (so that its views write through)
     analysis = entropy.analyse(q, group, version)
     change = np.zeros(m)
-    for c in range(0, m, CHUNK):
-        part = slice(c, min(c + CHUNK, m))
+    at_once = max(1, CHUNK_SYMBOLS // (q.shape[1] * q.shape[2]))
+    for c in range(0, m, at_once):
+        part = slice(c, min(c + at_once, m))
         u = np.abs(y[part]) / np.float32(step)
         u[analysis.predicted[part]] = 0                            # ``_refine_rows`` decides them
         # At most half a step stays zero, as the plain quantiser has it: under every row a
