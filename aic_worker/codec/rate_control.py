@@ -203,7 +203,7 @@ def fit(
         payloads = quantiser.encode(q)
         if (size := sizer(payloads)) <= budget:
             return RateResult(code, payloads, size, q)
-        del q                       # one quantised copy at a time
+        del q                       # one quantised copy at a time (a big image's: not remembered)
     return _truncated(quantiser, budget, sizer)
 
 
@@ -269,7 +269,7 @@ def _trade(
             continue
         misses = 0
         error = _error(y, q[: keep * group], code, energy, group, weights)
-        del q                                         # one quantised copy at a time
+        del q                                         # one copy at a time (a big image's: not remembered)
         if error >= best_error:
             break
         improving.append((code, keep))

@@ -123,19 +123,19 @@ def _refine_rows(
     new = q.copy()
     previous = np.zeros((n, h), dtype=np.int64)
     for j in range(w):
-        best, best_cost = None, None
-        for candidate in (low[..., j], low[..., j] + 1):
-            c = candidate.astype(np.int64)
-            total = np.square(v[..., j] - candidate) + LAMBDA * _bits(rows[..., j], c - previous)
-            if j + 1 < w:
-                total += LAMBDA * _bits(rows[..., j + 1], new[..., j + 1].astype(np.int64) - c)
-            if best is None:
-                best, best_cost = c, total
-            else:
-                better = total < best_cost
-                best = np.where(better, c, best)
-                best_cost = np.where(better, total, best_cost)
-        previous = np.clip(best, -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL)
+        lo = low[..., j].astype(np.int64)
+        cost_lo, cost_up = (_row_cost(v, rows, new, previous, j, c) for c in (lo, lo + 1))
+        previous = np.clip(lo + (cost_up < cost_lo), -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL)
         new[..., j] = previous
     change = _bits(rows, prediction.residuals(new)) - _bits(rows, prediction.residuals(q))
     return new, change.sum(axis=(1, 2), dtype=np.float64)
+
+
+def _row_cost(
+    v: np.ndarray, rows: np.ndarray, new: np.ndarray, previous: np.ndarray, j: int, c: np.ndarray
+) -> np.ndarray:
+    """(v − c)² + LAMBDA · bits of the two differences c enters at column j of a predicted row."""
+    total = np.square(v[..., j] - c) + LAMBDA * _bits(rows[..., j], c - previous)
+    if j + 1 < v.shape[-1]:
+        total += LAMBDA * _bits(rows[..., j + 1], new[..., j + 1].astype(np.int64) - c)
+    return total
