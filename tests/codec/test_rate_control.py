@@ -137,3 +137,25 @@ def test_a_few_kept_groups_of_a_big_latent_are_not_remembered(monkeypatch) -> No
         counts.append(len(calls))
     assert result.q.nbytes < y.size * 4 - 1             # the kept groups alone would have passed
     assert counts[0] == counts[1]
+
+
+@pytest.mark.parametrize("budget", [500, 700, 900, 2000, 5000])
+def test_the_search_finds_the_finest_step_whose_estimate_fits(budget: int, monkeypatch) -> None:
+    """Started from the forecast, the search still ends at the finest fitting step (or one whose
+    estimate is within CLOSE_ENOUGH of the budget), and never estimates the finest step first."""
+    y = _latent(5, decay=0.6)
+    quantiser = rate_control._Quantiser(y, GROUP, rate_control.FORMAT_VERSION, True)
+    finest = rate_control.finest_code(y)
+
+    def over(code: int) -> float:
+        return float(np.log(rate_control._estimate(quantiser, code, _sizer) / budget))
+
+    tried: list[int] = []
+    real = rate_control._estimate
+    monkeypatch.setattr(rate_control, "_estimate", lambda q, c, s: tried.append(c) or real(q, c, s))
+    code = rate_control._finest_fitting_code(quantiser, budget, _sizer)
+    if over(code) > 0:                                  # nothing fits: the coarsest step, for fit to cut
+        assert code == rate_control.CODE_MAX and budget == 500
+        return
+    assert code == finest or over(code - 1) > 0 or over(code) >= -rate_control.CLOSE_ENOUGH
+    assert finest not in tried[:1] and len(tried) <= 6
