@@ -46,6 +46,7 @@ FILL = 1 / 1.04                      # a traded file must fill this much of the 
 TRADE_SPARE = 4                      # groups beyond the estimate that the trade's exact encode codes
 MEMO_BYTES = 32 << 20                # symbols up to this size are remembered between steps
 TRADE_MISSES = 3                     # finer steps in a row with no prefix that fills: the trade gives up
+MIN_SLOPE = 0.002                    # −d ln(size) / d code below this is noise: the walk would crawl
 AIM_UNDER = 0.005                    # the search aims this far under the budget (in log size)
 CLOSE_ENOUGH = 0.003                 # a fitting step this close below the budget is the answer: one
                                      # code finer costs ~0.7 % more (0.65–0.96 % measured), too much
@@ -209,57 +210,70 @@ def fit(
 def _finest_fitting_code(quantiser: _Quantiser, budget: int, sizer: Sizer) -> int:
     """The finest step code whose estimated file fits ``budget`` (CODE_MAX if none does).
 
-    The search starts where ``size_forecast`` puts the budget and corrects the forecast by
-    the ratio each estimate measures (it drifts slowly with the step), until one code that
-    is too big and one that fits are known; regula falsi (Illinois) then closes the bracket.
-    A fitting step within CLOSE_ENOUGH of the budget is the answer at once. On the first six
-    Kodak images at 8x, 64x and 256x it takes 2–5 estimates (3.1 on average) where a secant
-    from the finest step took 4–7 (5.3), the first of them at the finest step, the dearest of
-    all; the step found was the same in every case.
+    The search starts where ``size_forecast`` puts the budget. From an estimate that is too
+    big it walks coarser, from one that fits finer, by what the forecast (scaled by the ratio
+    the estimate measured: it drifts slowly with the step) or the secant of the last two
+    estimates says, whichever goes further. From the third move on each move is at least
+    twice the last, so a forecast or a secant that is far off (a sparse latent whose size
+    hardly changes with the step) cannot make it crawl. A fitting step within CLOSE_ENOUGH of
+    the budget is the answer where the size measurably changes with the step (on a flat
+    stretch a finer step may cost no more). Once one code that is too big and one that fits
+    are known, regula falsi (Illinois) closes the bracket. On the first six Kodak images at
+    8x, 64x and 256x it takes 2–5 estimates (3.1 on average) where a secant from the finest
+    step took 4–7 (5.3), the first of them at the finest step, the dearest of all; the step
+    found was the same in every case.
     """
     y = quantiser.y
     codes = np.arange(finest_code(y), CODE_MAX + 1)
     steps = 2.0 ** ((codes - STEP_ONE) / CODES_PER_OCTAVE)
     forecast_bits = size_forecast.bits(size_forecast.channel_scales(y), y.shape[1] * y.shape[2], steps)
-    falling = -np.log(sizer([]) + forecast_bits / 8)  # −ln forecast bytes: rises with the code
+    falling = -np.log(sizer([]) + forecast_bits / 8)  # −ln forecast bytes: never falls with the code
     aim = -(math.log(budget) - AIM_UNDER)
 
     def over(code: int) -> float:                     # > 0: too big
         return math.log(max(_estimate(quantiser, code, sizer), 1) / budget)
 
-    too_big: tuple[int, float] | None = None
-    fits: tuple[int, float] | None = None
-    code = int(codes[min(np.searchsorted(falling, aim), len(codes) - 1)])
+    def forecast_code(shift: float) -> int:
+        """The finest code whose forecast, times e^shift, is AIM_UNDER under the budget."""
+        return int(codes[min(np.searchsorted(falling - shift, aim), len(codes) - 1)])
+
+    code = forecast_code(0.0)
+    previous: tuple[int, float] | None = None
+    moves = last_move = 0
     while True:
         measured = over(code)
-        if measured > 0:
-            too_big = (code, measured)
-            if code == codes[-1]:
-                return code
-        else:
-            fits = (code, measured)
-            if code == codes[0] or measured >= -CLOSE_ENOUGH:
-                return code
-        if too_big is not None and fits is not None:
+        if (measured > 0 and code == codes[-1]) or (measured <= 0 and code == codes[0]):
+            return code
+        if previous is not None and (previous[1] > 0) != (measured > 0):
             break
-        # The forecast, shifted by what this estimate measured, puts the budget here:
-        shift = math.log(budget) + measured + falling[code - codes[0]]
-        nearer = int(codes[min(np.searchsorted(falling - shift, aim), len(codes) - 1)])
-        code = max(nearer, code + 1) if measured > 0 else min(nearer, code - 1)
-    (lo, over_lo), (hi, over_hi) = too_big, fits
-    if lo > hi:                                       # the estimates are not monotone here
-        return hi
+        direction = 1 if measured > 0 else -1         # too big: coarser; fits: finer
+        move = direction * (forecast_code(math.log(budget) + measured + falling[code - codes[0]]) - code)
+        if previous is not None:
+            slope = (previous[1] - measured) / (code - previous[0])    # −d over / d code, measured
+            if -CLOSE_ENOUGH <= measured <= 0 and slope >= MIN_SLOPE:
+                return code                           # fits, close, and one code finer would not
+            move = max(move, round(direction * (measured + AIM_UNDER) / max(slope, MIN_SLOPE)))
+        moves += 1
+        move = max(move, 1, 2 * last_move if moves >= 3 else 0)
+        previous, last_move = (code, measured), move
+        code = min(max(code + direction * move, int(codes[0])), int(codes[-1]))
+    assert previous is not None                       # the loop ends on a change of side
+    (lo, over_lo), (hi, over_hi) = sorted([previous, (code, measured)])
+    true_lo, true_hi = over_lo, over_hi               # over_lo, over_hi: Illinois' weighted values
     side = 0                                          # invariant: lo too big, hi fits
-    while hi - lo > 1 and over_hi < -CLOSE_ENOUGH:
-        mid = round(lo + (hi - lo) * over_lo / (over_lo - over_hi))
+    while hi - lo > 1:
+        flat = (true_lo - true_hi) / (hi - lo) < MIN_SLOPE
+        if over_hi >= -CLOSE_ENOUGH and not flat:
+            break
+        mid = round(lo + (hi - lo) * over_lo / (over_lo - over_hi)) if not flat else (lo + hi) // 2
         mid = min(max(mid, lo + 1), hi - 1)
         over_mid = over(mid)
         if over_mid > 0:
-            lo, over_lo = mid, over_mid
+            lo, over_lo, true_lo = mid, over_mid, over_mid
             over_hi = over_hi / 2 if side == -1 else over_hi
             side = -1
         else:
-            hi, over_hi = mid, over_mid
+            hi, over_hi, true_hi = mid, over_mid, over_mid
             over_lo = over_lo / 2 if side == 1 else over_lo
             side = 1
     return hi

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 CHUNK = 64                 # channels read at once (bounds a big image's temporaries)
-THRESHOLD = 0.6            # |y/Δ| from which a symbol is non-zero (the plain quantiser's dead zone)
+THRESHOLD = 0.6            # |y/Δ| from which a symbol is non-zero: 0.5 + rate_control.DEAD_ZONE
 
 
 def channel_scales(y: np.ndarray) -> np.ndarray:
@@ -27,12 +27,13 @@ def channel_scales(y: np.ndarray) -> np.ndarray:
 
 
 def bits(scales: np.ndarray, symbols_per_channel: int, steps: np.ndarray) -> np.ndarray:
-    """Forecast bits of the whole latent at each step in ``steps`` (1-D), decreasing with the step."""
+    """Forecast bits of the whole latent at each step in ``steps`` (1-D); never rising with the step."""
     b = scales[scales > 0][None, :]
     t = np.asarray(steps, dtype=np.float64)[:, None] / b
     nonzero = np.exp(-THRESHOLD * t)                      # P(q ≠ 0)
     r = np.exp(-t)                                        # magnitudes beyond 1: geometric with ratio r
-    geometric = (-(1 - r) * np.log2(1 - r) - r * np.log2(np.maximum(r, 1e-300))) / (1 - r)
+    kept = -np.expm1(-t)                                  # 1 − r, exact where t is tiny
+    geometric = -np.log2(kept) + r * t / (np.log(2) * kept)
     per_symbol = _binary_entropy(nonzero) + nonzero * (1 + geometric)   # + 1: the sign
     return symbols_per_channel * per_symbol.sum(axis=1)
 
