@@ -348,28 +348,39 @@ def _box3_bordered(a: np.ndarray) -> np.ndarray:
     return rows[..., :-2] + rows[..., 1:-1] + rows[..., 2:]
 
 
-def _code_pass(coder, q_pass: np.ndarray | None, rows: np.ndarray) -> np.ndarray | None:
-    """Encode (q_pass given) or decode the symbols of one pass, grouped by scale row.
+def _encode_passes(coder, passes: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Encode passes one after the other, each given as (its symbols, their scale rows).
 
-    Each row's symbols (in raster order) go as one batch, followed by the escape
-    values of those at ±LIMIT (in the batch's order), so the decoder knows how many
-    to read. A stable sort by row gives every batch as one slice.
+    In a pass the symbols go grouped by row, ascending; each row's symbols (in raster
+    order) as one batch, followed by the escape values of those at ±LIMIT (in the batch's
+    order), so the decoder knows how many to read. One stable sort by (pass, row) gives
+    every batch of all the passes as one slice (a group's sixteen passes at once: a sort
+    per pass cost more than the coding).
     """
     lim = tables.LIMIT
-    order = np.argsort(rows, kind="stable")
-    counts = np.bincount(rows, minlength=tables.SCALES)
-    ends = np.cumsum(counts)
-    if q_pass is not None:
-        values = q_pass[order]
-        symbols = (np.clip(values, -lim, lim) + lim).astype(np.int32)
-        for row in np.flatnonzero(counts):
-            start, end = ends[row] - counts[row], ends[row]
-            coder.encode(symbols[start:end], _model(int(row)))
+    keys = np.concatenate([rows.astype(np.int64) + i * tables.SCALES for i, (_, rows) in enumerate(passes)])
+    order = np.argsort(keys, kind="stable")
+    values = np.concatenate([v for v, _ in passes])[order]
+    escapes = values.size and int(np.abs(values).max()) >= lim   # rare: checked once
+    symbols = (np.clip(values, -lim, lim) if escapes else values).astype(np.int32) + lim
+    counts = np.bincount(keys, minlength=len(passes) * tables.SCALES)
+    ends = np.cumsum(counts).tolist()
+    for key in np.flatnonzero(counts).tolist():
+        start, end = ends[key] - int(counts[key]), ends[key]
+        coder.encode(symbols[start:end], _model(key % tables.SCALES))
+        if escapes:
             chunk = values[start:end]
             extra = np.abs(chunk[np.abs(chunk) >= lim]) - lim
             if extra.size:
                 coder.encode(extra.astype(np.int32), _ESCAPE)
-        return None
+
+
+def _decode_pass(coder, rows: np.ndarray) -> np.ndarray:
+    """Decode the symbols of one pass, written by ``_encode_passes``, given their scale rows."""
+    lim = tables.LIMIT
+    order = np.argsort(rows, kind="stable")
+    counts = np.bincount(rows, minlength=tables.SCALES)
+    ends = np.cumsum(counts)
     decoded = np.empty(rows.shape, dtype=np.int64)
     for row in np.flatnonzero(counts):
         values = coder.decode(_model(int(row)), int(counts[row])).astype(np.int64) - lim
@@ -404,10 +415,12 @@ def encode(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> list[byt
             side = bytes([int(first.slope[g]), int(second.slope[g])]) + bytes(
                 int(choice.base[c]) + BASE_OFFSET for c in chans for choice in (first, second)
             )
-        for c in chans:
-            s = symbols.channels(c, c + 1)[0]
-            _code_pass(enc, s[anchors], _scale_rows(first.base[c], first.slope[g], k_a[c][anchors]))
-            _code_pass(enc, s[~anchors], _scale_rows(second.base[c], second.slope[g], k_b[c][~anchors]))
+        s = symbols.channels(chans.start, chans.stop)          # the group's channels at once
+        rows_a = _scale_rows(first.base[chans, None], first.slope[g], k_a[chans][:, anchors])
+        rows_b = _scale_rows(second.base[chans, None], second.slope[g], k_b[chans][:, ~anchors])
+        values_a, values_b = s[:, anchors], s[:, ~anchors]
+        passes = ((values_a[j], rows_a[j], values_b[j], rows_b[j]) for j in range(group))
+        _encode_passes(enc, [pair for a, ra, b, rb in passes for pair in ((a, ra), (b, rb))])
         payloads.append(side + enc.get_compressed().astype("<u4").tobytes())
     return payloads
 
@@ -518,7 +531,7 @@ def _decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, ve
                 k = _combine(CONTEXT_WEIGHTS[0], (_bit_length(context), *shared, None))[anchors]
             else:
                 k = _bit_length(context[anchors])
-            first = _code_pass(dec, None, _scale_rows(base_a, slopes[0], k))
+            first = _decode_pass(dec, _scale_rows(base_a, slopes[0], k))
             cur = absq[c + PREVIOUS]
             inner = cur[1:-1, 1:-1]
             inner[anchors] = np.minimum(np.abs(first), TOP)
@@ -529,7 +542,7 @@ def _decode(payloads: list[bytes], channels: int, group: int, h: int, w: int, ve
                 k = _combine(CONTEXT_WEIGHTS[1], features)[others]
             else:
                 k = _bit_length((context + near)[others])
-            second = _code_pass(dec, None, _scale_rows(base_b, slopes[1], k))
+            second = _decode_pass(dec, _scale_rows(base_b, slopes[1], k))
             inner[others] = np.minimum(np.abs(second), TOP)
             earlier += cur
             q[c][anchors] = first
