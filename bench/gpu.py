@@ -31,9 +31,15 @@ The GPU machine (Python 3.12 with torch, numpy, pillow, safetensors; no internet
 ``constriction``; this script installs it from ``.gpu/wheels`` when the import fails. The
 device tool's ``run``:
 
-    command:   PYTHONUNBUFFERED=1 python3 bench/gpu.py --data .gpu/data --out $OUT
+    command:   PYTHONUNBUFFERED=1 python3 bench/gpu.py --data .gpu/data --out $OUT --post-blocks 1
     carry:     [".gpu"]
     timeout_s: 600
+
+``--post-blocks 1`` trains the post-filter with one more residual block (added at zero, so
+the warm start decodes as the shipped model does): the decoder is where the codec's gains
+came from, and a CPU could not train a wider one far enough (docs/model.md, run 8). Each
+block costs about 0.05 s of synthesis per Kodak image, in the decode and in the encoder's
+filter decision alike, which the 1.0 s encode at 8x can just afford (0.5.2: 0.92–1.0 s).
 
 Here, on the CPU, at toy scale (generated images, a few training steps; under 3 minutes):
 
@@ -89,7 +95,7 @@ from aic_worker.codec.codec import default_model_path  # noqa: E402
 from aic_worker.codec.quality import ms_ssim, psnr  # noqa: E402
 from aic_worker.codec.weights import load_model_bytes, read_metadata  # noqa: E402
 from aic_worker.training.dataset import find_images, load_downscaled  # noqa: E402
-from aic_worker.training.loop import train  # noqa: E402
+from aic_worker.training.loop import train, with_post_blocks  # noqa: E402
 
 KODAK = (768, 512)
 STEPS = (0.2, 1.0, 4.0, 12.0)          # the model card's check steps
@@ -384,6 +390,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--ms-ssim-weight", type=float, default=0.0)
     ap.add_argument("--train-analysis", action="store_true", help="train the analysis too (R + λD)")
+    ap.add_argument("--post-blocks", type=int, default=None,
+                    help="residual blocks in the post-filter, those the warm start lacks added at zero")
     ap.add_argument("--checkpoint-minutes", type=float, default=2.0)
     ap.add_argument("--throughput-batch", type=int, default=None, help="images a pass (64; smoke 4)")
     ap.add_argument("--encode-images", type=int, default=None, help="for compress_batch (16; smoke 2)")
@@ -505,12 +513,13 @@ def training(args: argparse.Namespace, data: Path, weights_out: Path, minutes: f
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     log(f"  training {minutes:.2f} min, crop {args.crop}, batch {args.batch}, lr {args.lr:g}, "
-        f"ms-ssim weight {args.ms_ssim_weight:g}, analysis {'trained' if args.train_analysis else 'frozen'}")
+        f"ms-ssim weight {args.ms_ssim_weight:g}, analysis {'trained' if args.train_analysis else 'frozen'}, "
+        f"post-filter blocks {'as the warm start' if args.post_blocks is None else args.post_blocks}")
     t0 = time.monotonic()
     extra = {"ms_ssim_weight": args.ms_ssim_weight} if args.ms_ssim_weight else {}   # a newer objective's
     train(data / "train", minutes, weights_out, init=args.weights, crop=args.crop, batch=args.batch,
           lr=args.lr, checkpoint_minutes=args.checkpoint_minutes, train_analysis=args.train_analysis,
-          report=on_step, device=device, **extra)
+          config=with_post_blocks(args.weights, args.post_blocks), report=on_step, device=device, **extra)
     total = time.monotonic() - t0
     steps = int(read_metadata(weights_out.read_bytes())["steps"])
     loop_s = time.monotonic() - t_first[0] if t_first else total
@@ -519,7 +528,8 @@ def training(args: argparse.Namespace, data: Path, weights_out: Path, minutes: f
         "steps": steps, "steps_per_s": round(steps / max(loop_s, 1e-9), 2),
         "crops_per_s": round(steps * args.batch / max(loop_s, 1e-9), 1),
         "crop": args.crop, "batch": args.batch, "lr": args.lr, "ms_ssim_weight": args.ms_ssim_weight,
-        "train_analysis": args.train_analysis, "training_images": len(find_images(data / "train")),
+        "train_analysis": args.train_analysis, "post_blocks": args.post_blocks,
+        "training_images": len(find_images(data / "train")),
         "weights": weights_out.name, "model_id": load_model_bytes(weights_out.read_bytes())[1],
         "curve": curve,
     }

@@ -7,7 +7,6 @@ building the parser, ``--help`` and the catalog commands start without it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -181,6 +180,7 @@ def info(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> int:
     from aic_worker.training.loop import train as run
+    from aic_worker.training.loop import with_post_blocks
 
     bar = output.progress()
     total = round(args.minutes * 60)
@@ -191,13 +191,7 @@ def train(args: argparse.Namespace) -> int:
         bar.update(task, completed=min(total, round(time.monotonic() - start)),
                    description=f"training step {step} loss {loss:.3f} bpp {bpp:.3f} (s)")
 
-    config = None
-    if args.post_blocks is not None:
-        from aic_worker.codec.weights import load_model_bytes
-        from aic_worker.training.loop import FRESH
-
-        base = load_model_bytes(args.init.read_bytes())[0].cfg if args.init else FRESH
-        config = dataclasses.replace(base, post_blocks=args.post_blocks)
+    config = with_post_blocks(args.init, args.post_blocks)
     with bar:
         out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr,
                   config=config, ms_ssim_weight=args.ms_ssim_weight, report=report)

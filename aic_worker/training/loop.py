@@ -7,6 +7,7 @@ learning rate warms up, then follows a cosine over the requested minutes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -113,6 +114,15 @@ def _to_device(model: Autoencoder, opt: torch.optim.Adam, device: torch.device) 
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
                 state[key] = state[key].to(device)
+
+
+def with_post_blocks(init: Path | None, post_blocks: int | None) -> ModelConfig | None:
+    """The shape of ``init``'s model (a fresh one's without it) with ``post_blocks`` residual
+    blocks in the post-filter, for ``train``'s ``config``; None (keep the shape) without them."""
+    if post_blocks is None:
+        return None
+    base = load_model_bytes(init.read_bytes())[0].cfg if init is not None else FRESH
+    return dataclasses.replace(base, post_blocks=post_blocks)
 
 
 def _warm_start(init: Path, config: ModelConfig | None) -> Autoencoder:

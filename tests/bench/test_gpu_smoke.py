@@ -24,7 +24,8 @@ from pack_gpu_data import write_for_loader  # noqa: E402
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, float]:
     out = tmp_path_factory.mktemp("gpu-smoke")
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--out", str(out)],
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--post-blocks", "1",
+                          "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = json.loads((out / "gpu.json").read_text())
@@ -60,7 +61,9 @@ def test_smoke_run_measures_throughput_and_trains(smoke) -> None:
     # What comes back from the device tool: at most 8 files of at most 16 MiB each.
     files = [p for p in out.iterdir() if p.is_file()]
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in files)
-    assert Codec.load(out / training["weights"], device="cpu").model_id == training["model_id"]
+    trained = Codec.load(out / training["weights"], device="cpu")
+    assert trained.model_id == training["model_id"] and training["post_blocks"] == 1
+    assert trained.model.cfg.post_blocks == 1 == len(trained.model.g_s.post_blocks)   # the wider decoder
     joined = b"".join((out / name).read_bytes() for name in training["checkpoint_files"])
     assert joined[:8] and int.from_bytes(joined[:8], "little") < len(joined)   # a safetensors header
 

@@ -127,3 +127,17 @@ def test_a_warm_start_into_more_post_filter_blocks_decodes_as_the_weights_did(
     y = torch.randn(1, 16, 4, 4)
     with torch.no_grad():
         assert torch.allclose(grown.g_s(y, 2.0), source.eval().g_s(y, 2.0), atol=1e-3)
+
+
+def test_the_shape_with_more_post_filter_blocks_is_the_warm_starts_own(tmp_path: Path) -> None:
+    """``aic-admin train --post-blocks`` and ``bench/gpu.py --post-blocks`` widen the model they
+    start from, not a fresh model's shape."""
+    from dataclasses import replace
+
+    from aic_worker.codec.weights import save_model
+    from aic_worker.training.loop import FRESH, with_post_blocks
+
+    save_model(Autoencoder(TINY), tmp_path / "src.safetensors")
+    assert with_post_blocks(tmp_path / "src.safetensors", None) is None
+    assert with_post_blocks(tmp_path / "src.safetensors", 3) == replace(TINY, post_blocks=3)
+    assert with_post_blocks(None, 2) == replace(FRESH, post_blocks=2)
