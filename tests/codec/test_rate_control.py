@@ -181,3 +181,18 @@ def test_a_latent_whose_size_hardly_changes_with_the_step_is_searched_in_few_est
     finest = rate_control.finest_code(y)
     assert over(code) <= 0 and (code == finest or over(code - 1) > 0)
     assert len(tried) <= 16
+
+
+def test_a_fitting_step_well_under_the_budget_is_not_taken_for_close_enough(monkeypatch) -> None:
+    """A sparse latent whose size falls in steps: the search must not stop at a fitting code
+    4 % under the budget while a finer one fits (Illinois' halved weight is not a measurement)."""
+    rng = np.random.default_rng(9)
+    rng.laplace(size=(2, 64, 24, 32))
+    y = np.zeros((64, 24, 32), dtype=np.float32)
+    spikes = rng.random(y.shape) < 0.02
+    y[spikes] = rng.choice([-1, 1], size=spikes.sum()) * rng.choice([3.0, 12.0, 40.0], size=spikes.sum())
+    code, tried, over = _search(y, 1450, monkeypatch)
+    finest_fitting = next(c for c in range(rate_control.finest_code(y), code + 1) if over(c) <= 0)
+    assert over(code) <= 0
+    assert code == finest_fitting or over(code) >= -rate_control.CLOSE_ENOUGH
+    assert len(tried) <= 30
