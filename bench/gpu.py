@@ -39,7 +39,7 @@ device tool's ``run``:
 the warm start decodes as the shipped model does): the decoder is where the codec's gains
 came from, and a CPU could not train a wider one far enough (docs/model.md, run 8). Each
 block costs about 0.05 s of synthesis per Kodak image, in the decode and in the encoder's
-filter decision alike, which the 1.0 s encode at 8x can just afford (0.5.2: 0.92–1.0 s).
+filter decision alike, which the 1.0 s encode at 8x can afford (0.5.2: median 0.89 s).
 
 Here, on the CPU, at toy scale (generated images, a few training steps; under 3 minutes):
 
