@@ -210,46 +210,62 @@ def fit(
 def _finest_fitting_code(quantiser: _Quantiser, budget: int, sizer: Sizer) -> int:
     """The finest step code whose estimated file fits ``budget`` (CODE_MAX if none does).
 
-    The search starts where ``size_forecast`` puts the budget. From an estimate that is too
-    big it walks coarser, from one that fits finer, by what the forecast (scaled by the ratio
-    the estimate measured: it drifts slowly with the step) or the secant of the last two
-    estimates says, whichever goes further. From the third move on each move is at least
-    twice the last, so a forecast or a secant that is far off (a sparse latent whose size
-    hardly changes with the step) cannot make it crawl. A fitting step within CLOSE_ENOUGH of
-    the budget is the answer where the size measurably changes with the step (on a flat
-    stretch a finer step may cost no more). Once one code that is too big and one that fits
-    are known, regula falsi (Illinois) closes the bracket, bisecting where two of its steps
-    did not halve it (sizes that fall in cliffs: sparse latents). Tiny and sparse latents
-    take up to about 25 estimates, each of them cheap. On the first six Kodak images at
-    8x, 64x and 256x it takes 2–5 estimates (3.1 on average) where a secant from the finest
-    step took 4–7 (5.3), the first of them at the finest step, the dearest of all; the step
-    found was the same in every case.
+    The search starts where ``size_forecast`` puts the budget and walks (``_walk``) until
+    one code that is too big and one that fits are known; regula falsi closes the bracket
+    (``_close``). On the first six Kodak images at 8x, 64x and 256x it takes 2–6 estimates
+    (3.2 on average) where a secant from the finest step took 4–7 (5.3), the first of them
+    at the finest step, the dearest of all; the step found was the same in every case. Tiny
+    and sparse latents take up to about 25 estimates, each of them cheap.
     """
     y = quantiser.y
     codes = np.arange(finest_code(y), CODE_MAX + 1)
     steps = 2.0 ** ((codes - STEP_ONE) / CODES_PER_OCTAVE)
     forecast_bits = size_forecast.bits(size_forecast.channel_scales(y), y.shape[1] * y.shape[2], steps)
     falling = -np.log(sizer([]) + forecast_bits / 8)  # −ln forecast bytes: never falls with the code
-    aim = -(math.log(budget) - AIM_UNDER)
 
     def over(code: int) -> float:                     # > 0: too big
         return math.log(max(_estimate(quantiser, code, sizer), 1) / budget)
 
     def forecast_code(shift: float) -> int:
         """The finest code whose forecast, times e^shift, is AIM_UNDER under the budget."""
-        return int(codes[min(np.searchsorted(falling - shift, aim), len(codes) - 1)])
+        return int(codes[min(np.searchsorted(falling - shift, AIM_UNDER - math.log(budget)), len(codes) - 1)])
 
+    def shift_at(code: int, measured: float) -> float:
+        """ln(estimate / forecast) at ``code``, whose estimate is ``measured`` over the budget."""
+        return math.log(budget) + measured + float(falling[code - codes[0]])
+
+    found = _walk(over, forecast_code, shift_at, int(codes[0]), int(codes[-1]))
+    return found if isinstance(found, int) else _close(over, *found)
+
+
+Point = tuple[int, float]                             # (step code, ln(estimate / budget))
+
+
+def _walk(
+    over: Callable[[int], float], forecast_code: Callable[[float], int],
+    shift_at: Callable[[int, float], float], finest: int, coarsest: int,
+) -> int | tuple[Point, Point]:
+    """From the forecast's code: coarser while too big, finer while it fits, until the side
+    changes (the bracket: too big, fits) or the answer is plain (the finest fits, the
+    coarsest does not, or a close fit where the size measurably changes with the step).
+
+    Each move is what the forecast (scaled by the ratio last measured: it drifts slowly
+    with the step) or the secant of the last two estimates says, whichever goes further;
+    from the third move on at least twice the last, so a forecast or a secant that is far
+    off (a sparse latent whose size hardly changes with the step) cannot make it crawl.
+    """
     code = forecast_code(0.0)
-    previous: tuple[int, float] | None = None
+    previous: Point | None = None
     moves = last_move = 0
     while True:
         measured = over(code)
-        if (measured > 0 and code == codes[-1]) or (measured <= 0 and code == codes[0]):
+        if (measured > 0 and code == coarsest) or (measured <= 0 and code == finest):
             return code
         if previous is not None and (previous[1] > 0) != (measured > 0):
-            break
+            low, high = sorted([previous, (code, measured)])
+            return low, high
         direction = 1 if measured > 0 else -1         # too big: coarser; fits: finer
-        move = direction * (forecast_code(math.log(budget) + measured + falling[code - codes[0]]) - code)
+        move = direction * (forecast_code(shift_at(code, measured)) - code)
         if previous is not None:
             slope = (previous[1] - measured) / (code - previous[0])    # −d over / d code, measured
             if -CLOSE_ENOUGH <= measured <= 0 and slope >= MIN_SLOPE:
@@ -258,12 +274,19 @@ def _finest_fitting_code(quantiser: _Quantiser, budget: int, sizer: Sizer) -> in
         moves += 1
         move = max(move, 1, 2 * last_move if moves >= 3 else 0)
         previous, last_move = (code, measured), move
-        code = min(max(code + direction * move, int(codes[0])), int(codes[-1]))
-    assert previous is not None                       # the loop ends on a change of side
-    (lo, over_lo), (hi, over_hi) = sorted([previous, (code, measured)])
-    true_lo, true_hi = over_lo, over_hi               # over_lo, over_hi: Illinois' weighted values
+        code = min(max(code + direction * move, finest), coarsest)
+
+
+def _close(over: Callable[[int], float], low: Point, high: Point) -> int:
+    """The finest fitting code between ``low`` (too big) and ``high`` (fits), or a fitting
+    one within CLOSE_ENOUGH of the budget where the size measurably changes with the step
+    (on a flat stretch a finer step may cost no more): regula falsi (Illinois), bisecting
+    where the size is flat or two of its steps did not halve the bracket (sizes that fall
+    in cliffs: sparse latents)."""
+    (lo, true_lo), (hi, true_hi) = low, high
+    over_lo, over_hi = true_lo, true_hi               # Illinois' weighted values
     widths = [math.inf, math.inf]                     # the bracket before the last two steps
-    side = 0                                          # invariant: lo too big, hi fits
+    side = 0
     while hi - lo > 1:
         flat = (true_lo - true_hi) / (hi - lo) < MIN_SLOPE
         if true_hi >= -CLOSE_ENOUGH and not flat:

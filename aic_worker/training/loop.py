@@ -99,7 +99,7 @@ def train(
         opt.step()
         step += 1
         if report:
-            report(step, float(result.loss), result.bpp, result.mse)
+            report(step, float(result.loss.detach()), result.bpp, result.mse)
         if time.monotonic() - last_ckpt > checkpoint_minutes * 60:
             _save(model, opt, step, total_s + time.monotonic() - start, ckpt, out)
             last_ckpt = time.monotonic()
