@@ -419,8 +419,8 @@ def encode(q: np.ndarray, group: int, version: int = FORMAT_VERSION) -> list[byt
         rows_a = _scale_rows(first.base[chans, None], first.slope[g], k_a[chans][:, anchors])
         rows_b = _scale_rows(second.base[chans, None], second.slope[g], k_b[chans][:, ~anchors])
         values_a, values_b = s[:, anchors], s[:, ~anchors]
-        passes = ((values_a[j], rows_a[j], values_b[j], rows_b[j]) for j in range(group))
-        _encode_passes(enc, [pair for a, ra, b, rb in passes for pair in ((a, ra), (b, rb))])
+        _encode_passes(enc, [pair for j in range(group)
+                             for pair in ((values_a[j], rows_a[j]), (values_b[j], rows_b[j]))])
         payloads.append(side + enc.get_compressed().astype("<u4").tobytes())
     return payloads
 

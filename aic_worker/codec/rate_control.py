@@ -61,7 +61,8 @@ class RatioUnreachableError(ValueError):
     """Even the smallest valid file is bigger than the budget."""
 
 
-def step_of(code: int) -> float:
+def step_of(code: int | np.ndarray) -> float | np.ndarray:
+    """The step Δ of a step code (or of an array of them)."""
     return 2.0 ** ((code - STEP_ONE) / CODES_PER_OCTAVE)
 
 
@@ -219,8 +220,8 @@ def _finest_fitting_code(quantiser: _Quantiser, budget: int, sizer: Sizer) -> in
     """
     y = quantiser.y
     codes = np.arange(finest_code(y), CODE_MAX + 1)
-    steps = 2.0 ** ((codes - STEP_ONE) / CODES_PER_OCTAVE)
-    forecast_bits = size_forecast.bits(size_forecast.channel_scales(y), y.shape[1] * y.shape[2], steps)
+    scales = size_forecast.channel_scales(y)
+    forecast_bits = size_forecast.bits(scales, y.shape[1] * y.shape[2], step_of(codes))
     falling = -np.log(sizer([]) + forecast_bits / 8)  # −ln forecast bytes: never falls with the code
 
     def over(code: int) -> float:                     # > 0: too big
