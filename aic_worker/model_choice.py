@@ -56,6 +56,11 @@ def weights_candidates(
         yield shipped
 
 
+def shipped_models() -> dict[str, Path]:
+    """Every weights file in the package by model id: the default and each earlier one."""
+    return {file_sha256(path): path for path in sorted(SHIPPED_DIR.glob("*.safetensors"))}
+
+
 def shipped_weights(model_id: str) -> Path | None:
     """The package's weights file for model `model_id`, if the package has it.
 

@@ -19,3 +19,10 @@ def test_shipped_weights_finds_the_default_and_earlier_models() -> None:
     for path in model_choice.SHIPPED_DIR.glob("*.safetensors"):
         assert model_choice.shipped_weights(file_sha256(path)) == path
     assert model_choice.shipped_weights("0" * 64) is None
+
+
+def test_shipped_models_lists_every_weights_file_of_the_package_by_id() -> None:
+    shipped = model_choice.shipped_models()
+    assert set(shipped.values()) == set(model_choice.SHIPPED_DIR.glob("*.safetensors"))
+    assert shipped[file_sha256(model_choice.SHIPPED_MODEL)] == model_choice.SHIPPED_MODEL
+    assert all(model_choice.shipped_weights(i) == p for i, p in shipped.items())

@@ -62,6 +62,7 @@ from aic_worker.catalog.retry import retry_jobs
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.parameters import RecompressParameters
 from aic_worker.jobs.queue import publish
+from aic_worker.model_choice import shipped_models
 from aic_worker.store.archive import file_sha256, fsync_directory, remove_version, temp_files
 from aic_worker.store.retention import (
     CheckedFiles,
@@ -653,8 +654,17 @@ def _keep_copy(data: bytes, model_id: str) -> Path:
 
 
 def models_set_default(args: argparse.Namespace) -> int:
+    """A model the catalog knows, or one the package ships and the catalog has not met yet
+    (after an upgrade the catalog keeps its old default until told: `set-default <new id>`)."""
     with open_catalog() as sessions, sessions() as session, session.begin():
-        model_id = _resolve(session, args.model)
+        try:
+            model_id = _resolve(session, args.model)
+        except CommandError:
+            shipped = {i: p for i, p in shipped_models().items() if i.startswith(args.model.lower())}
+            if len(shipped) != 1 or session.get(CodecModel, next(iter(shipped))) is not None:
+                raise
+            [(model_id, path)] = shipped.items()
+            register_model(session, model_id, str(path))
         set_default_model(session, model_id)
     output.stdout().print(f"default model: {model_id}", highlight=False)
     return output.OK

@@ -17,6 +17,7 @@ from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, ut
 from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import save_model
 from aic_worker.jobs.parameters import RecompressParameters
+from aic_worker.model_choice import shipped_models
 from tests.admin.conftest import ArchiveEnv
 from tests.conftest import session_on, write_photos
 
@@ -96,6 +97,21 @@ def test_models_list_import_default_and_remove(archive_env: ArchiveEnv, other_mo
     not_weights.write_bytes(b"nonsense")
     assert env.admin("models", "import", str(not_weights))[0] == 1
 
+
+
+def test_set_default_adopts_a_shipped_model_the_catalog_never_met(archive_env: ArchiveEnv) -> None:
+    """After an upgrade the catalog keeps its old default; `set-default <new id>` adopts the
+    package's new model without an import."""
+    env = archive_env
+    env.archived(write_photos(env.inbox, 1))
+    [used] = json.loads(env.admin("models", "--json")[1])
+    unmet = {i: p for i, p in shipped_models().items() if i != used["id"]}
+    model_id, path = next(iter(unmet.items()))
+    assert env.admin("models", "set-default", model_id[:10])[0] == 0
+    listed = {m["id"]: m for m in json.loads(env.admin("models", "--json")[1])}
+    assert listed[model_id]["default"] and not listed[used["id"]]["default"]
+    assert Path(listed[model_id]["path"]) == path and listed[model_id]["file_present"]
+    assert env.admin("models", "set-default", "0000")[0] == 1  # neither the catalog's nor shipped
 
 def _versions(env: ArchiveEnv, source_id: int) -> list[ArchiveVersion]:
     with session_on(env.engine) as session:
