@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aic_worker.codec import Codec
 from aic_worker.jobs.errors import PermanentJobError
-from aic_worker.model_choice import weights_candidates
+from aic_worker.model_choice import find_weights
 from aic_worker.observe import metrics
-from aic_worker.store.archive import file_sha256
 
 
 class CodecCache:
@@ -24,13 +23,11 @@ class CodecCache:
         """The codec for `model_id`, whose weights file must hash to that id."""
         if model_id not in self._codecs:
             with sessions() as session:
-                paths = list(dict.fromkeys(weights_candidates(session, model_id)))
-            for path in paths:
-                if path.is_file() and file_sha256(path) == model_id:
-                    codec = self._codecs[model_id] = Codec.load(path, self.device)
-                    metrics.MODEL_LOADED.labels(model_id, str(codec.device)).set(1)
-                    break
-            else:
-                looked = ", ".join(map(str, paths))
-                raise PermanentJobError(f"weights of model {model_id} not found (looked at {looked})")
+                path, looked = find_weights(session, model_id)
+            if path is None:
+                raise PermanentJobError(
+                    f"weights of model {model_id} not found (looked at {', '.join(map(str, looked))})"
+                )
+            codec = self._codecs[model_id] = Codec.load(path, self.device)
+            metrics.MODEL_LOADED.labels(model_id, str(codec.device)).set(1)
         return self._codecs[model_id]

@@ -56,9 +56,21 @@ def weights_candidates(
         yield shipped
 
 
+def find_weights(session: Session, model_id: str) -> tuple[Path | None, list[Path]]:
+    """The first of ``weights_candidates`` whose sha256 is ``model_id`` (None: none), and every
+    path looked at. A recorded path may hold another model by now: the package's
+    ``default.safetensors`` changes with a release whose default model is new."""
+    looked = list(dict.fromkeys(weights_candidates(session, model_id)))
+    found = next((p for p in looked if p.is_file() and file_sha256(p) == model_id), None)
+    return found, looked
+
+
 def shipped_models() -> dict[str, Path]:
     """Every weights file in the package by model id: the default and each earlier one."""
-    return {file_sha256(path): path for path in sorted(SHIPPED_DIR.glob("*.safetensors"))}
+    found = {file_sha256(path): path for path in SHIPPED_DIR.glob("*.safetensors") if path != SHIPPED_MODEL}
+    if SHIPPED_MODEL.is_file():
+        found.setdefault(file_sha256(SHIPPED_MODEL), SHIPPED_MODEL)   # an id-named copy is the stabler path
+    return found
 
 
 def shipped_weights(model_id: str) -> Path | None:

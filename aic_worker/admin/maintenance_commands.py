@@ -62,7 +62,7 @@ from aic_worker.catalog.retry import retry_jobs
 from aic_worker.config import WorkerConfig
 from aic_worker.jobs.parameters import RecompressParameters
 from aic_worker.jobs.queue import publish
-from aic_worker.model_choice import shipped_models
+from aic_worker.model_choice import find_weights, shipped_models
 from aic_worker.store.archive import file_sha256, fsync_directory, remove_version, temp_files
 from aic_worker.store.retention import (
     CheckedFiles,
@@ -573,18 +573,19 @@ def _model_records(session: Session) -> list[dict[str, Any]]:
         session.execute(select(ArchiveVersion.model_id, func.count()).group_by(ArchiveVersion.model_id)).all()
     )
     jobs = dict(session.execute(select(Job.model_id, func.count()).group_by(Job.model_id)).all())
-    return [
-        {
+    records = []
+    for m in session.scalars(select(CodecModel).order_by(CodecModel.created_at)):
+        found = find_weights(session, m.id)[0]    # by sha256: a recorded path may hold another model now
+        records.append({
             "id": m.id,
-            "path": m.path,
+            "path": str(found or m.path),
             "default": m.is_default,
             "created_at": m.created_at,
             "archive_versions": versions.get(m.id, 0),
             "jobs": jobs.get(m.id, 0),
-            "file_present": os.path.isfile(m.path),
-        }
-        for m in session.scalars(select(CodecModel).order_by(CodecModel.created_at))
-    ]
+            "file_present": found is not None,
+        })
+    return records
 
 
 def models_list(args: argparse.Namespace) -> int:
@@ -609,11 +610,14 @@ def models_list(args: argparse.Namespace) -> int:
     return output.OK
 
 
-def _resolve(session: Session, prefix: str) -> str:
-    ids = list(session.scalars(select(CodecModel.id).where(CodecModel.id.startswith(prefix.lower()))))
-    if len(ids) != 1:
-        raise CommandError(f"{prefix!r} names {'no model' if not ids else f'{len(ids)} models'}")
-    return ids[0]
+def _resolve(session: Session, prefix: str, shipped: dict[str, Path] | None = None) -> str:
+    """The one model id that starts with ``prefix``, among the catalog's and ``shipped``'s."""
+    wanted = prefix.strip().lower()
+    ids = set(session.scalars(select(CodecModel.id).where(CodecModel.id.startswith(wanted, autoescape=True))))
+    ids |= {i for i in shipped or {} if i.startswith(wanted)}
+    if not wanted or len(ids) != 1:
+        raise CommandError(f"{prefix!r} names {f'{len(ids)} models' if wanted and ids else 'no model'}")
+    return ids.pop()
 
 
 def models_import(args: argparse.Namespace) -> int:
@@ -656,15 +660,11 @@ def _keep_copy(data: bytes, model_id: str) -> Path:
 def models_set_default(args: argparse.Namespace) -> int:
     """A model the catalog knows, or one the package ships and the catalog has not met yet
     (after an upgrade the catalog keeps its old default until told: `set-default <new id>`)."""
+    shipped = shipped_models()
     with open_catalog() as sessions, sessions() as session, session.begin():
-        try:
-            model_id = _resolve(session, args.model)
-        except CommandError:
-            shipped = {i: p for i, p in shipped_models().items() if i.startswith(args.model.lower())}
-            if len(shipped) != 1 or session.get(CodecModel, next(iter(shipped))) is not None:
-                raise
-            [(model_id, path)] = shipped.items()
-            register_model(session, model_id, str(path))
+        model_id = _resolve(session, args.model, shipped)
+        if session.get(CodecModel, model_id) is None:
+            register_model(session, model_id, str(shipped[model_id]))
         set_default_model(session, model_id)
     output.stdout().print(f"default model: {model_id}", highlight=False)
     return output.OK

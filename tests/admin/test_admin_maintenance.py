@@ -10,6 +10,8 @@ import torch
 from sqlalchemy import select
 
 from aic_worker.admin.job_batch import run_batch
+from aic_worker.admin.maintenance_commands import _resolve
+from aic_worker.admin.output import CommandError
 from aic_worker.catalog import lease
 from aic_worker.catalog.engine import session_factory
 from aic_worker.catalog.jobs import enqueue_job
@@ -17,7 +19,8 @@ from aic_worker.catalog.models import ArchiveVersion, Job, JobKind, JobState, ut
 from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import save_model
 from aic_worker.jobs.parameters import RecompressParameters
-from aic_worker.model_choice import shipped_models
+from aic_worker.model_choice import SHIPPED_MODEL, shipped_models
+from aic_worker.store.archive import file_sha256
 from tests.admin.conftest import ArchiveEnv
 from tests.conftest import session_on, write_photos
 
@@ -101,17 +104,25 @@ def test_models_list_import_default_and_remove(archive_env: ArchiveEnv, other_mo
 
 def test_set_default_adopts_a_shipped_model_the_catalog_never_met(archive_env: ArchiveEnv) -> None:
     """After an upgrade the catalog keeps its old default; `set-default <new id>` adopts the
-    package's new model without an import."""
+    package's new model without an import. Prefixes must be unique across both sets."""
     env = archive_env
     env.archived(write_photos(env.inbox, 1))
     [used] = json.loads(env.admin("models", "--json")[1])
-    unmet = {i: p for i, p in shipped_models().items() if i != used["id"]}
-    model_id, path = next(iter(unmet.items()))
-    assert env.admin("models", "set-default", model_id[:10])[0] == 0
+    shipped = shipped_models()
+    package_default = file_sha256(SHIPPED_MODEL)
+    assert used["id"] not in shipped and shipped[package_default] == SHIPPED_MODEL
+    assert env.admin("models", "set-default", package_default[:10].upper())[0] == 0
     listed = {m["id"]: m for m in json.loads(env.admin("models", "--json")[1])}
-    assert listed[model_id]["default"] and not listed[used["id"]]["default"]
-    assert Path(listed[model_id]["path"]) == path and listed[model_id]["file_present"]
-    assert env.admin("models", "set-default", "0000")[0] == 1  # neither the catalog's nor shipped
+    assert listed[package_default]["default"] and not listed[used["id"]]["default"]
+    assert Path(listed[package_default]["path"]) == SHIPPED_MODEL and listed[package_default]["file_present"]
+    for prefix in ("", "%", "_" * 4, "0" * 12):      # nothing, LIKE wildcards, no such model
+        assert env.admin("models", "set-default", prefix)[0] == 1
+    assert {m["id"] for m in json.loads(env.admin("models", "--json")[1])} == {used["id"], package_default}
+    with session_on(env.engine) as session:            # a prefix of a catalog model and a shipped one
+        twin = {used["id"][:6] + "f" * 58: SHIPPED_MODEL}
+        with pytest.raises(CommandError, match="names 2 models"):
+            _resolve(session, used["id"][:6], twin)
+        assert _resolve(session, used["id"][:6]) == used["id"]
 
 def _versions(env: ArchiveEnv, source_id: int) -> list[ArchiveVersion]:
     with session_on(env.engine) as session:
