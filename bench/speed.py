@@ -30,14 +30,19 @@ def main() -> None:
     ap.add_argument("--limit", type=int, help="only the first N images")
     ap.add_argument("--quantisers", choices=["plain", "rdoq"], nargs="+", default=["rdoq"])
     ap.add_argument("--model", type=Path)
+    ap.add_argument("--target-from", type=float, metavar="RATIO",
+                    help="Codec.target_from: the ratio from which symbols aim at the synthesis")
     ap.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     codec = Codec.load(args.model, device="cpu")
+    if args.target_from is not None:
+        codec.target_from = args.target_from
     images = [Image.open(p).convert("RGB") for p in sorted(args.images.glob("*.png"))[: args.limit]]
     print(f"{len(images)} images of {args.images.name}, model {codec.model_id[:16]}…, "
-          f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"symbols aimed at the synthesis from {codec.target_from:g}x")
     print("| ratio | " + " | ".join(f"encode s, {q}" for q in args.quantisers) + " | decode s |")
     print("|---" * (len(args.quantisers) + 2) + "|")
     for ratio in RATIOS:

@@ -3,7 +3,9 @@
 Each image is compressed by ``Codec.compress`` (rate control, entropy coding and the
 filter choice included) at every ratio, once per quantiser (``--quantisers``: ``rdoq``, the
 rate–distortion optimised one the encoder uses, and ``plain``, the fixed dead zone) and
-tilt code (``--tilts``), and decoded; the table gives mean PSNR, mean MS-SSIM (as
+tilt code (``--tilts``) and ratio from which the symbols aim at the synthesis
+(``--target-from``: ``Codec.target_from``; ``inf`` never, ``0`` always), and decoded; the
+table gives mean PSNR, mean MS-SSIM (as
 −10·log10(1 − MS-SSIM)) and bpp per choice, and each choice's BD-rate against the first
 (by default the uniform step of versions 1 to 3), averaged over images.
 
@@ -14,6 +16,7 @@ larger, smoother photos where MS-SSIM had been AIC's weak side.
 
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 0 4 6
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --quantisers plain rdoq
+    python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --target-from inf 0
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def main() -> None:
     ap.add_argument("--wallpapers", type=int, default=3, metavar="N")
     ap.add_argument("--tilts", type=int, nargs="+", default=[0, 4])
     ap.add_argument("--quantisers", choices=["plain", "rdoq"], nargs="+", default=["rdoq"])
+    ap.add_argument("--target-from", type=float, nargs="+", default=[math.inf], metavar="RATIO")
     ap.add_argument("--model", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -80,11 +84,13 @@ def main() -> None:
         images += train_sample(args.train_sample, args.seed)
     print(f"{len(images)} training photos ({args.wallpapers} wallpapers), ratios {RATIOS}, "
           f"model {codec.model_id[:16]}…, {platform.machine()}, torch {torch.__version__}")
-    curves: dict[tuple[str, int], list[Curve]] = {}
-    print("| quantiser, tilt (a) | mean PSNR per ratio | mean MS-SSIM dB per ratio | BD PSNR | BD MS-SSIM |")
+    print("| quantiser, tilt (a), aimed from | mean PSNR per ratio | mean MS-SSIM dB per ratio "
+          "| BD PSNR | BD MS-SSIM |")
     print("|---|---|---|---|---|")
-    for choice in [(quantiser, tilt) for quantiser in args.quantisers for tilt in args.tilts]:
-        codec.rdoq, codec.tilt = choice[0] == "rdoq", choice[1]
+    choices = [(q, t, f) for q in args.quantisers for t in args.tilts for f in args.target_from]
+    curves: dict[tuple[str, int, float], list[Curve]] = {}
+    for choice in choices:
+        codec.rdoq, codec.tilt, codec.target_from = choice[0] == "rdoq", choice[1], choice[2]
         curves[choice] = [curve(codec, rgb, RATIOS) for rgb in images]
         base = next(iter(curves.values()))
         bd = [
@@ -94,7 +100,7 @@ def main() -> None:
         means = [" / ".join(f"{v:.2f}" for v in np.mean([c[i] for c in curves[choice]], axis=0))
                  for i in (1, 2)]
         cells = f"{means[0]} | {means[1]} | {bd[0]:+.2f} % | {bd[1]:+.2f} %"
-        print(f"| {choice[0]}, {choice[1]} ({choice[1] / 8:g}) | {cells} |", flush=True)
+        print(f"| {choice[0]}, {choice[1]} ({choice[1] / 8:g}), {choice[2]:g}x | {cells} |", flush=True)
 
 if __name__ == "__main__":
     main()

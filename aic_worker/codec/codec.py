@@ -25,6 +25,7 @@ from aic_worker.codec.validation import BOUNDED_FROM_VERSION, MAX_FILE_RATIO, va
 from aic_worker.codec.weights import load_model_bytes
 
 DEFAULT_MODEL = "default.safetensors"
+TARGET_FROM = 64.0          # from this ratio compress aims its symbols at the synthesis (below: no time)
 MAX_RATIO = 4096          # the highest ratio ``compress`` and ``truncate`` accept
 
 
@@ -56,6 +57,9 @@ class Codec:
         self.device = device
         self.tilt = step_profile.DEFAULT_TILT   # the step profile this codec writes
         self.rdoq = True                       # symbols chosen by rate and distortion (rdoq)
+        self.target_from = TARGET_FROM         # ratios from which symbols aim at the synthesis
+        blocks = self.model.g_s.block.weight.detach().double().square().sum(dim=(1, 2, 3))
+        self._newton = (0.5 / blocks).float().cpu().numpy()   # 1 / ∂²D/∂ŷ_k² of the block transform
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> Codec:
@@ -144,7 +148,16 @@ class Codec:
         latent_hw = y.shape[1:]
         del y                       # the caller's reference may live on; this one need not
         code = step_profile.with_tilt(result.code, self.tilt)
-        if not self._filter_helps(prepared.rgb, result.q, code):
+        if ratio < self.target_from:
+            filtered = self._filter_helps(prepared.rgb, result.q, code)
+        elif (target := self._synthesis_target(prepared.rgb, result.q, code, weights)) is None:
+            filtered = False
+        else:
+            filtered = True
+            found = rate_control.refit(target, result, budget, self.group_size, sizer, optimise=self.rdoq)
+            if found is not None:
+                result, code = found, step_profile.with_tilt(found.code, self.tilt)
+        if not filtered:
             code |= rate_control.PLAIN
         header = self._header(w, h, prepared.mode, ratio, code, latent_hw)
         data = _padded(bitstream.AicFile(header, prepared.metadata, result.payloads))
@@ -160,6 +173,29 @@ class Codec:
         """
         on, off = (_squared_error(self._reconstruct(q, code, f, rgb.shape), rgb) for f in (True, False))
         return on <= off
+
+    def _synthesis_target(
+        self, rgb: np.ndarray, q: np.ndarray, code: int, weights: np.ndarray
+    ) -> np.ndarray | None:
+        """The latent (divided by the step profile, as rate control has it) that the symbols
+        should aim at so that the *decoded* image comes closest to the original; None when
+        the block transform alone decodes ``q`` better (``_filter_helps``).
+
+        Rounding y serves a decoder that is the block transform alone; the learned branches
+        change what each symbol does to the pixels. One Newton step of Σ (x̂ − x)² from the
+        decoded latent ŷ, with the block transform's exact curvature: t = ŷ − ∇/(2‖b_k‖²).
+        For the block transform alone it gives back y itself.
+        """
+        step = float(rate_control.step_of(code & rate_control.CODE_BITS))
+        on, gradient = tiling.synthesise_with_gradient(self.model, q, step, rgb, self.device, weights)
+        off = self._reconstruct(q, code, False, rgb.shape)
+        if _squared_error(on[: rgb.shape[0], : rgb.shape[1]], rgb) > _squared_error(off, rgb):
+            return None
+        gradient *= (self._newton[: q.shape[0]] / weights[: q.shape[0]])[:, None, None]
+        target = q.astype(np.float32)
+        target *= step
+        target -= gradient
+        return target
 
     def _reconstruct(self, q: np.ndarray, code: int, filtered: bool, shape: tuple[int, ...]) -> np.ndarray:
         """Decoded (H, W, 3) uint8 pixels of symbols ``q`` (leading channels), as ``decode_rgb`` has

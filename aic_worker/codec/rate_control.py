@@ -45,6 +45,7 @@ TRADE_STRIDE = CODES_PER_OCTAVE // 8  # step codes between the finer steps the t
 FILL = 1 / 1.04                      # a traded file must fill this much of the budget (ratio ≤ 1.04·R)
 TRADE_SPARE = 4                      # groups beyond the estimate that the trade's exact encode codes
 MEMO_BYTES = 32 << 20                # symbols up to this size are remembered between steps
+REFIT_TRIES = 8                      # steps from the found one that ``refit`` tries
 TRADE_MISSES = 3                     # finer steps in a row with no prefix that fills: the trade gives up
 MIN_SLOPE = 0.002                    # −d ln(size) / d code below this is noise: the walk would crawl
 AIM_UNDER = 0.005                    # the search aims this far under the budget (in log size)
@@ -206,6 +207,25 @@ def fit(
             return RateResult(code, payloads, size, q)
         del q                       # one quantised copy at a time (a big image's: not remembered)
     return _truncated(quantiser, budget, sizer)
+
+
+def refit(
+    y: np.ndarray, found: RateResult, budget: int, group: int, sizer: Sizer, *,
+    version: int = FORMAT_VERSION, optimise: bool = True,
+) -> RateResult | None:
+    """Encode another latent ``y`` close to the one ``found`` was fitted for, at ``found``'s
+    step and with at most its groups, a step coarser at a time while its estimate or its
+    file is too big; None when no file fits and fills the budget (ratio ≤ 1.04·R) within
+    REFIT_TRIES steps."""
+    groups = found.q.shape[0] // group
+    for code in range(found.code, min(found.code + REFIT_TRIES, CODE_MAX + 1)):
+        q, bits = quantised(y, code, group, version, optimise)
+        if _estimated_size(bits[:groups], sizer) > budget:
+            continue
+        payloads = entropy.encode(q[: groups * group], group, version)
+        if (size := sizer(payloads)) <= budget:
+            return RateResult(code, payloads, size, q[: groups * group]) if size >= FILL * budget else None
+    return None
 
 
 def _finest_fitting_code(quantiser: _Quantiser, budget: int, sizer: Sizer) -> int:

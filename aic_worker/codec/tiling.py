@@ -51,20 +51,65 @@ def synthesise(
     exactly as a whole-image pass would do it.
     """
     device = device or torch.device("cpu")
-    m, (h, w) = model.cfg.latent_channels, q.shape[1:]
-    scale = None if weights is None else torch.from_numpy(weights[: q.shape[0], None, None]).to(device)
+    h, w = q.shape[1:]
     out = np.empty((h * SCALE, w * SCALE, 3), dtype=np.uint8)
     for halo, keep, place in _tiles(h, w):
-        part = q[:, halo[0], halo[1]]
-        y = torch.zeros((1, m, *part.shape[1:]), device=device)
-        y[0, : part.shape[0]] = torch.from_numpy(part).to(device)
-        y *= step
-        if scale is not None:
-            y[0, : part.shape[0]] *= scale
+        y = _dequantised(model, q[:, halo[0], halo[1]], step, device, weights)
         x = model.g_s(y, step, filtered)[0, :, _pixels(keep[0]), _pixels(keep[1])]
-        pixels = x.clamp_(0, 1).mul_(255).round_().byte().permute(1, 2, 0).cpu().numpy()
-        out[_pixels(place[0]), _pixels(place[1])] = pixels
+        out[_pixels(place[0]), _pixels(place[1])] = _bytes(x.clamp_(0, 1))
     return out
+
+
+def synthesise_with_gradient(
+    model: Autoencoder,
+    q: np.ndarray,
+    step: float,
+    reference: np.ndarray,
+    device: torch.device | None = None,
+    weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``synthesise`` (filtered) and the gradient of Σ (x̂ − x)², x̂ and x in [0, 1], with
+    respect to the dequantised latent q·Δ·w of q's channels: (pixels, (M', h, w) float32).
+
+    Tile by tile as the decoder runs it: each tile's centre pixels depend on its latent with
+    halo alone, so the gradient is the sum of the tiles' gradients over their halos.
+    ``reference``: the original (H, W, 3) uint8 pixels, H ≤ 16h, W ≤ 16w: the padding the
+    decoder crops away counts for nothing.
+    """
+    device = device or torch.device("cpu")
+    h, w = q.shape[1:]
+    out = np.empty((h * SCALE, w * SCALE, 3), dtype=np.uint8)
+    gradient = np.zeros(q.shape, dtype=np.float32)
+    for halo, keep, place in _tiles(h, w):
+        y = _dequantised(model, q[:, halo[0], halo[1]], step, device, weights)
+        leaf = y[:, : q.shape[0]].clone().requires_grad_(True)
+        with torch.enable_grad():
+            x = model.g_s(torch.cat([leaf, y[:, q.shape[0] :]], dim=1), step, True)
+            x = x[0, :, _pixels(keep[0]), _pixels(keep[1])].clamp(0, 1)
+            ref = torch.tensor(reference[_pixels(place[0]), _pixels(place[1])], device=device)
+            seen = x[:, : ref.shape[0], : ref.shape[1]]
+            error = (seen - ref.permute(2, 0, 1) / 255).square().sum()
+            (g,) = torch.autograd.grad(error, leaf)
+        out[_pixels(place[0]), _pixels(place[1])] = _bytes(x.detach())
+        gradient[:, halo[0], halo[1]] += g[0].cpu().numpy()
+    return out, gradient
+
+
+def _dequantised(
+    model: Autoencoder, part: np.ndarray, step: float, device: torch.device, weights: np.ndarray | None
+) -> torch.Tensor:
+    """A tile's symbols (M', a, b) as the decoder's (1, M, a, b) float latent: q·Δ·w_k, zeros past M'."""
+    y = torch.zeros((1, model.cfg.latent_channels, *part.shape[1:]), device=device)
+    y[0, : part.shape[0]] = torch.from_numpy(part).to(device)
+    y *= step
+    if weights is not None:
+        y[0, : part.shape[0]] *= torch.from_numpy(weights[: part.shape[0], None, None]).to(device)
+    return y
+
+
+def _bytes(x: torch.Tensor) -> np.ndarray:
+    """(3, H, W) floats in [0, 1] → (H, W, 3) uint8, rounded as the decoder rounds."""
+    return x.mul(255).round_().byte().permute(1, 2, 0).cpu().numpy()
 
 
 Box = tuple[slice, slice]

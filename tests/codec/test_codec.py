@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from aic_worker.codec import AicFormatError, Codec, bitstream
+from aic_worker.codec import AicFormatError, Codec, bitstream, rate_control, step_profile
 from tests.codec.conftest import make_model, photo_like
 
 
@@ -161,3 +163,69 @@ def test_truncate_refuses_to_keep_no_channel_group(codec: Codec) -> None:
     data = codec.compress(photo_like(128, 128), ratio=24)
     with pytest.raises(ValueError, match="first channel group"):
         codec.truncate(data, ratio=300)
+
+
+def _orthonormal_codec() -> Codec:
+    """Orthonormal block rows (analysis × 300, synthesis ÷ 300), as the KLT's are; the
+    learned branches at zero."""
+    model = make_model(3)
+    rows = np.linalg.qr(np.random.default_rng(3).normal(size=(768, 32)))[0].T
+    model.init_block_transform(torch.from_numpy(rows).float(), torch.full((768,), 0.5), 300.0)
+    return Codec.from_model(model)
+
+
+def _smooth(w: int, h: int) -> np.ndarray:
+    """Mid-grey gradients: the projection on 32 rows stays inside [0, 255] (no clamping)."""
+    yy, xx = np.mgrid[0:h, 0:w]
+    planes = [100 + 60 * xx / w, 110 + 50 * yy / h, 120 + 30 * (xx + yy) / (w + h)]
+    return np.stack(planes, -1).astype(np.uint8)
+
+
+def test_the_synthesis_target_of_the_block_transform_alone_is_the_latent() -> None:
+    """One Newton step through a decoder that is the block transform alone (the branches at
+    zero) lands on the latent itself: the curvature and the step profile are read right."""
+    codec = _orthonormal_codec()
+    rgb = _smooth(64, 48)
+    weights = step_profile.weights(codec.tilt, codec.model.cfg.latent_channels)
+    y = codec.latent(rgb) / weights[:, None, None]
+    code = rate_control.STEP_ONE + 40
+    q = rate_control.quantise(y, code, codec.group_size)
+    target = codec._synthesis_target(rgb, q, step_profile.with_tilt(code, codec.tilt), weights)
+    assert target is not None and target.shape == q.shape
+    assert np.allclose(target, y[: q.shape[0]], atol=1e-3 * np.abs(y).max())
+    assert not np.allclose(q * rate_control.step_of(code), y[: q.shape[0]], atol=1e-3 * np.abs(y).max())
+
+
+@pytest.mark.parametrize("ratio", [12, 40])
+def test_aiming_at_a_decoder_that_is_the_block_transform_changes_no_byte(ratio: int) -> None:
+    codec = _orthonormal_codec()
+    image = Image.fromarray(_smooth(96, 80))
+    files = []
+    for target_from in (0, math.inf):
+        codec.target_from = target_from
+        files.append(codec.compress(image, ratio))
+    assert files[0] == files[1]
+
+
+def _wavy(w: int, h: int, seed: int) -> np.ndarray:
+    """Smooth gradients, waves and an edge: where the shipped synthesis' filter helps."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], -1) * 150 + 50
+    base += 25 * np.sin(xx / 5.0 + seed)[..., None] * np.cos(yy / 7.0)[..., None]
+    base[:, : w // 3] += 30
+    base += rng.normal(0, 2, base.shape)
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def test_aiming_at_the_shipped_synthesis_keeps_the_ratio_and_lowers_the_error() -> None:
+    codec = Codec.load(device="cpu")
+    rgb = _wavy(160, 128, seed=2)
+    files = {}
+    for target_from in (math.inf, 64):
+        codec.target_from = target_from
+        files[target_from] = codec.compress(Image.fromarray(rgb), 64)
+    for data in files.values():
+        assert 64 <= rgb.size / len(data) <= 64 * 1.05
+    errors = {k: np.square(np.asarray(codec.decompress(d), float) - rgb).mean() for k, d in files.items()}
+    assert files[64] != files[math.inf] and errors[64] < errors[math.inf] * 0.995

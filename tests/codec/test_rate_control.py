@@ -196,3 +196,27 @@ def test_a_fitting_step_well_under_the_budget_is_not_taken_for_close_enough(monk
     assert over(code) <= 0
     assert code == finest_fitting or over(code) >= -rate_control.CLOSE_ENOUGH
     assert len(tried) <= 30
+
+
+@pytest.mark.parametrize("budget", [600, 1500, 4000])
+def test_refitting_the_same_latent_gives_the_same_file(budget: int) -> None:
+    y = _latent(5)
+    found = rate_control.fit(y, budget, GROUP, _sizer)
+    again = rate_control.refit(y, found, budget, GROUP, _sizer)
+    assert again is not None and (again.code, again.payloads) == (found.code, found.payloads)
+    assert np.array_equal(again.q, found.q)
+
+
+def test_a_refit_takes_coarser_steps_while_too_big_and_never_more_groups() -> None:
+    y = _latent(6)
+    found = rate_control.fit(y, 1500, GROUP, _sizer)
+    louder = y * 1.03                                 # a little more to code at every step
+    again = rate_control.refit(louder, found, 1500, GROUP, _sizer)
+    assert again is not None and again.code > found.code
+    assert rate_control.FILL * 1500 <= again.size <= 1500 and again.q.shape[0] <= found.q.shape[0]
+
+
+def test_a_refit_that_cannot_fit_within_a_few_steps_gives_none() -> None:
+    y = _latent(7)
+    found = rate_control.fit(y, 1500, GROUP, _sizer)
+    assert rate_control.refit(y * 4, found, 1500, GROUP, _sizer) is None

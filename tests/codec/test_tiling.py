@@ -58,3 +58,25 @@ def test_synthesis_of_leading_channels_zero_fills_the_rest(small_tiles: None) ->
     full = np.zeros((32, 5, 4), dtype=np.int32)
     full[:8] = q
     assert np.array_equal(tiling.synthesise(model, q, 1.5), tiling.synthesise(model, full, 1.5))
+
+
+def test_synthesis_with_gradient_gives_the_decoders_pixels_and_the_whole_gradient(small_tiles: None) -> None:
+    """Tile by tile, as the decoder runs it: the same pixels as ``synthesise``, and the same
+    gradient as one whole-image pass; the padding the decoder crops counts for nothing."""
+    model = _trained_looking()
+    rng = np.random.default_rng(5)
+    q = rng.integers(-6, 7, (24, 7, 10), dtype=np.int32)           # leading channels only
+    weights = np.linspace(1.0, 1.5, 32)
+    reference = rng.integers(0, 256, (7 * 16 - 5, 10 * 16 - 9, 3), dtype=np.uint8)
+    pixels, gradient = tiling.synthesise_with_gradient(model, q, 0.5, reference, weights=weights)
+    assert np.array_equal(pixels, tiling.synthesise(model, q, 0.5, True, weights=weights))
+
+    y = torch.zeros(1, 32, 7, 10)
+    y[0, :24] = torch.from_numpy(q).float() * 0.5 * torch.from_numpy(weights[:24, None, None]).float()
+    leaf = y[:, :24].clone().requires_grad_(True)
+    x = model.g_s(torch.cat([leaf, y[:, 24:]], dim=1), 0.5).clamp(0, 1)
+    x = x[0, :, : reference.shape[0], : reference.shape[1]]
+    error = (x - torch.from_numpy(reference).permute(2, 0, 1).float() / 255).square().sum()
+    (whole,) = torch.autograd.grad(error, leaf)
+    assert gradient.shape == q.shape
+    assert np.allclose(gradient, whole[0].numpy(), rtol=1e-3, atol=1e-5 * np.abs(gradient).max())
