@@ -183,18 +183,19 @@ class Codec:
 
         Rounding y serves a decoder that is the block transform alone; the learned branches
         change what each symbol does to the pixels. One Newton step of Σ (x̂ − x)² from the
-        decoded latent ŷ, with the block transform's exact curvature: t = ŷ − ∇/(2‖b_k‖²).
-        For the block transform alone it gives back y itself.
+        decoded latent ŷ with the block transform's curvature, whose rows are orthogonal (the
+        KLT's): t = ŷ − ∇/(2‖b_k‖²). For the block transform alone, unclamped, that is y itself.
         """
         step = float(rate_control.step_of(code & rate_control.CODE_BITS))
-        on, gradient = tiling.synthesise_with_gradient(self.model, q, step, rgb, self.device, weights)
-        off = self._reconstruct(q, code, False, rgb.shape)
-        if _squared_error(on[: rgb.shape[0], : rgb.shape[1]], rgb) > _squared_error(off, rgb):
+        on, target = tiling.synthesise_with_gradient(self.model, q, step, rgb, self.device, weights)
+        on_error = _squared_error(on[: rgb.shape[0], : rgb.shape[1]], rgb)
+        del on                      # a big image's pixels, before the next ones
+        if on_error > _squared_error(self._reconstruct(q, code, False, rgb.shape), rgb):
             return None
-        gradient *= (self._newton[: q.shape[0]] / weights[: q.shape[0]])[:, None, None]
-        target = q.astype(np.float32)
-        target *= step
-        target -= gradient
+        target *= (-self._newton[: q.shape[0]] / weights[: q.shape[0]])[:, None, None]
+        span = rate_control.QUANTISE_CHANNELS            # in place, a few channels at a time
+        for c in range(0, q.shape[0], span):
+            target[c : c + span] += q[c : c + span] * np.float32(step)
         return target
 
     def _reconstruct(self, q: np.ndarray, code: int, filtered: bool, shape: tuple[int, ...]) -> np.ndarray:

@@ -13,6 +13,7 @@ writes uint8 pixels, so a 6000x4000 image stays within the memory bound of #2.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,7 @@ def synthesise(
     return out
 
 
+@torch.inference_mode(False)
 def synthesise_with_gradient(
     model: Autoencoder,
     q: np.ndarray,
@@ -74,7 +76,8 @@ def synthesise_with_gradient(
     Tile by tile as the decoder runs it: each tile's centre pixels depend on its latent with
     halo alone, so the gradient is the sum of the tiles' gradients over their halos.
     ``reference``: the original (H, W, 3) uint8 pixels, H ≤ 16h, W ≤ 16w: the padding the
-    decoder crops away counts for nothing.
+    decoder crops away counts for nothing. cuDNN's backward runs its deterministic kernels,
+    so that an encode on CUDA writes the same bytes each time.
     """
     device = device or torch.device("cpu")
     h, w = q.shape[1:]
@@ -83,7 +86,7 @@ def synthesise_with_gradient(
     for halo, keep, place in _tiles(h, w):
         y = _dequantised(model, q[:, halo[0], halo[1]], step, device, weights)
         leaf = y[:, : q.shape[0]].clone().requires_grad_(True)
-        with torch.enable_grad():
+        with torch.enable_grad(), _deterministic_cudnn():
             x = model.g_s(torch.cat([leaf, y[:, q.shape[0] :]], dim=1), step, True)
             x = x[0, :, _pixels(keep[0]), _pixels(keep[1])].clamp(0, 1)
             ref = torch.tensor(reference[_pixels(place[0]), _pixels(place[1])], device=device)
@@ -93,6 +96,13 @@ def synthesise_with_gradient(
         out[_pixels(place[0]), _pixels(place[1])] = _bytes(x.detach())
         gradient[:, halo[0], halo[1]] += g[0].cpu().numpy()
     return out, gradient
+
+
+def _deterministic_cudnn() -> AbstractContextManager[None]:
+    """cuDNN's settings as they are, but deterministic kernels and no benchmarking."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(enabled=cudnn.enabled, benchmark=False, deterministic=True,
+                       allow_tf32=cudnn.allow_tf32)
 
 
 def _dequantised(

@@ -207,13 +207,23 @@ def test_refitting_the_same_latent_gives_the_same_file(budget: int) -> None:
     assert np.array_equal(again.q, found.q)
 
 
-def test_a_refit_takes_coarser_steps_while_too_big_and_never_more_groups() -> None:
+def test_a_refit_takes_coarser_steps_while_too_big() -> None:
     y = _latent(6)
     found = rate_control.fit(y, 1500, GROUP, _sizer)
-    louder = y * 1.03                                 # a little more to code at every step
+    louder = y * 1.01                                 # a little more to code at every step
     again = rate_control.refit(louder, found, 1500, GROUP, _sizer)
     assert again is not None and again.code > found.code
-    assert rate_control.FILL * 1500 <= again.size <= 1500 and again.q.shape[0] <= found.q.shape[0]
+    assert rate_control.FILL * 1500 <= again.size <= 1500
+
+
+def test_a_refit_never_codes_more_groups_than_were_found() -> None:
+    y = _latent(6, decay=0.3)                          # the last groups quantise to zero
+    found = rate_control.fit(y, 1500, GROUP, _sizer, trade=False)
+    assert found.q.shape[0] < y.shape[0]
+    tail = y.copy()
+    tail[found.q.shape[0] :] = 2 * rate_control.step_of(found.code)   # now they would not
+    again = rate_control.refit(tail, found, 1500, GROUP, _sizer)
+    assert again is not None and again.q.shape[0] == found.q.shape[0] == len(again.payloads) * GROUP
 
 
 def test_a_refit_that_cannot_fit_within_a_few_steps_gives_none() -> None:

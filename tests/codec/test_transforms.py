@@ -60,7 +60,8 @@ def test_a_model_without_step_input_still_round_trips() -> None:
     assert out.size == img.size
 
 
-def test_the_encoder_turns_harmful_branches_off_and_the_decoder_obeys() -> None:
+@pytest.mark.parametrize("ratio", [8, 64])      # 64x: the symbols aimed at the synthesis (Codec.target_from)
+def test_the_encoder_turns_harmful_branches_off_and_the_decoder_obeys(ratio: int) -> None:
     """Branches that only add noise are flagged off in the header (step_code's PLAIN bit)."""
     from aic_worker.codec import bitstream, rate_control
     from aic_worker.codec.quality import psnr
@@ -72,14 +73,14 @@ def test_the_encoder_turns_harmful_branches_off_and_the_decoder_obeys() -> None:
     model.init_block_transform(*block_pca(CropSampler([np.asarray(img)], 16), patches=2000), gain=10.0)
     model.eval()
     codec = Codec.from_model(model)
-    plain = codec.compress(img, ratio=8)
+    plain = codec.compress(img, ratio=ratio)
     assert not bitstream.unpack(plain).header.step_code & rate_control.PLAIN   # zero branches: on
     ref = np.asarray(img)
     before = psnr(ref, np.asarray(codec.decompress(plain)))
     with torch.no_grad():
         model.g_s.post[-2].weight.normal_(0, 0.5)                              # now they only add noise
     noisy = Codec.from_model(model)
-    data = noisy.compress(img, ratio=8)
+    data = noisy.compress(img, ratio=ratio)
     code, filtered = rate_control.split_code(bitstream.unpack(data).header.step_code)
     assert not filtered and rate_control.CODE_MIN <= code <= rate_control.CODE_MAX
     assert psnr(ref, np.asarray(noisy.decompress(data))) == pytest.approx(before, abs=0.01)
