@@ -164,15 +164,16 @@ class Codec:
         assert len(data) <= budget, "rate control exceeded its budget"
         return data
 
-    def _filter_helps(self, rgb: np.ndarray, q: np.ndarray, code: int) -> bool:
+    def _filter_helps(self, rgb: np.ndarray, q: np.ndarray, code: int, on_error: int | None = None) -> bool:
         """Whether the learned synthesis branches beat the block transform alone on this image.
 
         The branches win at coarse steps (deblocking) and can cost a little at the finest
         ones; the encoder has the original, so it measures both and flags its choice in the
         header's step_code (``rate_control.PLAIN``), like a video codec's loop-filter flag.
         """
-        on, off = (_squared_error(self._reconstruct(q, code, f, rgb.shape), rgb) for f in (True, False))
-        return on <= off
+        if on_error is None:                  # the learned branches' error, unless the caller measured it
+            on_error = _squared_error(self._reconstruct(q, code, True, rgb.shape), rgb)
+        return on_error <= _squared_error(self._reconstruct(q, code, False, rgb.shape), rgb)
 
     def _synthesis_target(
         self, rgb: np.ndarray, q: np.ndarray, code: int, weights: np.ndarray
@@ -190,7 +191,7 @@ class Codec:
         on, target = tiling.synthesise_with_gradient(self.model, q, step, rgb, self.device, weights)
         on_error = _squared_error(on[: rgb.shape[0], : rgb.shape[1]], rgb)
         del on                      # a big image's pixels, before the next ones
-        if on_error > _squared_error(self._reconstruct(q, code, False, rgb.shape), rgb):
+        if not self._filter_helps(rgb, q, code, on_error):
             return None
         target *= (-self._newton[: q.shape[0]] / weights[: q.shape[0]])[:, None, None]
         span = rate_control.QUANTISE_CHANNELS            # in place, a few channels at a time
