@@ -59,7 +59,7 @@ class Codec:
         self.rdoq = True                       # symbols chosen by rate and distortion (rdoq)
         self.target_from = TARGET_FROM         # ratios from which symbols aim at the synthesis
         blocks = self.model.g_s.block.weight.detach().double().square().sum(dim=(1, 2, 3))
-        self._newton = (0.5 / blocks).float().cpu().numpy()   # 1 / ∂²D/∂ŷ_k² of the block transform
+        self._curvature = blocks.float().cpu().numpy()     # ‖b_k‖² = ½ ∂²D/∂ŷ_k² of the block transform
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> Codec:
@@ -154,7 +154,12 @@ class Codec:
             filtered = False
         else:
             filtered = True
-            found = rate_control.refit(target, result, budget, self.group_size, sizer, optimise=self.rdoq)
+            # Under the Newton step's quadratic model the decoded error of any symbols is
+            # Σ ‖b_k‖² w_k² (q·Δ − t)² plus a constant: the refit's measure, and its guard.
+            scale = weights[: target.shape[0]] * np.sqrt(self._curvature[: target.shape[0]])
+            found = rate_control.refit(
+                target, result, budget, self.group_size, sizer, optimise=self.rdoq, weights=scale
+            )
             if found is not None:
                 result, code = found, step_profile.with_tilt(found.code, self.tilt)
         if not filtered:
@@ -193,7 +198,7 @@ class Codec:
         del on                      # a big image's pixels, before the next ones
         if not self._filter_helps(rgb, q, code, on_error):
             return None
-        target *= (-self._newton[: q.shape[0]] / weights[: q.shape[0]])[:, None, None]
+        target *= (-0.5 / self._curvature[: q.shape[0]] / weights[: q.shape[0]])[:, None, None]
         span = rate_control.QUANTISE_CHANNELS            # in place, a few channels at a time
         for c in range(0, q.shape[0], span):
             target[c : c + span] += q[c : c + span] * np.float32(step)

@@ -199,34 +199,62 @@ def test_a_fitting_step_well_under_the_budget_is_not_taken_for_close_enough(monk
 
 
 @pytest.mark.parametrize("budget", [600, 1500, 4000])
-def test_refitting_the_same_latent_gives_the_same_file(budget: int) -> None:
+def test_a_refit_of_the_same_latent_finds_nothing_closer(budget: int) -> None:
     y = _latent(5)
     found = rate_control.fit(y, budget, GROUP, _sizer)
-    again = rate_control.refit(y, found, budget, GROUP, _sizer)
-    assert again is not None and (again.code, again.payloads) == (found.code, found.payloads)
-    assert np.array_equal(again.q, found.q)
+    assert rate_control.refit(y, found, budget, GROUP, _sizer) is None
 
 
-def test_a_refit_takes_coarser_steps_while_too_big() -> None:
+def _flipped(y: np.ndarray, gain: float = 1.0) -> np.ndarray:
+    """The same magnitudes (the same bits, near enough) with every sign flipped: ``found``'s
+    symbols are far from it, so a refit is always closer."""
+    return -gain * y
+
+
+def test_a_refit_keeps_the_step_and_groups_when_they_fit() -> None:
+    y = _latent(5)
+    found = rate_control.fit(y, 1500, GROUP, _sizer)
+    again = rate_control.refit(_flipped(y), found, 1500, GROUP, _sizer)
+    assert again is not None and again.code == found.code
+    assert np.array_equal(again.q, -found.q)
+
+
+def test_a_refit_takes_coarser_steps_or_fewer_groups_while_too_big() -> None:
     y = _latent(6)
     found = rate_control.fit(y, 1500, GROUP, _sizer)
-    louder = y * 1.01                                 # a little more to code at every step
+    louder = _flipped(y, 1.03)                        # a little more to code at every step
     again = rate_control.refit(louder, found, 1500, GROUP, _sizer)
-    assert again is not None and again.code > found.code
+    assert again is not None and (again.code > found.code or again.q.shape[0] < found.q.shape[0])
     assert rate_control.FILL * 1500 <= again.size <= 1500
+    assert _latent_error(louder, again) < _latent_error(louder, found)
+
+
+def test_a_refit_weighs_the_errors_by_the_weights() -> None:
+    """Counted alike, the groups' errors favour a coarser step with every group; with only
+    the first group's error counting, its finest step wins and trailing groups are dropped."""
+    y = _latent(0, decay=0.85)
+    found = rate_control.fit(y, 4000, GROUP, _sizer)
+    louder = _flipped(y, 1.03)
+    weights = np.ones(y.shape[0], dtype=np.float32)
+    even = rate_control.refit(louder, found, 4000, GROUP, _sizer, weights=weights)
+    weights[GROUP:] = 0
+    first = rate_control.refit(louder, found, 4000, GROUP, _sizer, weights=weights)
+    assert even is not None and first is not None
+    assert even.code > first.code == found.code
+    assert first.q.shape[0] < even.q.shape[0] == found.q.shape[0]
 
 
 def test_a_refit_never_codes_more_groups_than_were_found() -> None:
     y = _latent(6, decay=0.3)                          # the last groups quantise to zero
     found = rate_control.fit(y, 1500, GROUP, _sizer, trade=False)
     assert found.q.shape[0] < y.shape[0]
-    tail = y.copy()
+    tail = _flipped(y)
     tail[found.q.shape[0] :] = 2 * rate_control.step_of(found.code)   # now they would not
     again = rate_control.refit(tail, found, 1500, GROUP, _sizer)
     assert again is not None and again.q.shape[0] == found.q.shape[0] == len(again.payloads) * GROUP
 
 
-def test_a_refit_that_cannot_fit_within_a_few_steps_gives_none() -> None:
+def test_a_refit_that_cannot_fit_within_its_steps_gives_none() -> None:
     y = _latent(7)
     found = rate_control.fit(y, 1500, GROUP, _sizer)
-    assert rate_control.refit(y * 4, found, 1500, GROUP, _sizer) is None
+    assert rate_control.refit(_flipped(y, 4), found, 1500, GROUP, _sizer) is None

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from aic_worker.codec import Codec
-from aic_worker.codec.transforms import Autoencoder, ModelConfig
+from aic_worker.codec.transforms import Autoencoder, BlockInverse, ModelConfig
 from aic_worker.codec.weights import load_model_bytes, model_bytes
 from tests.codec.conftest import make_model, photo_like
 
@@ -19,6 +19,21 @@ def test_fresh_branches_leave_the_block_transform_alone_at_every_step() -> None:
         plain = model.g_s.block(y)
         for step in (0.1, 1.0, 16.0):
             assert torch.allclose(model.g_s(y, step), plain, atol=1e-5)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_the_block_inverse_is_the_transposed_convolution_forward_and_backward(memory_format) -> None:
+    block = BlockInverse(24, 3, 16, stride=16)
+    torch.nn.init.normal_(block.weight)
+    torch.nn.init.normal_(block.bias)
+    y = torch.randn(2, 24, 3, 5).contiguous(memory_format=memory_format).requires_grad_(True)
+    weight = torch.randn(2, 3, 48, 80)
+    ours = block(y)
+    (ours_grad,) = torch.autograd.grad((ours * weight).sum(), y)
+    theirs = torch.nn.functional.conv_transpose2d(y, block.weight, block.bias, stride=16)
+    (theirs_grad,) = torch.autograd.grad((theirs * weight).sum(), y)
+    assert ours.shape == theirs.shape == (2, 3, 48, 80)
+    assert torch.allclose(ours, theirs, atol=1e-4) and torch.allclose(ours_grad, theirs_grad, atol=1e-4)
 
 
 def test_analysis_skips_a_zero_refine_branch_only_at_inference() -> None:
