@@ -218,11 +218,13 @@ def refit(
     closer to y than ``found``'s symbols are.
 
     Candidates: ``found``'s step and up to REFIT_TRIES − 1 coarser ones, each with the most
-    leading groups (at most ``found``'s) whose estimate fits; the walk ends at the first step
-    where every group fits, since coarser ones only round more. A target's symbols cost a
-    little more than the rounded latent's at the same step (1–2 % on photos, ~0.25 % per
-    step at 128x), so a dropped trailing group is often the cheaper way back into the
-    budget. ``weights``: per channel, the scale of an error in y (as for ``fit``).
+    leading groups (at most ``found``'s) whose estimate fits. A target's symbols cost 1–2 %
+    more than the rounded latent's at the same step on photos, and at 128x a step coarser
+    saves only ~0.25 % of the file, so dropping a trailing group is often the closer way
+    back into the budget. The walk ends where every group fits: coarser steps only round
+    more. (It cannot end where a candidate is further from y than the one before: a step
+    or two on, one more group may fit, and on training photos that halved the gain.)
+    ``weights``: per channel, the scale of an error in y (as for ``fit``).
     """
     groups = found.q.shape[0] // group
     quantiser = _Quantiser(y, group, version, optimise)
@@ -241,8 +243,10 @@ def refit(
             break
         q = quantiser(code)[0][: min(groups, keep + TRADE_SPARE) * group]
         payloads = _drop_until_fits(quantiser.encode(q), budget, sizer)
-        if payloads and sizer(payloads) >= FILL * budget:
-            return RateResult(code, payloads, sizer(payloads), q[: len(payloads) * group])
+        q = q[: len(payloads) * group]                # the exact encode may have dropped a group more
+        closer = _error(y, q, code, energy, group, weights) < found_error
+        if payloads and sizer(payloads) >= FILL * budget and closer:
+            return RateResult(code, payloads, sizer(payloads), q)
         del q
     return None
 

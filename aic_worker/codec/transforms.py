@@ -68,12 +68,16 @@ class BlockInverse(nn.ConvTranspose2d):
     against 0.08 s for a Kodak image), which the decoder and the encoder's filter decision
     and aiming each pay."""
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def __init__(self, in_channels: int, out_channels: int, block: int) -> None:
+        """Only this shape: a square kernel, stride = kernel, no padding, dilation or groups."""
+        super().__init__(in_channels, out_channels, block, stride=block)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # no output_size
         n, m, h, w = y.shape
-        k = self.kernel_size[0]
-        x = y.permute(0, 2, 3, 1).reshape(-1, m) @ self.weight.reshape(m, -1)
-        x = x.reshape(n, h, w, -1, k, k).permute(0, 3, 1, 4, 2, 5).reshape(n, -1, h * k, w * k)
-        return x + self.bias.view(1, -1, 1, 1)
+        k, c = self.kernel_size[0], self.out_channels
+        x = y.permute(0, 2, 3, 1).reshape(n * h * w, m) @ self.weight.reshape(m, c * k * k)
+        x = x.reshape(n, h, w, c, k, k).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h * k, w * k)
+        return x + self.bias.view(1, c, 1, 1)
 
 
 class AnalysisTransform(nn.Module):
@@ -106,7 +110,7 @@ class SynthesisTransform(nn.Module):
         n, m, s = cfg.channels, cfg.latent_channels, cfg.step_input
         self.step_input = s
         self.latent_refine = nn.Sequential(_conv3(m + s, 2 * n), nn.LeakyReLU(0.1), _zero(_conv3(2 * n, m)))
-        self.block = BlockInverse(m, 3, BLOCK, stride=BLOCK)
+        self.block = BlockInverse(m, 3, BLOCK)
         self.post = nn.Sequential(
             nn.PixelUnshuffle(4), _conv3(48 + s, n), nn.LeakyReLU(0.1),
             _conv3(n, n), nn.LeakyReLU(0.1),

@@ -231,3 +231,25 @@ def test_aiming_at_the_shipped_synthesis_keeps_the_ratio_and_lowers_the_error() 
         assert 64 <= rgb.size / len(data) <= 64 * 1.05
     errors = {k: np.square(np.asarray(codec.decompress(d), float) - rgb).mean() for k, d in files.items()}
     assert files[64] != files[math.inf] and errors[64] < errors[math.inf] * 0.995
+
+
+def test_the_refit_weighs_each_channel_as_the_decoder_sees_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The refit's measure is the Newton step's quadratic model: channel k's error counts
+    ‖b_k‖²·w_k² (block row norm, step profile), not w_k² alone nor uniformly."""
+    codec = Codec.load(device="cpu")
+    seen: list[np.ndarray] = []
+    refit = rate_control.refit
+
+    def spy(y: np.ndarray, *args, **kwargs):
+        seen.append(kwargs["weights"])
+        return refit(y, *args, **kwargs)
+
+    monkeypatch.setattr(rate_control, "refit", spy)
+    codec.target_from = 64
+    codec.compress(Image.fromarray(_wavy(160, 128, seed=2)), 64)
+    (scale,) = seen
+    rows = codec.model.g_s.block.weight.detach().double().square().sum(dim=(1, 2, 3)).numpy()
+    profile = step_profile.weights(codec.tilt, rows.size)
+    n = scale.size
+    assert n % codec.group_size == 0 and n > 0
+    assert np.allclose(np.square(scale.astype(np.float64)), rows[:n] * np.square(profile[:n]), rtol=1e-5)

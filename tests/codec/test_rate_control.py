@@ -254,6 +254,28 @@ def test_a_refit_never_codes_more_groups_than_were_found() -> None:
     assert again is not None and again.q.shape[0] == found.q.shape[0] == len(again.payloads) * GROUP
 
 
+def test_a_refit_whose_exact_encode_drops_a_group_is_still_full_and_closer() -> None:
+    """A case found by fuzzing: the closest candidate by estimate (one group at the found
+    step) loses bytes in the exact encode and would fill too little; the refit moves on to
+    the next candidate (two steps coarser, two groups), which fills and is closer."""
+    rng = np.random.default_rng(672)
+    decay = rng.uniform(0.3, 0.9)
+    y = (rng.laplace(size=(64, 12, 16)) * (60 * decay ** np.arange(64))[:, None, None]).astype(np.float32)
+    budget = int(rng.integers(250, 3000))
+    weights = rng.uniform(0.5, 2, 64).astype(np.float32) if rng.random() < 0.5 else None
+    found = rate_control.fit(y, budget, GROUP, _sizer, weights=weights)
+    n = found.q.shape[0]
+    noise = rng.standard_normal(y[:n].shape) * rng.uniform(0.0, 0.3) * rate_control.step_of(found.code)
+    target = y[:n] + noise
+    target = (target * rng.uniform(0.97, 1.06)).astype(np.float32)
+    scale = None if weights is None else weights[:n]
+    again = rate_control.refit(target, found, budget, GROUP, _sizer, weights=scale)
+    assert again is not None and rate_control.FILL * budget <= again.size <= budget
+    energy = rate_control._group_sums(target, None, 0, GROUP, scale)
+    errors = [rate_control._error(target, r.q, r.code, energy, GROUP, scale) for r in (again, found)]
+    assert errors[0] < errors[1]
+
+
 def test_a_refit_that_cannot_fit_within_its_steps_gives_none() -> None:
     y = _latent(7)
     found = rate_control.fit(y, 1500, GROUP, _sizer)
