@@ -8,7 +8,7 @@ block transform cannot (context across block edges, deblocking):
     x ─┬─ block (16x16/16 conv, PCA init) ────────────(+)─► y   (M channels, ordered)
        └─ refine: unshuffle 4 → convs → 1x1 (zero init) ─┘
 
-    ŷ ─(+ latent refine: 3x3 convs, zero init)─► block⁻¹ (transposed conv) ─► base
+    ŷ ─(+ latent refine: 3x3 convs, zero init)─► block⁻¹ (transposed conv: one matmul) ─► base
     base ─(+ post-filter: unshuffle 4 → convs (+ residual blocks) → shuffle, zero init)─► x̂
 
 All of it is convolutional (stride 16 overall), so any image size works, and
