@@ -154,7 +154,8 @@ class Codec:
             filtered = False
         else:
             filtered = True
-            # Under the Newton step's quadratic model the decoded error of any symbols is
+            # Under the Newton step's quadratic model (the block rows' cross terms left out:
+            # |cos| ≤ 0.04 on model 6aaf450b…) the decoded error of any symbols is about
             # Σ ‖b_k‖² w_k² (q·Δ − t)² plus a constant: the refit's measure, and its guard.
             scale = weights[: target.shape[0]] * np.sqrt(self._curvature[: target.shape[0]])
             found = rate_control.refit(
@@ -189,8 +190,9 @@ class Codec:
 
         Rounding y serves a decoder that is the block transform alone; the learned branches
         change what each symbol does to the pixels. One Newton step of Σ (x̂ − x)² from the
-        decoded latent ŷ with the block transform's curvature, whose rows are orthogonal (the
-        KLT's): t = ŷ − ∇/(2‖b_k‖²). For the block transform alone, unclamped, that is y itself.
+        decoded latent ŷ with the block transform's curvature, whose rows are nearly orthogonal
+        (the KLT's, fine-tuned): t = ŷ − ∇/(2‖b_k‖²). For the block transform alone,
+        unclamped, that is y itself.
         """
         step = float(rate_control.step_of(code & rate_control.CODE_BITS))
         on, target = tiling.synthesise_with_gradient(self.model, q, step, rgb, self.device, weights)

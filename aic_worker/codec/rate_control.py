@@ -46,6 +46,7 @@ FILL = 1 / 1.04                      # a traded file must fill this much of the 
 TRADE_SPARE = 4                      # groups beyond the estimate that the trade's exact encode codes
 MEMO_BYTES = 32 << 20                # symbols up to this size are remembered between steps
 REFIT_TRIES = 8                      # steps from the found one that ``refit`` may weigh
+REFIT_ENCODES = 2                    # closest candidates that ``refit`` encodes exactly
 TRADE_MISSES = 3                     # finer steps in a row with no prefix that fills: the trade gives up
 MIN_SLOPE = 0.002                    # −d ln(size) / d code below this is noise: the walk would crawl
 AIM_UNDER = 0.005                    # the search aims this far under the budget (in log size)
@@ -223,7 +224,8 @@ def refit(
     saves only ~0.25 % of the file, so dropping a trailing group is often the closer way
     back into the budget. The walk ends where every group fits: coarser steps only round
     more. (It cannot end where a candidate is further from y than the one before: a step
-    or two on, one more group may fit, and on training photos that halved the gain.)
+    or two on, one more group may fit; on training photos that lost half the gain.) The
+    REFIT_ENCODES closest candidates are encoded exactly, in turn; none further.
     ``weights``: per channel, the scale of an error in y (as for ``fit``).
     """
     groups = found.q.shape[0] // group
@@ -238,7 +240,7 @@ def refit(
         if _estimated_size(bits[:groups], sizer) <= budget:
             break
     found_error = _error(y, found.q, found.code, energy, group, weights)
-    for error, code, keep in sorted(candidates)[:2]:
+    for error, code, keep in sorted(candidates)[:REFIT_ENCODES]:
         if error >= found_error:
             break
         q = quantiser(code)[0][: min(groups, keep + TRADE_SPARE) * group]

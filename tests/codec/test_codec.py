@@ -240,7 +240,7 @@ def test_the_refit_weighs_each_channel_as_the_decoder_sees_it(monkeypatch: pytes
     seen: list[np.ndarray] = []
     refit = rate_control.refit
 
-    def spy(y: np.ndarray, *args, **kwargs):
+    def spy(y: np.ndarray, *args: object, **kwargs: object) -> rate_control.RateResult | None:
         seen.append(kwargs["weights"])
         return refit(y, *args, **kwargs)
 

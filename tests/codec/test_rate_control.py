@@ -255,9 +255,9 @@ def test_a_refit_never_codes_more_groups_than_were_found() -> None:
 
 
 def test_a_refit_whose_exact_encode_drops_a_group_is_still_full_and_closer() -> None:
-    """A case found by fuzzing: the closest candidate by estimate (one group at the found
-    step) loses bytes in the exact encode and would fill too little; the refit moves on to
-    the next candidate (two steps coarser, two groups), which fills and is closer."""
+    """A case found by fuzzing (three groups found): the closest candidate by estimate keeps
+    two; its exact encode codes all three and drops one to fit. What comes back fits, fills
+    the budget and is closer to the target than the found symbols."""
     rng = np.random.default_rng(672)
     decay = rng.uniform(0.3, 0.9)
     y = (rng.laplace(size=(64, 12, 16)) * (60 * decay ** np.arange(64))[:, None, None]).astype(np.float32)
@@ -274,6 +274,26 @@ def test_a_refit_whose_exact_encode_drops_a_group_is_still_full_and_closer() -> 
     energy = rate_control._group_sums(target, None, 0, GROUP, scale)
     errors = [rate_control._error(target, r.q, r.code, energy, GROUP, scale) for r in (again, found)]
     assert errors[0] < errors[1]
+
+
+def test_a_refit_whose_closest_candidate_is_too_big_exactly_encodes_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Exact payloads here cost 20 bytes more than their estimates say (a coder whose
+    estimate runs low): the closest candidate no longer fits with all its groups and, with
+    one dropped, no longer fills; the refit encodes the next closest, which does."""
+    y = _latent(0, decay=0.75)
+
+    def sizer(payloads: list[bytes]) -> int:
+        return 100 + sum(len(p) + 6 + (20 if any(p) else 0) for p in payloads)   # estimates are zeros
+
+    found = rate_control.fit(y, 2500, GROUP, sizer)
+    n = found.q.shape[0]
+    target = y[:n] + 0.3 * rate_control.step_of(found.code) * np.sign(y[:n])
+    again = rate_control.refit(target, found, 2500, GROUP, sizer)
+    assert again is not None and rate_control.FILL * 2500 <= again.size <= 2500
+    monkeypatch.setattr(rate_control, "REFIT_ENCODES", 1)          # the closest alone: nothing
+    assert rate_control.refit(target, found, 2500, GROUP, sizer) is None
 
 
 def test_a_refit_that_cannot_fit_within_its_steps_gives_none() -> None:

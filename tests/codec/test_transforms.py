@@ -22,7 +22,9 @@ def test_fresh_branches_leave_the_block_transform_alone_at_every_step() -> None:
 
 
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_the_block_inverse_is_the_transposed_convolution_forward_and_backward(memory_format) -> None:
+def test_the_block_inverse_is_the_transposed_convolution_forward_and_backward(
+    memory_format: torch.memory_format,
+) -> None:
     """Every gradient too (the latent's for aiming, the weights' for training), also with the
     weights in channels_last, as ``Codec`` keeps them on the CPU."""
     block = BlockInverse(24, 3, 16)
