@@ -246,9 +246,9 @@ def refit(
         q = quantiser(code)[0][: min(groups, keep + TRADE_SPARE) * group]
         payloads = _drop_until_fits(quantiser.encode(q), budget, sizer)
         q = q[: len(payloads) * group]                # the exact encode may have dropped a group more
-        closer = _error(y, q, code, energy, group, weights) < found_error
-        if payloads and sizer(payloads) >= FILL * budget and closer:
-            return RateResult(code, payloads, sizer(payloads), q)
+        size = sizer(payloads)
+        if payloads and size >= FILL * budget and _error(y, q, code, energy, group, weights) < found_error:
+            return RateResult(code, payloads, size, q)
         del q
     return None
 
