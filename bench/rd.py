@@ -2,8 +2,9 @@
 
 For each image and each ratio R the budget is W·H·3/R bytes. AIC's rate control
 fills it; each classic codec gets the largest quality whose file fits (no file:
-"n/a"). Prints and writes a Markdown table, BD-rates (PSNR and MS-SSIM) of every
-codec against JPEG and of AIC against WebP, AVIF and JPEG XL, encode/decode
+"n/a"). Prints and writes Markdown tables (RGB PSNR and MS-SSIM; the same of the BT.601
+luma, ``quality.luma``), BD-rates in all four of every codec against JPEG and of AIC
+against WebP, AVIF and JPEG XL, encode/decode
 seconds, an RD-curve PNG and a strip of one image at every ratio beside JPEG of
 the same size. JPEG XL comes from ``pillow-jxl-plugin`` (the ``bench`` extra);
 without it JPEG XL is left out, and the report says so.
@@ -26,7 +27,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from aic_worker.codec import Codec
-from aic_worker.codec.quality import ms_ssim, psnr
+from aic_worker.codec.quality import luma, ms_ssim, psnr
 
 try:
     import pillow_jxl  # noqa: F401  (registers Pillow's "JXL" format)
@@ -58,9 +59,15 @@ def classic_fit(img: Image.Image, fmt: str, opts: dict, budget: int) -> bytes | 
     return best
 
 
-def measure(ref: np.ndarray, out: Image.Image) -> tuple[float, float]:
+METRICS = ("psnr", "msssim", "psnr_y", "msssim_y")   # RGB, then BT.601 luma
+
+
+def measure(ref: np.ndarray, out: Image.Image) -> dict[str, float]:
+    """The METRICS of a decoded image against the (H, W, 3) original."""
     got = np.asarray(out.convert("RGB"))
-    return psnr(ref, got), ms_ssim(ref, got)
+    ref_y, got_y = luma(ref), luma(got)
+    return {"psnr": psnr(ref, got), "msssim": ms_ssim(ref, got),
+            "psnr_y": psnr(ref_y, got_y), "msssim_y": ms_ssim(ref_y, got_y)}
 
 
 def bd_rate(r1: list[float], d1: list[float], r2: list[float], d2: list[float]) -> float | None:
@@ -91,18 +98,14 @@ def run(images: list[Path], codec: Codec, ratios: tuple[int, ...]) -> dict:
             t1 = time.perf_counter()
             out = codec.decompress(data)
             t2 = time.perf_counter()
-            p, m = measure(ref, out)
-            rows["AIC"][r].append(
-                {"bytes": len(data), "psnr": p, "msssim": m, "enc": t1 - t0, "dec": t2 - t1}
-            )
+            rows["AIC"][r].append({"bytes": len(data), **measure(ref, out), "enc": t1 - t0, "dec": t2 - t1})
             for name, (fmt, opts) in CLASSIC.items():
                 blob = classic_fit(img, fmt, opts, budget)
                 if blob is None:
                     rows[name][r].append({"bytes": None})
                     continue
                 with Image.open(io.BytesIO(blob)) as dec:
-                    p, m = measure(ref, dec)
-                rows[name][r].append({"bytes": len(blob), "psnr": p, "msssim": m})
+                    rows[name][r].append({"bytes": len(blob), **measure(ref, dec)})
         print(f"{path.name}: AIC " + " ".join(
             f"{r}x {rows['AIC'][r][-1]['psnr']:.2f}dB" for r in ratios), flush=True)
     return rows
@@ -122,8 +125,7 @@ def summarise(rows: dict, pixels: list[int], ratios: tuple[int, ...]) -> dict:
                 "fit": len(items), "n": len(items),
                 "bpp": statistics.mean(8 * i["bytes"] / px for i, px in zip(items, pixels, strict=True)),
                 "ratio": statistics.mean(3 * px / i["bytes"] for i, px in zip(items, pixels, strict=True)),
-                "psnr": statistics.mean(i["psnr"] for i in items),
-                "msssim": statistics.mean(i["msssim"] for i in items),
+                **{m: statistics.mean(i[m] for i in items) for m in METRICS},
             }
             if name == "AIC":
                 summary[name][r]["enc_median"] = statistics.median(i["enc"] for i in items)
@@ -139,14 +141,17 @@ def curve(summary: dict, name: str, metric: str) -> tuple[list[float], list[floa
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def table(summary: dict, ratios: tuple[int, ...]) -> str:
-    lines = ["| ratio | " + " | ".join(f"{n} PSNR / MS-SSIM (bpp)" for n in summary) + " |",
+def table(summary: dict, ratios: tuple[int, ...], suffix: str = "") -> str:
+    """PSNR / MS-SSIM (bpp) of every codec at every ratio; ``suffix`` "_y": of the luma."""
+    label = "PSNR-Y / MS-SSIM-Y" if suffix else "PSNR / MS-SSIM"
+    lines = ["| ratio | " + " | ".join(f"{n} {label} (bpp)" for n in summary) + " |",
              "|---" * (len(summary) + 1) + "|"]
     for r in ratios:
         cells = []
         for name in summary:
             v = summary[name][r]
-            cells.append(f"{v['psnr']:.2f} / {v['msssim']:.4f} ({v['bpp']:.3f})" if "bpp" in v
+            psnr_, msssim_ = v.get("psnr" + suffix), v.get("msssim" + suffix)
+            cells.append(f"{psnr_:.2f} / {msssim_:.4f} ({v['bpp']:.3f})" if "bpp" in v
                          else f"n/a ({v['fit']}/{v['n']} fit)")
         lines.append(f"| {r}x | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -215,12 +220,12 @@ def main() -> None:
     summary = summarise(rows, pixels, RATIOS)
     bd = {}    # "NAME metric": NAME against JPEG; "AIC vs NAME metric": AIC against NAME
     for name in CLASSIC:
-        for metric in ("psnr", "msssim"):
+        for metric in METRICS:
             label = "AIC" if name == "JPEG" else name
             bd[f"{label} {metric}"] = bd_rate(*curve(summary, "JPEG", metric), *curve(summary, label, metric))
     for name in CLASSIC:
         if name != "JPEG":
-            for metric in ("psnr", "msssim"):
+            for metric in METRICS:
                 bd[f"AIC vs {name} {metric}"] = bd_rate(*curve(summary, name, metric),
                                                         *curve(summary, "AIC", metric))
 
@@ -232,6 +237,8 @@ def main() -> None:
         f"Images: {len(images)} from {args.images.name}; model {codec.model_id[:16]}; "
         f"torch threads {torch.get_num_threads()}; {platform.processor() or platform.machine()}",
         "", table(summary, RATIOS), "",
+        "Luma (BT.601 Y = 0.299 R + 0.587 G + 0.114 B, unrounded), the same files:", "",
+        table(summary, RATIOS, "_y"), "",
         "BD-rate against JPEG (negative = fewer bytes for the same quality): "
         + bd_line([k for k in bd if not k.startswith("AIC vs ")]),
         "",

@@ -4,10 +4,12 @@ Each image is compressed by ``Codec.compress`` (rate control, entropy coding and
 filter choice included) at every ratio, once per quantiser (``--quantisers``: ``rdoq``, the
 rate–distortion optimised one the encoder uses, and ``plain``, the fixed dead zone) and
 tilt code (``--tilts``) and ratio from which the symbols aim at the synthesis
-(``--target-from``: ``Codec.target_from``; ``inf`` never, ``0`` always), and decoded; the
-table gives mean PSNR, mean MS-SSIM (as
-−10·log10(1 − MS-SSIM)) and bpp per choice, and each choice's BD-rate against the first
-(by default the uniform step of versions 1 to 3), averaged over images.
+(``--target-from``: ``Codec.target_from``; ``inf`` never, ``0`` always) and price of the
+colour channels' bits in RDOQ (``--chroma-prices``: ``rdoq.CHROMA_PRICE``; 0 none), and
+decoded; the table gives mean PSNR, mean MS-SSIM (as −10·log10(1 − MS-SSIM)) and bpp per
+choice, and each choice's BD-rate against the first (by default the uniform step of
+versions 1 to 3), averaged over images, in RGB PSNR and MS-SSIM and in those of the
+BT.601 luma (``quality.luma``).
 
 Images (never Kodak, where nothing is tuned): ``--train-sample N`` photos of the training
 set as ``bench/coding_gains.py`` draws them (at most 768x512), and ``--wallpapers N`` of its
@@ -17,6 +19,7 @@ larger, smoother photos where MS-SSIM had been AIC's weak side.
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 0 4 6
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --quantisers plain rdoq
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --target-from inf 0
+    python bench/step_profile.py --tilts 4 --target-from 64 --chroma-prices 0 1.5 3
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from coding_gains import SHARED, train_sample  # bench/ is on sys.path when run 
 from PIL import Image
 from rd import bd_rate, measure
 
-from aic_worker.codec import Codec
+from aic_worker.codec import Codec, rdoq
 
 RATIOS = (12, 24, 48, 96, 192)
 WALLPAPERS = SHARED / "train" / "debian_wallpaper_photos"
@@ -51,20 +54,26 @@ def wallpapers(n: int) -> list[np.ndarray]:
     return out
 
 
-Curve = tuple[list[float], list[float], list[float]]
+Curve = tuple[list[float], ...]   # bpp, then PSNR, MS-SSIM dB, PSNR-Y, MS-SSIM-Y dB
+MEASURES = ("PSNR", "MS-SSIM", "PSNR-Y", "MS-SSIM-Y")
 
 
 def curve(codec: Codec, rgb: np.ndarray, ratios: tuple[int, ...]) -> Curve:
-    """(bpp, PSNR, MS-SSIM in dB) of one image at each ratio, with the codec's tilt."""
+    """(bpp, PSNR, MS-SSIM in dB, PSNR-Y, MS-SSIM-Y in dB) of one image at each ratio."""
     image = Image.fromarray(rgb)
-    bpp, p, m = [], [], []
+    out: Curve = ([], [], [], [], [])
     for ratio in ratios:
         data = codec.compress(image, ratio)
-        quality, structure = measure(rgb, codec.decompress(data))
-        bpp.append(len(data) * 8 / (rgb.shape[0] * rgb.shape[1]))
-        p.append(quality)
-        m.append(-10 * math.log10(max(1e-10, 1 - structure)))
-    return bpp, p, m
+        m = measure(rgb, codec.decompress(data))
+        values = (len(data) * 8 / (rgb.shape[0] * rgb.shape[1]), m["psnr"], _db(m["msssim"]),
+                  m["psnr_y"], _db(m["msssim_y"]))
+        for column, value in zip(out, values, strict=True):
+            column.append(value)
+    return out
+
+
+def _db(structure: float) -> float:
+    return -10 * math.log10(max(1e-10, 1 - structure))
 
 
 def main() -> None:
@@ -75,6 +84,7 @@ def main() -> None:
     ap.add_argument("--tilts", type=int, nargs="+", default=[0, 4])
     ap.add_argument("--quantisers", choices=["plain", "rdoq"], nargs="+", default=["rdoq"])
     ap.add_argument("--target-from", type=float, nargs="+", default=[math.inf], metavar="RATIO")
+    ap.add_argument("--chroma-prices", type=float, nargs="+", default=[rdoq.CHROMA_PRICE], metavar="PRICE")
     ap.add_argument("--model", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -84,23 +94,29 @@ def main() -> None:
         images += train_sample(args.train_sample, args.seed)
     print(f"{len(images)} training photos ({args.wallpapers} wallpapers), ratios {RATIOS}, "
           f"model {codec.model_id[:16]}…, {platform.machine()}, torch {torch.__version__}")
-    print("| quantiser, tilt (a), aimed from | mean PSNR per ratio | mean MS-SSIM dB per ratio "
-          "| BD PSNR | BD MS-SSIM |")
-    print("|---|---|---|---|---|")
-    choices = [(q, t, f) for q in args.quantisers for t in args.tilts for f in args.target_from]
-    curves: dict[tuple[str, int, float], list[Curve]] = {}
+    print("| quantiser, tilt (a), aimed from, colour price | mean PSNR per ratio | mean MS-SSIM dB per ratio "
+          "| mean PSNR-Y per ratio | mean MS-SSIM-Y dB per ratio | " + " | ".join(f"BD {m}" for m in MEASURES)
+          + " |")
+    print("|---" * 9 + "|")
+    rows = codec.model.g_s.block.weight.detach().numpy()
+    choices = [(q, t, f, c) for q in args.quantisers for t in args.tilts for f in args.target_from
+               for c in args.chroma_prices]
+    curves: dict[tuple[str, int, float, float], list[Curve]] = {}
     for choice in choices:
         codec.rdoq, codec.tilt, codec.target_from = choice[0] == "rdoq", choice[1], choice[2]
+        rdoq.CHROMA_PRICE = choice[3]
+        codec.prices = rdoq.chroma_prices(rows) if choice[3] else None
         curves[choice] = [curve(codec, rgb, RATIOS) for rgb in images]
         base = next(iter(curves.values()))
         bd = [
             np.mean([bd_rate(b[0], b[i], c[0], c[i]) for b, c in zip(base, curves[choice], strict=True)])
-            for i in (1, 2)
+            for i in range(1, 5)
         ]
         means = [" / ".join(f"{v:.2f}" for v in np.mean([c[i] for c in curves[choice]], axis=0))
-                 for i in (1, 2)]
-        cells = f"{means[0]} | {means[1]} | {bd[0]:+.2f} % | {bd[1]:+.2f} %"
-        print(f"| {choice[0]}, {choice[1]} ({choice[1] / 8:g}), {choice[2]:g}x | {cells} |", flush=True)
+                 for i in range(1, 5)]
+        cells = " | ".join(means) + " | " + " | ".join(f"{v:+.2f} %" for v in bd)
+        print(f"| {choice[0]}, {choice[1]} ({choice[1] / 8:g}), {choice[2]:g}x, {choice[3]:g} | {cells} |",
+              flush=True)
 
 if __name__ == "__main__":
     main()

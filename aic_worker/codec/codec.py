@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aic_worker.codec import bitstream, entropy, image_modes, rate_control, step_profile, tiling
+from aic_worker.codec import bitstream, entropy, image_modes, rate_control, rdoq, step_profile, tiling
 from aic_worker.codec.errors import AicFormatError
 from aic_worker.codec.transforms import Autoencoder
 from aic_worker.codec.validation import BOUNDED_FROM_VERSION, MAX_FILE_RATIO, validate
@@ -60,6 +60,9 @@ class Codec:
         self.target_from = TARGET_FROM         # ratios from which symbols aim at the synthesis
         blocks = self.model.g_s.block.weight.detach().double().square().sum(dim=(1, 2, 3))
         self._curvature = blocks.float().cpu().numpy()     # ‖b_k‖² = ½ ∂²D/∂ŷ_k² of the block transform
+        # RDOQ prices bits dearer in the colour channels (rdoq.chroma_prices); None: all at rdoq.LAMBDA
+        rows = self.model.g_s.block.weight.detach().cpu().numpy()
+        self.prices: np.ndarray | None = rdoq.chroma_prices(rows)
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> Codec:
@@ -142,7 +145,9 @@ class Codec:
             return bitstream.file_overhead(draft) + sum(len(p) for p in payloads)
 
         try:
-            result = rate_control.fit(y, budget, self.group_size, sizer, optimise=self.rdoq, weights=weights)
+            result = rate_control.fit(
+                y, budget, self.group_size, sizer, optimise=self.rdoq, weights=weights, prices=self.prices
+            )
         except rate_control.RatioUnreachableError as exc:
             raise ValueError(f"ratio {ratio:g} cannot be met for a {w}x{h} image: {exc}") from exc
         latent_hw = y.shape[1:]
@@ -159,7 +164,8 @@ class Codec:
             # Σ ‖b_k‖² w_k² (q·Δ − t)² plus a constant: the refit's measure, and its guard.
             scale = weights[: target.shape[0]] * np.sqrt(self._curvature[: target.shape[0]])
             found = rate_control.refit(
-                target, result, budget, self.group_size, sizer, optimise=self.rdoq, weights=scale
+                target, result, budget, self.group_size, sizer, optimise=self.rdoq, weights=scale,
+                prices=self.prices,
             )
             if found is not None:
                 result, code = found, step_profile.with_tilt(found.code, self.tilt)

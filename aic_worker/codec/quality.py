@@ -9,6 +9,10 @@ every value above 255 (an image of 31.69 dB measured 28.25 dB that way until rel
 MS-SSIM follows Wang et al. 2003 (11-tap Gaussian, σ = 1.5, five scales with
 the paper's weights); images too small for five scales use as many as fit,
 with the weights renormalised.
+
+``luma`` gives the BT.601 luma (Y = 0.299 R + 0.587 G + 0.114 B, unrounded) that the bench
+also measures: classic codecs subsample and quantise chroma coarsely, so RGB measures and
+luma measures rank codecs differently.
 """
 
 from __future__ import annotations
@@ -58,6 +62,14 @@ def measure(reference: Pixels, decoded: Pixels) -> tuple[float, float]:
         psnr(reference.values, decoded.values, reference.peak),
         ms_ssim(reference.values * scale, decoded.values * scale),
     )
+
+
+LUMA = (0.299, 0.587, 0.114)        # BT.601 luma weights of R, G, B
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB values → (H, W, 1) float64 BT.601 luma on the same scale (not rounded)."""
+    return (rgb.astype(np.float64) @ np.array(LUMA))[..., None]
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = EIGHT_BIT_PEAK) -> float:

@@ -113,13 +113,15 @@ Sizer = Callable[[list[bytes]], int]   # payloads → total file bytes (header +
 
 
 def quantised(
-    y: np.ndarray, code: int, group: int, version: int = FORMAT_VERSION, optimise: bool = True
+    y: np.ndarray, code: int, group: int, version: int = FORMAT_VERSION, optimise: bool = True,
+    prices: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The symbols at step ``code`` (their groups) and each group's estimated payload bits;
-    ``optimise``: chosen by rate and distortion (``rdoq``), else by the plain quantiser."""
+    ``optimise``: chosen by rate and distortion (``rdoq``, each channel's bits at its
+    ``prices``), else by the plain quantiser."""
     q = quantise(y, code, group)
     if optimise:
-        return rdoq.refine(y, q, step_of(code), group, version)
+        return rdoq.refine(y, q, step_of(code), group, version, prices)
     return q, entropy.estimate_bits(q, group, version)
 
 
@@ -129,13 +131,15 @@ class _Quantiser:
     was weighed a step or two before, so a quarter of an encode's quantising and context
     analysis was done twice. A big image's symbols are not kept (memory)."""
 
-    def __init__(self, y: np.ndarray, group: int, version: int, optimise: bool) -> None:
-        self.y, self.group, self.version, self.optimise = y, group, version, optimise
+    def __init__(
+        self, y: np.ndarray, group: int, version: int, optimise: bool, prices: np.ndarray | None = None
+    ) -> None:
+        self.y, self.group, self.version, self.optimise, self.prices = y, group, version, optimise, prices
         self._memo: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __call__(self, code: int) -> tuple[np.ndarray, np.ndarray]:
         if (known := self._memo.pop(code, None)) is None:
-            known = quantised(self.y, code, self.group, self.version, self.optimise)
+            known = quantised(self.y, code, self.group, self.version, self.optimise, self.prices)
         if _owned_bytes(known[0]) <= MEMO_BYTES:
             self._memo[code] = known                  # the most recent last
             if len(self._memo) > 2:
@@ -182,6 +186,7 @@ def fit(
     trade: bool = True,
     optimise: bool = True,
     weights: np.ndarray | None = None,
+    prices: np.ndarray | None = None,
 ) -> RateResult:
     """Encode y (M, h, w) into payloads of format ``version`` whose file fits ``budget`` bytes:
     the finest step at which every group fits, then (``trade``) finer steps with trailing
@@ -191,10 +196,11 @@ def fit(
     ``weights``: when y is the latent divided by per-channel step multipliers
     (step_profile), those multipliers, so that the trade weighs each channel's error as the
     decoder will see it (w_k² times its error in y).
+    ``prices``: per channel, the multiplier of ``rdoq.LAMBDA`` (``rdoq.chroma_prices``).
     """
     if sizer([]) > budget:
         raise RatioUnreachableError(f"headers and metadata alone take {sizer([])} bytes, budget is {budget}")
-    quantiser = _Quantiser(y, group, version, optimise)
+    quantiser = _Quantiser(y, group, version, optimise, prices)
     hi = _finest_fitting_code(quantiser, budget, sizer)
     traded = _trade(quantiser, hi, budget, sizer, weights) if trade else None
     if traded is not None:
@@ -213,6 +219,7 @@ def fit(
 def refit(
     y: np.ndarray, found: RateResult, budget: int, group: int, sizer: Sizer, *,
     version: int = FORMAT_VERSION, optimise: bool = True, weights: np.ndarray | None = None,
+    prices: np.ndarray | None = None,
 ) -> RateResult | None:
     """The file whose symbols come closest to another latent ``y`` (a target near the one
     ``found`` was fitted for), or None when none fits and fills the budget (ratio ≤ 1.04·R)
@@ -226,10 +233,10 @@ def refit(
     more. (It cannot end where a candidate is further from y than the one before: a step
     or two on, one more group may fit; on training photos that lost half the gain.) The
     REFIT_ENCODES closest candidates are encoded exactly, in turn; none further.
-    ``weights``: per channel, the scale of an error in y (as for ``fit``).
+    ``weights``: per channel, the scale of an error in y (as for ``fit``); ``prices`` as for ``fit``.
     """
     groups = found.q.shape[0] // group
-    quantiser = _Quantiser(y, group, version, optimise)
+    quantiser = _Quantiser(y, group, version, optimise, prices)
     energy = _group_sums(y, None, 0, group, weights)
     candidates: list[tuple[float, int, int]] = []     # (error, code, groups kept)
     for code in range(found.code, min(found.code + REFIT_TRIES, CODE_MAX + 1)):

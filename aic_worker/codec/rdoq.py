@@ -21,6 +21,11 @@ Channels the coder predicts (row differences, ``prediction``: the block means an
 gradients, at coarse steps most of the non-zero symbols) price a value by the two
 differences it enters, with its left neighbour as already chosen and its right one as the
 plain quantiser has it, and are decided left to right along each row.
+
+``prices``: a channel's bits may be dearer than LAMBDA. The codec makes them dearer in the
+channels that carry mostly colour (``chroma_prices``): eye, luma measures and every classic
+codec weigh the luma most, and at equal bytes a little colour detail buys more luma detail
+than it costs in RGB error (docs/model.md, *Colour and luma*).
 """
 
 from __future__ import annotations
@@ -31,13 +36,25 @@ from aic_worker.codec import entropy, prediction
 from aic_worker.codec import laplace_tables as tables
 
 LAMBDA = 0.04
+LUMA = (0.299, 0.587, 0.114)     # BT.601 luma weights of R, G, B
+CHROMA_PRICE = 1.5               # a colour channel's bits cost (1 + CHROMA_PRICE)·LAMBDA
 CHUNK_SYMBOLS = 1 << 21  # symbols weighed at once (at least a channel): bounds big images' temporaries
 ROWS_SYMBOLS = 1 << 20   # predicted symbols decided at once (about 80 bytes of temporaries each)
 REMEASURE = 0.01         # a change of the predicted groups' bits past this share is measured
 
 
+def chroma_prices(rows: np.ndarray) -> np.ndarray:
+    """(M,) float32 multipliers of LAMBDA for the synthesis block rows ``rows`` (M, 3, h, w):
+    1 + CHROMA_PRICE·(1 − min(1, s_k)), s_k the row's luma share 3‖Y·b_k‖² / ‖b_k‖² (1 for a
+    grey row, near 0 for a row of pure colour contrast)."""
+    rows = np.asarray(rows, dtype=np.float64)
+    luma = np.einsum("mcij,c->mij", rows, np.array(LUMA))
+    share = 3 * np.square(luma).sum(axis=(1, 2)) / np.maximum(np.square(rows).sum(axis=(1, 2, 3)), 1e-30)
+    return (1 + CHROMA_PRICE * (1 - np.minimum(1.0, share))).astype(np.float32)
+
+
 def refine(
-    y: np.ndarray, q: np.ndarray, step: float, group: int, version: int
+    y: np.ndarray, q: np.ndarray, step: float, group: int, version: int, prices: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """The symbols of ``y`` at ``step`` chosen by rate and distortion, from the plain symbols
     ``q`` (their groups; overwritten, so that a big image's symbols are not copied), and each
@@ -49,10 +66,12 @@ def refine(
     the new symbols and that their neighbours' contexts shift. Rate control ends with an
     exact encode, so a miss costs time or fill, never the budget.
     Trailing groups left all zero are dropped, as ``rate_control.quantise`` does.
+    ``prices``: (M,) multipliers of LAMBDA per channel (``chroma_prices``); None: LAMBDA everywhere.
     """
     m = q.shape[0]
     if not m:
         return q, np.zeros(0)
+    lam = LAMBDA * (np.ones(m, dtype=np.float32) if prices is None else prices[:m].astype(np.float32))
     q = np.ascontiguousarray(q)                                  # (so that its views write through)
     analysis = entropy.analyse(q, group, version)
     change = np.zeros(m)
@@ -70,7 +89,8 @@ def refine(
         lo = np.floor(u)
         rows = analysis.rows(channel, position, group)
         cost_lo, cost_hi = _bits(rows, lo), _bits(rows, lo + 1)
-        up = np.square(lo + 1 - u) + LAMBDA * cost_hi < np.square(u - lo) + LAMBDA * cost_lo
+        price = lam[channel]
+        up = np.square(lo + 1 - u) + price * cost_hi < np.square(u - lo) + price * cost_lo
         chosen = q[part].reshape(-1)                             # a view: written in place
         was_up = np.abs(chosen[hot]) > lo                         # the plain quantiser's lo or lo + 1
         change[part] = np.bincount(
@@ -82,7 +102,7 @@ def refine(
     at_once = max(1, ROWS_SYMBOLS // (q.shape[1] * q.shape[2]))
     for c in range(0, len(predicted), at_once):
         chans = predicted[c : c + at_once]
-        q[chans], change[chans] = _refine_rows(y[chans], q[chans], step, analysis, chans, group)
+        q[chans], change[chans] = _refine_rows(y[chans], q[chans], step, analysis, chans, group, lam[chans])
     estimate = analysis.bits + change.reshape(-1, group).sum(axis=1)
     if predicted.size:
         # A predicted value enters two differences and its neighbours' contexts: where that
@@ -107,12 +127,13 @@ def _bits(rows: np.ndarray, symbols: np.ndarray) -> np.ndarray:
 
 
 def _refine_rows(
-    y: np.ndarray, q: np.ndarray, step: float, analysis: entropy.Analysis, chans: np.ndarray, group: int
+    y: np.ndarray, q: np.ndarray, step: float, analysis: entropy.Analysis, chans: np.ndarray, group: int,
+    lam: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Predicted channels: each row left to right, q[j] ∈ {⌊y/Δ⌋, ⌊y/Δ⌋ + 1} by its error and the
     bits of the two differences it enters, q[j] − q[j−1] (q[j−1] as chosen) and q[j+1] − q[j]
-    (q[j+1] as the plain quantiser has it). Returns the symbols and each channel's change in
-    bits under the plain symbols' rows."""
+    (q[j+1] as the plain quantiser has it), each channel's bits at its price ``lam`` (n,).
+    Returns the symbols and each channel's change in bits under the plain symbols' rows."""
     n, h, w = q.shape
     channel = np.repeat(chans, h * w)
     position = np.tile(np.arange(h * w), n)
@@ -122,9 +143,10 @@ def _refine_rows(
     low = np.floor(v)
     new = q.copy()
     previous = np.zeros((n, h), dtype=np.int64)
+    price = lam[:, None]
     for j in range(w):
         lo = low[..., j].astype(np.int64)
-        cost_lo, cost_up = (_row_cost(v, rows, new, previous, j, c) for c in (lo, lo + 1))
+        cost_lo, cost_up = (_row_cost(v, rows, new, previous, j, c, price) for c in (lo, lo + 1))
         previous = np.clip(lo + (cost_up < cost_lo), -entropy.MAX_SYMBOL, entropy.MAX_SYMBOL)
         new[..., j] = previous
     change = _bits(rows, prediction.residuals(new)) - _bits(rows, prediction.residuals(q))
@@ -132,10 +154,12 @@ def _refine_rows(
 
 
 def _row_cost(
-    v: np.ndarray, rows: np.ndarray, new: np.ndarray, previous: np.ndarray, j: int, c: np.ndarray
+    v: np.ndarray, rows: np.ndarray, new: np.ndarray, previous: np.ndarray, j: int, c: np.ndarray,
+    price: np.ndarray,
 ) -> np.ndarray:
-    """(v − c)² + LAMBDA · bits of the two differences c enters at column j of a predicted row."""
-    total = np.square(v[..., j] - c) + LAMBDA * _bits(rows[..., j], c - previous)
+    """(v − c)² + price · bits of the two differences c enters at column j of a predicted row
+    (``price``: each channel's λ, (n, 1))."""
+    total = np.square(v[..., j] - c) + price * _bits(rows[..., j], c - previous)
     if j + 1 < v.shape[-1]:
-        total += LAMBDA * _bits(rows[..., j + 1], new[..., j + 1].astype(np.int64) - c)
+        total += price * _bits(rows[..., j + 1], new[..., j + 1].astype(np.int64) - c)
     return total

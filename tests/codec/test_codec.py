@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aic_worker.codec import AicFormatError, Codec, bitstream, rate_control, step_profile
+from aic_worker.codec import AicFormatError, Codec, bitstream, rate_control, rdoq, step_profile
 from tests.codec.conftest import make_model, photo_like
 
 
@@ -253,3 +253,26 @@ def test_the_refit_weighs_each_channel_as_the_decoder_sees_it(monkeypatch: pytes
     n = scale.size
     assert n % codec.group_size == 0 and n > 0
     assert np.allclose(np.square(scale.astype(np.float64)), rows[:n] * np.square(profile[:n]), rtol=1e-5)
+
+
+def test_colour_channels_bits_are_priced_dearer_in_fit_and_refit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shipped model's colour rows (low luma share) get rdoq.chroma_prices above 1, and
+    both rate control's fit and the aimed symbols' refit quantise with them."""
+    codec = Codec.load(device="cpu")
+    rows = codec.model.g_s.block.weight.detach().numpy()
+    assert np.array_equal(codec.prices, rdoq.chroma_prices(rows))
+    assert codec.prices[0] == pytest.approx(1, abs=0.05) and codec.prices[1] > 2   # grey means; colour means
+    seen: list[np.ndarray | None] = []
+    for name in ("fit", "refit"):
+        original = getattr(rate_control, name)
+
+        def spy(*args: object, _original=original, **kwargs: object) -> object:
+            seen.append(kwargs["prices"])
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(rate_control, name, spy)
+    codec.target_from = 64
+    priced = codec.compress(Image.fromarray(_wavy(160, 128, seed=2)), 64)
+    assert len(seen) == 2 and all(p is codec.prices for p in seen)
+    codec.prices = None
+    assert codec.compress(Image.fromarray(_wavy(160, 128, seed=2)), 64) != priced

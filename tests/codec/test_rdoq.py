@@ -111,3 +111,38 @@ def test_the_plain_quantiser_is_still_there_to_compare_with() -> None:
     assert rate_control.FILL * budget <= result.size <= budget
     plain = rate_control.quantise(y, result.code, GROUP)
     assert np.array_equal(result.q, plain[: result.q.shape[0]])
+
+
+def test_chroma_prices_make_colour_rows_dearer_and_leave_grey_ones_at_lambda() -> None:
+    rng = np.random.default_rng(0)
+    pattern = rng.normal(size=(16, 16))
+    grey = np.stack([pattern] * 3)
+    colour = np.stack([pattern, -pattern * 0.299 / 0.587, 0 * pattern])   # no luma at all
+    mixed = grey + colour
+    prices = rdoq.chroma_prices(np.stack([grey, colour, mixed, 0.5 * colour]))
+    assert prices.dtype == np.float32
+    assert prices[0] == pytest.approx(1.0)
+    assert prices[1] == pytest.approx(1 + rdoq.CHROMA_PRICE)
+    assert prices[3] == pytest.approx(prices[1])                          # a row's scale does not matter
+    assert 1.0 < prices[2] < prices[1]
+
+
+@pytest.mark.parametrize("code", [rate_control.STEP_ONE, rate_control.STEP_ONE + 96])
+def test_dearer_channels_get_smaller_symbols_and_prices_of_one_change_nothing(code: int) -> None:
+    """Symbol by symbol where each is weighed alone; predicted channels weigh differences, so
+    there only their sum must fall."""
+    y = _latent(4)
+    step = rate_control.step_of(code)
+    plain = rate_control.quantise(y, code, GROUP)
+    base, base_bits = rdoq.refine(y, plain.copy(), step, GROUP, VERSION)
+    ones, ones_bits = rdoq.refine(y, plain.copy(), step, GROUP, VERSION, np.ones(64, dtype=np.float32))
+    assert np.array_equal(ones, base) and np.array_equal(ones_bits, base_bits)
+    prices = np.ones(64, dtype=np.float32)
+    prices[1::3] = 4.0                                                     # predicted channels among them
+    dear, dear_bits = rdoq.refine(y, plain.copy(), step, GROUP, VERSION, prices)
+    n = min(len(dear), len(base))
+    dearer = prices[:n] > 1
+    alone = dearer & ~entropy.analyse(plain, GROUP, VERSION).predicted[:n]
+    assert (np.abs(dear[:n][alone]) <= np.abs(base[:n][alone])).all()
+    assert np.abs(dear[:n][dearer]).sum() < np.abs(base[:n][dearer]).sum()
+    assert dear_bits.sum() < base_bits.sum()

@@ -1,0 +1,51 @@
+"""bench/rd.py's measures: RGB and BT.601 luma, in the tables and BD-rates it reports."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from aic_worker.codec import Codec
+from aic_worker.codec.quality import luma
+from tests.codec.conftest import photo_like
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import rd  # noqa: E402
+
+
+def test_luma_is_bt601_and_grey_stays_grey() -> None:
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [90, 90, 90]]], dtype=np.uint8)
+    assert np.allclose(luma(rgb)[..., 0], [[0.299 * 255, 0.587 * 255, 0.114 * 255, 90]])
+
+
+def test_a_chroma_only_error_costs_rgb_psnr_but_not_luma_psnr() -> None:
+    ref = np.asarray(photo_like(96, 64))
+    shifted = ref.astype(np.int32)
+    # +6 red and −3 green move Y by 0.299·6 − 0.587·3 ≈ 0.03: an error of the chroma
+    shifted[..., 0] += 6
+    shifted[..., 1] -= 3
+    out = Image.fromarray(np.clip(shifted, 0, 255).astype(np.uint8))
+    m = rd.measure(ref, out)
+    assert set(m) == set(rd.METRICS)
+    assert m["psnr"] < 40 < m["psnr_y"]
+    assert m["msssim"] < m["msssim_y"]
+
+
+def test_the_report_tables_rgb_and_luma_for_every_codec(tmp_path: Path) -> None:
+    photo_like(96, 64).save(tmp_path / "a.png")
+    ratios = (8, 16, 32, 64)
+    rows = rd.run([tmp_path / "a.png"], Codec.load(device="cpu"), ratios)
+    summary = rd.summarise(rows, [96 * 64], ratios)
+    aic = summary["AIC"][16]
+    assert set(rd.METRICS) <= set(aic)
+    assert aic["psnr_y"] != aic["psnr"]
+    luma_table = rd.table(summary, ratios, "_y").splitlines()
+    assert "AIC PSNR-Y / MS-SSIM-Y (bpp)" in luma_table[0]
+    assert luma_table[3].startswith("| 16x | " + f"{aic['psnr_y']:.2f} / {aic['msssim_y']:.4f}")
+    x, y = rd.curve(summary, "JPEG", "msssim_y")
+    assert len(x) == len(y) >= 2
