@@ -19,7 +19,7 @@ larger, smoother photos where MS-SSIM had been AIC's weak side.
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 0 4 6
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --quantisers plain rdoq
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --target-from inf 0
-    python bench/step_profile.py --tilts 4 --target-from 64 --chroma-prices 0 1.5 3
+    python bench/step_profile.py --tilts 4 --target-from 64 --chroma-prices 0 1.5 3 5
 """
 
 from __future__ import annotations
@@ -104,8 +104,7 @@ def main() -> None:
     curves: dict[tuple[str, int, float, float], list[Curve]] = {}
     for choice in choices:
         codec.rdoq, codec.tilt, codec.target_from = choice[0] == "rdoq", choice[1], choice[2]
-        rdoq.CHROMA_PRICE = choice[3]
-        codec.prices = rdoq.chroma_prices(rows) if choice[3] else None
+        codec.prices = rdoq.chroma_prices(rows, choice[3]) if choice[3] else None
         curves[choice] = [curve(codec, rgb, RATIOS) for rgb in images]
         base = next(iter(curves.values()))
         bd = [

@@ -23,9 +23,9 @@ differences it enters, with its left neighbour as already chosen and its right o
 plain quantiser has it, and are decided left to right along each row.
 
 ``prices``: a channel's bits may be dearer than LAMBDA. The codec makes them dearer in the
-channels that carry mostly colour (``chroma_prices``): eye, luma measures and every classic
-codec weigh the luma most, and at equal bytes a little colour detail buys more luma detail
-than it costs in RGB error (docs/model.md, *Colour and luma*).
+channels that carry mostly colour (``chroma_prices``): the eye, luma measures and the classic
+codecs weigh the luma most, and on training photos the bytes a little colour detail frees
+gave more luma quality at no cost in RGB PSNR (docs/model.md, *Colour and luma*).
 """
 
 from __future__ import annotations
@@ -43,14 +43,14 @@ ROWS_SYMBOLS = 1 << 20   # predicted symbols decided at once (about 80 bytes of 
 REMEASURE = 0.01         # a change of the predicted groups' bits past this share is measured
 
 
-def chroma_prices(rows: np.ndarray) -> np.ndarray:
+def chroma_prices(rows: np.ndarray, price: float = CHROMA_PRICE) -> np.ndarray:
     """(M,) float32 multipliers of LAMBDA for the synthesis block rows ``rows`` (M, 3, h, w):
-    1 + CHROMA_PRICE·(1 − min(1, s_k)), s_k the row's luma share 3‖Y·b_k‖² / ‖b_k‖² (1 for a
-    grey row, near 0 for a row of pure colour contrast)."""
+    1 + price·(1 − min(1, s_k)), s_k the row's luma share 3‖Y·b_k‖² / ‖b_k‖² (1 for a grey
+    row, near 0 for a row of pure colour contrast)."""
     rows = np.asarray(rows, dtype=np.float64)
     luma = np.einsum("mcij,c->mij", rows, np.array(LUMA))
     share = 3 * np.square(luma).sum(axis=(1, 2)) / np.maximum(np.square(rows).sum(axis=(1, 2, 3)), 1e-30)
-    return (1 + CHROMA_PRICE * (1 - np.minimum(1.0, share))).astype(np.float32)
+    return (1 + price * (1 - np.minimum(1.0, share))).astype(np.float32)
 
 
 def refine(
@@ -71,7 +71,10 @@ def refine(
     m = q.shape[0]
     if not m:
         return q, np.zeros(0)
-    lam = LAMBDA * (np.ones(m, dtype=np.float32) if prices is None else prices[:m].astype(np.float32))
+    if prices is not None and len(prices) < m:
+        raise ValueError(f"{len(prices)} channel prices for {m} channels")
+    # float64, as the costs it weighs are: a float32 λ would move decisions that sit on a tie
+    lam = np.full(m, LAMBDA) if prices is None else LAMBDA * prices[:m].astype(np.float64)
     q = np.ascontiguousarray(q)                                  # (so that its views write through)
     analysis = entropy.analyse(q, group, version)
     change = np.zeros(m)

@@ -32,7 +32,9 @@ def test_encode_one_thread_decode_two(codec: Codec) -> None:
         f = codec.check(data)
         code = f.header.step_code
         tilted = y / step_profile.weights(step_profile.tilt_of(code), y.shape[0])[:, None, None]
-        expected, _ = rate_control.quantised(tilted, rate_control.split_code(code)[0], f.header.group_size)
+        expected, _ = rate_control.quantised(
+            tilted, rate_control.split_code(code)[0], f.header.group_size, prices=codec.prices
+        )
         got = _symbols(f)
         assert np.array_equal(got[: expected.shape[0]], expected)
         assert not got[expected.shape[0] :].any()

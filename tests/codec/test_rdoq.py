@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,36 @@ def test_dearer_channels_get_smaller_symbols_and_prices_of_one_change_nothing(co
     assert (np.abs(dear[:n][alone]) <= np.abs(base[:n][alone])).all()
     assert np.abs(dear[:n][dearer]).sum() < np.abs(base[:n][dearer]).sum()
     assert dear_bits.sum() < base_bits.sum()
+
+
+def test_without_prices_the_symbols_are_release_0_6_1s_even_on_a_tie() -> None:
+    """λ stays the float64 0.04 it was: y[14, 0, 0] sits where a float32 λ rounds the other way."""
+    y = _latent(1)
+    y[14, 0, 0] = np.copysign(np.float32(3.501859426498413), y[14, 0, 0])
+    q = rate_control.quantise(y, rate_control.STEP_ONE, GROUP)
+    new, _ = rdoq.refine(y, q, 1.0, GROUP, VERSION)
+    assert abs(new[14, 0, 0]) == 3
+    digest = hashlib.sha256(np.ascontiguousarray(new, dtype="<i4").tobytes()).hexdigest()
+    assert digest == "7c7152e1f64bdb1b63093688a7be298fb7c1a9092f5501a0e704c00aa1adfdde"   # 952da8a's
+
+
+def test_predicted_channels_are_priced_too() -> None:
+    """The row-difference channels (``_refine_rows``) weigh their bits at their own price."""
+    y = _latent(2)
+    code = rate_control.STEP_ONE + 96
+    plain = rate_control.quantise(y, code, GROUP)
+    predicted = entropy.analyse(plain, GROUP, VERSION).predicted
+    assert predicted.any()
+    prices = np.where(predicted, 20.0, 1.0).astype(np.float32)
+    base, _ = rdoq.refine(y, plain.copy(), rate_control.step_of(code), GROUP, VERSION)
+    dear, _ = rdoq.refine(y, plain.copy(), rate_control.step_of(code), GROUP, VERSION, prices)
+    n = int(np.flatnonzero(predicted)[-1]) + 1
+    assert np.abs(dear[:n][predicted[:n]]).sum() < np.abs(base[:n][predicted[:n]]).sum()
+    assert np.array_equal(dear[:n][~predicted[:n]], base[:n][~predicted[:n]])
+
+
+def test_too_few_prices_are_refused() -> None:
+    y = _latent(1)
+    q = rate_control.quantise(y, rate_control.STEP_ONE, GROUP)
+    with pytest.raises(ValueError, match="channel prices"):
+        rdoq.refine(y, q, 1.0, GROUP, VERSION, np.ones(8, dtype=np.float32))

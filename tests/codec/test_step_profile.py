@@ -71,7 +71,9 @@ def test_the_encoder_quantises_the_latent_divided_by_the_profile(codec: Codec) -
     assert step_profile.tilt_of(hd.step_code) == step_profile.DEFAULT_TILT
     y = codec.latent(np.asarray(img))
     tilted = y / step_profile.weights(step_profile.DEFAULT_TILT, y.shape[0])[:, None, None]
-    expected, _ = rate_control.quantised(tilted, rate_control.split_code(hd.step_code)[0], hd.group_size)
+    expected, _ = rate_control.quantised(
+        tilted, rate_control.split_code(hd.step_code)[0], hd.group_size, prices=codec.prices
+    )
     f = codec.check(data)
     got = entropy.decode(f.groups, *_shape(hd), version=4)
     assert np.array_equal(got[: expected.shape[0]], expected)
