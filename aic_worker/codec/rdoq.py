@@ -6,7 +6,7 @@ neighbours are quiet, the coder's row makes a zero cheap and a one dear; in a bu
 texture the two cost almost the same. So for each symbol the encoder weighs the two
 magnitudes around |y/Δ|, lo = ⌊|y/Δ|⌋ and lo + 1, by
 
-    (|y/Δ| − m)² + LAMBDA · bits(row, m)
+    (|y/Δ| − m)² + price_k · LAMBDA · bits(row, m)
 
 under the table row the coder will use for it (from the plain symbols' contexts and the
 encoder's base and slope choice), and keeps the cheaper. The decoder is unchanged: it
@@ -25,7 +25,8 @@ plain quantiser has it, and are decided left to right along each row.
 ``prices``: a channel's bits may be dearer than LAMBDA. The codec makes them dearer in the
 channels that carry mostly colour (``chroma_prices``): the eye, luma measures and the classic
 codecs weigh the luma most, and on training photos the bytes a little colour detail frees
-gave more luma quality at no cost in RGB PSNR (docs/model.md, *Colour and luma*).
+gave more luma quality and RGB PSNR, for a little RGB MS-SSIM (docs/model.md, *Colour and
+luma*).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from aic_worker.codec import laplace_tables as tables
 
 LAMBDA = 0.04
 LUMA = (0.299, 0.587, 0.114)     # BT.601 luma weights of R, G, B
-CHROMA_PRICE = 1.5               # a colour channel's bits cost (1 + CHROMA_PRICE)·LAMBDA
+CHROMA_PRICE = 1.5               # bits cost up to (1 + CHROMA_PRICE)·LAMBDA (luma share 0)
 CHUNK_SYMBOLS = 1 << 21  # symbols weighed at once (at least a channel): bounds big images' temporaries
 ROWS_SYMBOLS = 1 << 20   # predicted symbols decided at once (about 80 bytes of temporaries each)
 REMEASURE = 0.01         # a change of the predicted groups' bits past this share is measured
