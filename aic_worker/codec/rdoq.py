@@ -35,9 +35,9 @@ import numpy as np
 
 from aic_worker.codec import entropy, prediction
 from aic_worker.codec import laplace_tables as tables
+from aic_worker.codec.quality import LUMA
 
 LAMBDA = 0.04
-LUMA = (0.299, 0.587, 0.114)     # BT.601 luma weights of R, G, B
 CHROMA_PRICE = 1.5               # bits cost up to (1 + CHROMA_PRICE)·LAMBDA (luma share 0)
 CHUNK_SYMBOLS = 1 << 21  # symbols weighed at once (at least a channel): bounds big images' temporaries
 ROWS_SYMBOLS = 1 << 20   # predicted symbols decided at once (about 80 bytes of temporaries each)
