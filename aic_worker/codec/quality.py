@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from aic_worker.codec.colour import LUMA
 from aic_worker.codec.image_modes import SIXTEEN_BIT
 
 WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -62,9 +63,6 @@ def measure(reference: Pixels, decoded: Pixels) -> tuple[float, float]:
         psnr(reference.values, decoded.values, reference.peak),
         ms_ssim(reference.values * scale, decoded.values * scale),
     )
-
-
-LUMA = (0.299, 0.587, 0.114)        # BT.601 luma weights of R, G, B
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ import numpy as np
 
 from aic_worker.codec import entropy, prediction
 from aic_worker.codec import laplace_tables as tables
-from aic_worker.codec.quality import LUMA
+from aic_worker.codec.colour import LUMA
 
 LAMBDA = 0.04
 CHROMA_PRICE = 1.5               # bits cost up to (1 + CHROMA_PRICE)·LAMBDA (luma share 0)
