@@ -4,7 +4,8 @@ For each image and each ratio R the budget is W·H·3/R bytes. AIC's rate contro
 fills it; each classic codec gets the largest quality whose file fits (no file:
 "n/a"). Prints and writes Markdown tables (RGB PSNR and MS-SSIM; the same of the BT.601
 luma, ``quality.luma``), BD-rates in all four of every codec against JPEG and of AIC
-against WebP, AVIF and JPEG XL, encode/decode
+against WebP, AVIF and JPEG XL (also with MS-SSIM in dB, and over only the ratios every
+codec reaches on every image: the raw-MS-SSIM figure leans on the coarsest ratios), encode/decode
 seconds, an RD-curve PNG and a strip of one image at every ratio beside JPEG of
 the same size. JPEG XL comes from ``pillow-jxl-plugin`` (the ``bench`` extra);
 without it JPEG XL is left out, and the report says so.
@@ -17,9 +18,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import platform
 import statistics
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -136,9 +139,58 @@ def summarise(rows: dict, pixels: list[int], ratios: tuple[int, ...]) -> dict:
     return summary
 
 
-def curve(summary: dict, name: str, metric: str) -> tuple[list[float], list[float]]:
-    pts = [(v["bpp"], v[metric]) for v in summary[name].values() if "bpp" in v]
+def curve(
+    summary: dict, name: str, metric: str, ratios: Collection[int] | None = None
+) -> tuple[list[float], list[float]]:
+    """(bpp, ``metric``) at each ratio (of ``ratios``, default all) where every image has a
+    file; ``metric`` "msssim_db" is the MS-SSIM as −10·log10(1 − MS-SSIM)."""
+    pts = [(v["bpp"], _value(v, metric)) for r, v in summary[name].items()
+           if "bpp" in v and (ratios is None or r in ratios)]
     return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def _value(point: dict, metric: str) -> float:
+    if metric == "msssim_db":
+        return -10 * math.log10(max(1e-10, 1 - point["msssim"]))
+    return point[metric]
+
+
+def common_ratios(summary: dict) -> list[int]:
+    """The ratios at which every codec has a file of every image."""
+    ratios = next(iter(summary.values())).keys()
+    return [r for r in ratios if all("bpp" in per_ratio[r] for per_ratio in summary.values())]
+
+
+def bd_rates(
+    summary: dict, metrics: tuple[str, ...] = METRICS, ratios: Collection[int] | None = None
+) -> dict[str, float | None]:
+    """"NAME metric": NAME's BD-rate against JPEG; "AIC vs NAME metric": AIC's against NAME.
+
+    BD-rate fits a cubic of log-rate over the quality range both curves span, so it depends
+    on which ratios enter: raw MS-SSIM bunches the fine ratios near 1 and lets the coarsest
+    points (where JPEG falls apart and only some codecs reach) weigh most. ``ratios`` (the
+    common ones) and "msssim_db" show how much.
+    """
+    bd: dict[str, float | None] = {}
+    for name in CLASSIC:
+        label = "AIC" if name == "JPEG" else name
+        for metric in metrics:
+            bd[f"{label} {metric}"] = bd_rate(*curve(summary, "JPEG", metric, ratios),
+                                              *curve(summary, label, metric, ratios))
+    for name in CLASSIC:
+        if name != "JPEG":
+            for metric in metrics:
+                bd[f"AIC vs {name} {metric}"] = bd_rate(*curve(summary, name, metric, ratios),
+                                                        *curve(summary, "AIC", metric, ratios))
+    return bd
+
+
+def bd_line(bd: dict[str, float | None], against_others: bool = False) -> str:
+    """The BD-rates of ``bd`` against JPEG, or (``against_others``) AIC's against the others."""
+    keys = [k for k in bd if k.startswith("AIC vs ") == against_others]
+    prefix = "AIC " if against_others else ""
+    cells = (f"{k.removeprefix(prefix)}: {'n/a' if bd[k] is None else f'{bd[k]:+.1f}%'}" for k in keys)
+    return ", ".join(cells)
 
 
 def table(summary: dict, ratios: tuple[int, ...], suffix: str = "") -> str:
@@ -218,20 +270,10 @@ def main() -> None:
         with Image.open(p) as im:
             pixels.append(im.width * im.height)
     summary = summarise(rows, pixels, RATIOS)
-    bd = {}    # "NAME metric": NAME against JPEG; "AIC vs NAME metric": AIC against NAME
-    for name in CLASSIC:
-        for metric in METRICS:
-            label = "AIC" if name == "JPEG" else name
-            bd[f"{label} {metric}"] = bd_rate(*curve(summary, "JPEG", metric), *curve(summary, label, metric))
-    for name in CLASSIC:
-        if name != "JPEG":
-            for metric in METRICS:
-                bd[f"AIC vs {name} {metric}"] = bd_rate(*curve(summary, name, metric),
-                                                        *curve(summary, "AIC", metric))
-
-    def bd_line(keys: list[str], prefix: str = "") -> str:
-        return ", ".join(f"{k.removeprefix(prefix)}: {'n/a' if bd[k] is None else f'{bd[k]:+.1f}%'}"
-                         for k in keys)
+    bd = bd_rates(summary)
+    common = common_ratios(summary)
+    bd_common = bd_rates(summary, ("psnr", "msssim", "msssim_db"), common)
+    bd_db = bd_rates(summary, ("msssim_db",))
     aic = summary["AIC"]
     text = [
         f"Images: {len(images)} from {args.images.name}; model {codec.model_id[:16]}; "
@@ -240,9 +282,15 @@ def main() -> None:
         "Luma (BT.601 Y = 0.299 R + 0.587 G + 0.114 B, unrounded), the same files:", "",
         table(summary, RATIOS, "_y"), "",
         "BD-rate against JPEG (negative = fewer bytes for the same quality): "
-        + bd_line([k for k in bd if not k.startswith("AIC vs ")]),
+        + bd_line(bd),
         "",
-        "AIC's BD-rate against the others: " + bd_line([k for k in bd if k.startswith("AIC vs ")], "AIC "),
+        "AIC's BD-rate against the others: " + bd_line(bd, True),
+        "",
+        "MS-SSIM in dB (−10·log10(1 − MS-SSIM)), every ratio: against JPEG " + bd_line(bd_db)
+        + "; AIC's against the others " + bd_line(bd_db, True),
+        "",
+        f"Only the ratios every codec reaches on every image ({', '.join(f'{r}x' for r in common)}): "
+        "against JPEG " + bd_line(bd_common) + "; AIC's against the others " + bd_line(bd_common, True),
         *([f"({JXL_MISSING})"] if JXL_MISSING else []),
         "",
         "| ratio | achieved min–max | AIC encode s (median) | AIC decode s (median) |",
@@ -253,7 +301,9 @@ def main() -> None:
     report = "\n".join(text)
     print(report)
     (args.out / "rd.md").write_text(report + "\n")
-    (args.out / "rd.json").write_text(json.dumps({"summary": summary, "bd_rate": bd}, indent=1))
+    results = {"summary": summary, "bd_rate": bd, "bd_rate_msssim_db": bd_db,
+               "common_ratios": common, "bd_rate_common": bd_common}
+    (args.out / "rd.json").write_text(json.dumps(results, indent=1))
     plot(summary, args.out / "rd.png")
     strip_src = args.images / args.strip_image
     if strip_src.exists():

@@ -49,3 +49,31 @@ def test_the_report_tables_rgb_and_luma_for_every_codec(tmp_path: Path) -> None:
     assert luma_table[3].startswith("| 16x | " + f"{aic['psnr_y']:.2f} / {aic['msssim_y']:.4f}")
     x, y = rd.curve(summary, "JPEG", "msssim_y")
     assert len(x) == len(y) >= 2
+
+
+def _point(bpp: float, quality: float) -> dict[str, float]:
+    return {"bpp": bpp, "psnr": quality, "msssim": 1 - 10 ** (-quality / 20), "psnr_y": quality,
+            "msssim_y": 1 - 10 ** (-quality / 20)}
+
+
+def test_bd_rates_over_the_common_ratios_and_in_msssim_db() -> None:
+    """A codec that reaches coarser ratios than JPEG: the common ratios leave those out, and
+    the MS-SSIM dB curve is the raw one, transformed."""
+    ratios = (8, 16, 32, 64, 128, 256)
+    bpp = {r: 24 / r for r in ratios}
+    jpeg = {r: _point(bpp[r], 20 + 20 * bpp[r]) for r in ratios[:4]}
+    jpeg |= {r: {"fit": 0, "n": 1} for r in ratios[4:]}
+    # AIC saves 20 % of the bytes at every quality up to 64x, and far more below
+    aic = {r: _point(0.8 * bpp[r], 20 + 20 * bpp[r] + (3.0 if r > 64 else 0.0)) for r in ratios}
+    summary = {"AIC": aic, **{name: jpeg for name in rd.CLASSIC}}
+    assert rd.common_ratios(summary) == [8, 16, 32, 64]
+    x, y = rd.curve(summary, "AIC", "msssim_db", [8, 16])
+    assert x == [aic[8]["bpp"], aic[16]["bpp"]]
+    assert np.allclose(y, [(20 + 20 * bpp[8]) / 2, (20 + 20 * bpp[16]) / 2])
+    common = rd.bd_rates(summary, ("psnr",), rd.common_ratios(summary))
+    assert abs(common["AIC psnr"] + 20) < 0.01
+    every = rd.bd_rates(summary, ("psnr",))
+    assert every["AIC psnr"] < -21         # the coarse points AIC alone reaches bend its fit
+    assert "AIC vs AVIF psnr" in every
+    line = rd.bd_line(common, against_others=True)
+    assert line.startswith("vs WebP psnr: -20.0%") and "AIC psnr" not in line
