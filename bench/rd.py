@@ -143,7 +143,7 @@ def curve(
     summary: dict, name: str, metric: str, ratios: Collection[int] | None = None
 ) -> tuple[list[float], list[float]]:
     """(bpp, ``metric``) at each ratio (of ``ratios``, default all) where every image has a
-    file; ``metric`` "msssim_db" is the MS-SSIM as −10·log10(1 − MS-SSIM)."""
+    file; ``metric`` "msssim_db" is the mean MS-SSIM as −10·log10(1 − MS-SSIM)."""
     pts = [(v["bpp"], _value(v, metric)) for r, v in summary[name].items()
            if "bpp" in v and (ratios is None or r in ratios)]
     return [p[0] for p in pts], [p[1] for p in pts]
@@ -156,7 +156,8 @@ def _value(point: dict, metric: str) -> float:
 
 
 def common_ratios(summary: dict) -> list[int]:
-    """The ratios at which every codec has a file of every image."""
+    """The ratios at which every codec has a file of every image (of the codecs installed:
+    without JPEG XL the set may be larger)."""
     ratios = next(iter(summary.values())).keys()
     return [r for r in ratios if all("bpp" in per_ratio[r] for per_ratio in summary.values())]
 
@@ -167,9 +168,9 @@ def bd_rates(
     """"NAME metric": NAME's BD-rate against JPEG; "AIC vs NAME metric": AIC's against NAME.
 
     BD-rate fits a cubic of log-rate over the quality range both curves span, so it depends
-    on which ratios enter: raw MS-SSIM bunches the fine ratios near 1 and lets the coarsest
-    points (where JPEG falls apart and only some codecs reach) weigh most. ``ratios`` (the
-    common ones) and "msssim_db" show how much.
+    on which ratios enter: raw MS-SSIM bunches the fine ratios near 1, so the span down to
+    the coarsest points weighs most. ``ratios`` (the common ones; with 4 the cubic passes
+    through every point, with fewer there is no figure) and "msssim_db" show how much.
     """
     bd: dict[str, float | None] = {}
     for name in CLASSIC:
@@ -191,6 +192,14 @@ def bd_line(bd: dict[str, float | None], against_others: bool = False) -> str:
     prefix = "AIC " if against_others else ""
     cells = (f"{k.removeprefix(prefix)}: {'n/a' if bd[k] is None else f'{bd[k]:+.1f}%'}" for k in keys)
     return ", ".join(cells)
+
+
+def common_line(common: list[int], bd: dict[str, float | None]) -> str:
+    """The report's line of BD-rates over the common ratios, or why there are none."""
+    head = f"Only the ratios every codec reaches on every image ({', '.join(f'{r}x' for r in common)})"
+    if len(common) < 4:
+        return head + ": fewer than 4, no BD-rate"
+    return f"{head}: against JPEG {bd_line(bd)}; AIC's against the others {bd_line(bd, True)}"
 
 
 def table(summary: dict, ratios: tuple[int, ...], suffix: str = "") -> str:
@@ -286,11 +295,10 @@ def main() -> None:
         "",
         "AIC's BD-rate against the others: " + bd_line(bd, True),
         "",
-        "MS-SSIM in dB (−10·log10(1 − MS-SSIM)), every ratio: against JPEG " + bd_line(bd_db)
-        + "; AIC's against the others " + bd_line(bd_db, True),
+        "MS-SSIM in dB (−10·log10(1 − the mean MS-SSIM)), each codec's own ratios: against JPEG "
+        + bd_line(bd_db) + "; AIC's against the others " + bd_line(bd_db, True),
         "",
-        f"Only the ratios every codec reaches on every image ({', '.join(f'{r}x' for r in common)}): "
-        "against JPEG " + bd_line(bd_common) + "; AIC's against the others " + bd_line(bd_common, True),
+        common_line(common, bd_common),
         *([f"({JXL_MISSING})"] if JXL_MISSING else []),
         "",
         "| ratio | achieved min–max | AIC encode s (median) | AIC decode s (median) |",

@@ -14,7 +14,8 @@ BT.601 luma (``quality.luma``).
 Images (never Kodak, where nothing is tuned): ``--train-sample N`` photos of the training
 set as ``bench/coding_gains.py`` draws them (at most 768x512), and ``--wallpapers N`` of its
 large ``debian_wallpaper_photos``, downscaled 2x and cut to their central 1024x768: the
-larger, smoother photos where MS-SSIM had been AIC's weak side.
+larger, smoother photos where MS-SSIM had been AIC's weak side; ``--images DIR``: the PNGs
+of a folder besides (cuts of training photos made for a question, say).
 
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 0 4 6
     python bench/step_profile.py --train-sample 4 --wallpapers 3 --tilts 4 --quantisers plain rdoq
@@ -31,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from coding_gains import SHARED, train_sample  # bench/ is on sys.path when run as a script
+from coding_gains import SHARED, folder, train_sample  # bench/ is on sys.path when run as a script
 from PIL import Image
 from rd import bd_rate, measure
 
@@ -86,13 +87,17 @@ def main() -> None:
     ap.add_argument("--target-from", type=float, nargs="+", default=[math.inf], metavar="RATIO")
     ap.add_argument("--chroma-prices", type=float, nargs="+", default=[rdoq.CHROMA_PRICE], metavar="PRICE")
     ap.add_argument("--model", type=Path)
+    ap.add_argument("--images", type=Path, help="also the PNGs of this folder (never Kodak)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     codec = Codec.load(args.model, device="cpu")
     images = wallpapers(args.wallpapers)
     if args.train_sample:
         images += train_sample(args.train_sample, args.seed)
-    print(f"{len(images)} training photos ({args.wallpapers} wallpapers), ratios {RATIOS}, "
+    if args.images:
+        images += folder(args.images)
+    print(f"{len(images)} images ({args.wallpapers} wallpapers, {args.train_sample} training photos"
+          f"{f', {args.images}' if args.images else ''}), ratios {RATIOS}, "
           f"model {codec.model_id[:16]}…, {platform.machine()}, torch {torch.__version__}")
     print("| quantiser, tilt (a), aimed from, colour price | mean PSNR per ratio | mean MS-SSIM dB per ratio "
           "| mean PSNR-Y per ratio | mean MS-SSIM-Y dB per ratio | " + " | ".join(f"BD {m}" for m in MEASURES)

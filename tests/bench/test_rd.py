@@ -65,15 +65,24 @@ def test_bd_rates_over_the_common_ratios_and_in_msssim_db() -> None:
     jpeg |= {r: {"fit": 0, "n": 1} for r in ratios[4:]}
     # AIC saves 20 % of the bytes at every quality up to 64x, and far more below
     aic = {r: _point(0.8 * bpp[r], 20 + 20 * bpp[r] + (3.0 if r > 64 else 0.0)) for r in ratios}
-    summary = {"AIC": aic, **{name: jpeg for name in rd.CLASSIC}}
+    avif = jpeg | {128: _point(bpp[128], 20 + 20 * bpp[128])}      # AVIF alone reaches 128x too
+    summary = {"AIC": aic, **{name: jpeg for name in rd.CLASSIC}, "AVIF": avif}
     assert rd.common_ratios(summary) == [8, 16, 32, 64]
+    assert rd.common_ratios({"AIC": aic, "AVIF": avif}) == [8, 16, 32, 64, 128]
     x, y = rd.curve(summary, "AIC", "msssim_db", [8, 16])
     assert x == [aic[8]["bpp"], aic[16]["bpp"]]
     assert np.allclose(y, [(20 + 20 * bpp[8]) / 2, (20 + 20 * bpp[16]) / 2])
     common = rd.bd_rates(summary, ("psnr",), rd.common_ratios(summary))
+    others = [n for n in rd.CLASSIC if n != "JPEG"]
+    assert set(common) == {"AIC psnr", *(f"{n} psnr" for n in others), *(f"AIC vs {n} psnr" for n in others)}
     assert abs(common["AIC psnr"] + 20) < 0.01
+    assert abs(common["AIC vs AVIF psnr"] + 20) < 0.01     # AVIF's 128x left out on its side too
     every = rd.bd_rates(summary, ("psnr",))
     assert every["AIC psnr"] < -21         # the coarse points AIC alone reaches bend its fit
-    assert "AIC vs AVIF psnr" in every
+    assert every["AIC vs AVIF psnr"] != common["AIC vs AVIF psnr"]
+    against_jpeg = rd.bd_line(common)
+    assert against_jpeg.startswith("AIC psnr: -20.0%") and "vs " not in against_jpeg
     line = rd.bd_line(common, against_others=True)
     assert line.startswith("vs WebP psnr: -20.0%") and "AIC psnr" not in line
+    assert rd.common_line(rd.common_ratios(summary), common).endswith(line)
+    assert rd.common_line([8, 16, 32], common).endswith("fewer than 4, no BD-rate")
