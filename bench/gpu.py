@@ -31,16 +31,17 @@ The GPU machine (Python 3.12 with torch, numpy, pillow, safetensors; no internet
 ``constriction``; this script installs it from ``.gpu/wheels`` when the import fails. The
 device tool's ``run``:
 
-    command:   PYTHONUNBUFFERED=1 python3 bench/gpu.py --data .gpu/data --out $OUT --post-blocks 2
+    command:   PYTHONUNBUFFERED=1 python3 bench/gpu.py --data .gpu/data --out $OUT --post-blocks 3
     carry:     [".gpu"]
     timeout_s: 600
 
-``--post-blocks 2`` trains the post-filter with one more residual block than the shipped
-model's one (added at zero, so the warm start decodes as the shipped model does): the
-decoder is where the codec's gains came from, and its first extra block, fine-tuned on the
-CPU, gained (docs/model.md, run 12). Each block costs about 0.05 s of synthesis per Kodak
-image, in the decode and in the encoder's filter decision alike, which the 1.0 s encode at
-8x can still afford (0.6.0: median 0.81 s).
+``--post-blocks 3`` trains the post-filter with one more residual block than the shipped
+model's two (added at zero, so the warm start decodes as the shipped model does): the
+decoder is where the codec's gains came from, and each extra block fine-tuned on the CPU
+gained (docs/model.md, runs 12 and 16). Each block costs about 0.05 s of synthesis per
+Kodak image, in the decode and in the encoder's filter decision alike; the encode at 8x
+is near its 1.0 s limit (0.7.0, README), so a third block would have to pay for itself
+there or the encoder find the time elsewhere.
 
 Here, on the CPU, at toy scale (generated images, a few training steps; under 3 minutes):
 

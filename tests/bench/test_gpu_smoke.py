@@ -24,7 +24,7 @@ from pack_gpu_data import write_for_loader  # noqa: E402
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, float]:
     out = tmp_path_factory.mktemp("gpu-smoke")
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--post-blocks", "2",
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--post-blocks", "3",
                           "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
