@@ -37,11 +37,11 @@ device tool's ``run``:
 
 ``--post-blocks 3`` trains the post-filter with one more residual block than the shipped
 model's two (added at zero, so the warm start decodes as the shipped model does): the
-decoder is where the codec's gains came from, and each extra block fine-tuned on the CPU
-gained (docs/model.md, runs 12 and 16). Each block costs about 0.05 s of synthesis per
-Kodak image, in the decode and in the encoder's filter decision alike; the encode at 8x
-is near its 1.0 s limit (0.7.0, README), so a third block would have to pay for itself
-there or the encoder find the time elsewhere.
+decoder is where the codec's gains came from, and the two extra blocks fine-tuned on the
+CPU long enough gained (docs/model.md, runs 12 and 16; runs 14 and 15, starved, did not).
+Each block costs synthesis time in the decode and in the encoder's filter decision and
+aiming; the encode at 8x is near its 1.0 s limit (0.7.0, README), so a third block would
+have to pay for itself there or the encoder find the time elsewhere.
 
 Here, on the CPU, at toy scale (generated images, a few training steps; under 3 minutes):
 
