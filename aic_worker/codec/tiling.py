@@ -23,11 +23,12 @@ from aic_worker.codec.transforms import Autoencoder
 
 SCALE = 16      # pixels per latent unit
 TILE = 64       # latent units per tile side (1024 pixels)
+GRADIENT_TILE = 48   # the same with autograd's activations held (768 pixels: a Kodak image is one tile)
 HALO = 4
 
 
-def _spans(n: int) -> list[tuple[int, int]]:
-    return [(s, min(s + TILE, n)) for s in range(0, n, TILE)]
+def _spans(n: int, tile: int) -> list[tuple[int, int]]:
+    return [(s, min(s + tile, n)) for s in range(0, n, tile)]
 
 
 @torch.inference_mode()
@@ -54,7 +55,7 @@ def synthesise(
     device = device or torch.device("cpu")
     h, w = q.shape[1:]
     out = np.empty((h * SCALE, w * SCALE, 3), dtype=np.uint8)
-    for halo, keep, place in _tiles(h, w):
+    for halo, keep, place in _tiles(h, w, TILE):
         y = _dequantised(model, q[:, halo[0], halo[1]], step, device, weights)
         x = model.g_s(y, step, filtered)[0, :, _pixels(keep[0]), _pixels(keep[1])]
         out[_pixels(place[0]), _pixels(place[1])] = _bytes(x.clamp_(0, 1))
@@ -83,7 +84,7 @@ def synthesise_with_gradient(
     h, w = q.shape[1:]
     out = np.empty((h * SCALE, w * SCALE, 3), dtype=np.uint8)
     gradient = np.zeros(q.shape, dtype=np.float32)
-    for halo, keep, place in _tiles(h, w):
+    for halo, keep, place in _tiles(h, w, GRADIENT_TILE):
         y = _dequantised(model, q[:, halo[0], halo[1]], step, device, weights)
         leaf = y[:, : q.shape[0]].clone().requires_grad_(True)
         with torch.enable_grad(), _deterministic_cudnn():
@@ -125,11 +126,11 @@ def _bytes(x: torch.Tensor) -> np.ndarray:
 Box = tuple[slice, slice]
 
 
-def _tiles(h: int, w: int) -> list[tuple[Box, Box, Box]]:
+def _tiles(h: int, w: int, tile: int) -> list[tuple[Box, Box, Box]]:
     """For an (h, w) latent: each tile's (box with halo, its centre within that box, the centre's place)."""
     tiles = []
-    for y0, y1 in _spans(h):
-        for x0, x1 in _spans(w):
+    for y0, y1 in _spans(h, tile):
+        for x0, x1 in _spans(w, tile):
             a0, b0 = max(0, y0 - HALO), max(0, x0 - HALO)
             a1, b1 = min(h, y1 + HALO), min(w, x1 + HALO)
             tiles.append(((slice(a0, a1), slice(b0, b1)),
@@ -158,7 +159,7 @@ def _pieces(index: int, x: torch.Tensor) -> list[_Piece]:
     if h <= TILE and w <= TILE:
         return [_Piece(index, x, (slice(None), slice(None)), (slice(None), slice(None)))]
     return [_Piece(index, x[:, :, _pixels(halo[0]), _pixels(halo[1])], keep, place)
-            for halo, keep, place in _tiles(h, w)]
+            for halo, keep, place in _tiles(h, w, TILE)]
 
 
 @torch.inference_mode()

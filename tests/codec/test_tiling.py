@@ -13,6 +13,7 @@ from tests.codec.conftest import make_model
 @pytest.fixture
 def small_tiles(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tiling, "TILE", 3)
+    monkeypatch.setattr(tiling, "GRADIENT_TILE", 3)
 
 
 def _trained_looking():
