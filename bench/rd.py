@@ -150,9 +150,12 @@ def curve(
 
 
 def _value(point: dict, metric: str) -> float:
-    if metric == "msssim_db":
-        return -10 * math.log10(max(1e-10, 1 - point["msssim"]))
-    return point[metric]
+    return db(point["msssim"]) if metric == "msssim_db" else point[metric]
+
+
+def db(structure: float) -> float:
+    """An MS-SSIM as −10·log10(1 − MS-SSIM): the fine end spread out."""
+    return -10 * math.log10(max(1e-10, 1 - structure))
 
 
 def common_ratios(summary: dict) -> list[int]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from coding_gains import SHARED, folder, train_sample  # bench/ is on sys.path when run as a script
 from PIL import Image
-from rd import bd_rate, measure
+from rd import bd_rate, db, measure
 
 from aic_worker.codec import Codec, rdoq
 
@@ -66,15 +66,11 @@ def curve(codec: Codec, rgb: np.ndarray, ratios: tuple[int, ...]) -> Curve:
     for ratio in ratios:
         data = codec.compress(image, ratio)
         m = measure(rgb, codec.decompress(data))
-        values = (len(data) * 8 / (rgb.shape[0] * rgb.shape[1]), m["psnr"], _db(m["msssim"]),
-                  m["psnr_y"], _db(m["msssim_y"]))
+        values = (len(data) * 8 / (rgb.shape[0] * rgb.shape[1]), m["psnr"], db(m["msssim"]),
+                  m["psnr_y"], db(m["msssim_y"]))
         for column, value in zip(out, values, strict=True):
             column.append(value)
     return out
-
-
-def _db(structure: float) -> float:
-    return -10 * math.log10(max(1e-10, 1 - structure))
 
 
 def main() -> None:
