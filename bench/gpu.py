@@ -391,6 +391,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=None, help="training batch (default 64; smoke 4)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--ms-ssim-weight", type=float, default=0.0)
+    ap.add_argument("--quantiser", choices=("round", "rdoq"), default="round",
+                    help="symbols the decoder learns from (aic-admin train --quantiser)")
     ap.add_argument("--train-analysis", action="store_true", help="train the analysis too (R + λD)")
     ap.add_argument("--post-blocks", type=int, default=None,
                     help="residual blocks in the post-filter, those the warm start lacks added at zero")
@@ -515,13 +517,14 @@ def training(args: argparse.Namespace, data: Path, weights_out: Path, minutes: f
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     log(f"  training {minutes:.2f} min, crop {args.crop}, batch {args.batch}, lr {args.lr:g}, "
-        f"ms-ssim weight {args.ms_ssim_weight:g}, analysis {'trained' if args.train_analysis else 'frozen'}, "
+        f"ms-ssim weight {args.ms_ssim_weight:g}, quantiser {args.quantiser}, "
+        f"analysis {'trained' if args.train_analysis else 'frozen'}, "
         f"post-filter blocks {'as the warm start' if args.post_blocks is None else args.post_blocks}")
     t0 = time.monotonic()
-    extra = {"ms_ssim_weight": args.ms_ssim_weight} if args.ms_ssim_weight else {}   # a newer objective's
     train(data / "train", minutes, weights_out, init=args.weights, crop=args.crop, batch=args.batch,
           lr=args.lr, checkpoint_minutes=args.checkpoint_minutes, train_analysis=args.train_analysis,
-          config=with_post_blocks(args.weights, args.post_blocks), report=on_step, device=device, **extra)
+          config=with_post_blocks(args.weights, args.post_blocks), report=on_step, device=device,
+          ms_ssim_weight=args.ms_ssim_weight, quantiser=args.quantiser)
     total = time.monotonic() - t0
     steps = int(read_metadata(weights_out.read_bytes())["steps"])
     loop_s = time.monotonic() - t_first[0] if t_first else total
@@ -530,6 +533,7 @@ def training(args: argparse.Namespace, data: Path, weights_out: Path, minutes: f
         "steps": steps, "steps_per_s": round(steps / max(loop_s, 1e-9), 2),
         "crops_per_s": round(steps * args.batch / max(loop_s, 1e-9), 1),
         "crop": args.crop, "batch": args.batch, "lr": args.lr, "ms_ssim_weight": args.ms_ssim_weight,
+        "quantiser": args.quantiser,
         "train_analysis": args.train_analysis, "post_blocks": args.post_blocks,
         "training_images": len(find_images(data / "train")),
         "weights": weights_out.name, "model_id": load_model_bytes(weights_out.read_bytes())[1],

@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="residual blocks in the post-filter (with --init: added at zero)")
     p.add_argument("--ms-ssim-weight", type=float, default=0.0,
                    help="weight of the MS-SSIM error (dB) beside the PSNR in the objective")
+    p.add_argument("--quantiser", choices=("round", "rdoq"), default="round",
+                   help="symbols the decoder learns from: rounded to nearest, or as the encoder's RDOQ does")
     p.set_defaults(func=train)
 
 
@@ -194,6 +196,7 @@ def train(args: argparse.Namespace) -> int:
     config = with_post_blocks(args.init, args.post_blocks)
     with bar:
         out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr,
-                  config=config, ms_ssim_weight=args.ms_ssim_weight, report=report)
+                  config=config, ms_ssim_weight=args.ms_ssim_weight, quantiser=args.quantiser,
+                  report=report)
     print(f"weights written to {out}")
     return 0

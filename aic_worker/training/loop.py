@@ -47,6 +47,7 @@ def train(
     config: ModelConfig | None = None,
     train_analysis: bool = False,
     ms_ssim_weight: float = 0.0,
+    quantiser: str = "round",
     report: Report | None = None,
     device: str | torch.device = "cpu",
 ) -> Path:
@@ -92,7 +93,9 @@ def train(
             group["lr"] = rate * group["scale"]
         with device if device.type != "cpu" else contextlib.nullcontext():
             x = sampler.batch(batch, device)
-            result = batch_loss(model, x, with_rate=train_analysis, ms_ssim_weight=ms_ssim_weight)
+            result = batch_loss(
+                model, x, with_rate=train_analysis, ms_ssim_weight=ms_ssim_weight, quantiser=quantiser
+            )
         opt.zero_grad(set_to_none=True)
         result.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

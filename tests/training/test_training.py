@@ -141,3 +141,34 @@ def test_the_shape_with_more_post_filter_blocks_is_the_warm_starts_own(tmp_path:
     assert with_post_blocks(tmp_path / "src.safetensors", None) is None
     assert with_post_blocks(tmp_path / "src.safetensors", 3) == replace(TINY, post_blocks=3)
     assert with_post_blocks(None, 2) == replace(FRESH, post_blocks=2)
+
+
+def test_rdoq_like_symbols_lie_between_floor_and_nearest() -> None:
+    from aic_worker.training.objective import rdoq_like
+
+    torch.manual_seed(0)
+    y = torch.randn(2, 16, 8, 8) * 4
+    q = rdoq_like(y, torch.full((2, 1, 1, 1), 2.0), torch.ones(16))
+    nearest, floor = torch.round(y), torch.sign(y) * torch.floor(y.abs())
+    assert torch.all((q == nearest) | (q == floor)), "RDOQ weighs only ⌊|y|⌋ and ⌊|y|⌋ + 1"
+    assert torch.all(q[y.abs() <= 0.5] == 0) and torch.all(torch.sign(q) * torch.sign(y) >= 0)
+    assert (q != nearest).any(), "some symbols near a boundary go down, as RDOQ sends them"
+
+
+def test_rdoq_like_rounds_down_more_where_bits_are_dearer() -> None:
+    from aic_worker.training.objective import rdoq_like
+
+    torch.manual_seed(1)
+    y = torch.rand(1, 2, 256, 256) * 3          # fractions spread evenly over [0, 1)
+    q = rdoq_like(y, torch.ones(1, 1, 1, 1), torch.tensor([1.0, 2.5]))
+    down = (q != torch.round(y)).float().mean(dim=(0, 2, 3))
+    assert down[1] > 1.5 * down[0] > 0, "a colour channel's dearer bits send more symbols down"
+    fine = rdoq_like(y, torch.full((1, 1, 1, 1), 0.25), torch.ones(2))
+    coarse = rdoq_like(y, torch.full((1, 1, 1, 1), 16.0), torch.ones(2))
+    assert (coarse != torch.round(y)).sum() > (fine != torch.round(y)).sum(), "ones dearer at coarse steps"
+
+
+def test_a_run_can_learn_from_rdoq_like_symbols(photos: Path, tmp_path: Path) -> None:
+    out = train(photos, minutes=0.03, out=tmp_path / "r.safetensors", crop=32, batch=2, config=TINY,
+                quantiser="rdoq")
+    assert load_model_bytes(out.read_bytes())[0].cfg == TINY
