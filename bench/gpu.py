@@ -41,7 +41,9 @@ decoder is where the codec's gains came from, and the two extra blocks fine-tune
 CPU long enough gained (docs/model.md, runs 12 and 16; runs 14 and 15, starved, did not).
 Each block costs synthesis time in the decode and in the encoder's filter decision and
 aiming; the encode at 8x is near its 1.0 s limit (0.7.0, README), so a third block would
-have to pay for itself there or the encoder find the time elsewhere.
+have to pay for itself there or the encoder find the time elsewhere. The decoder learns from
+symbols rounded as the encoder's RDOQ rounds them (``--quantiser rdoq``, the default: run 17
+in docs/model.md gained twice what a new block had, from that alone).
 
 Here, on the CPU, at toy scale (generated images, a few training steps; under 3 minutes):
 
@@ -391,7 +393,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=None, help="training batch (default 64; smoke 4)")
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--ms-ssim-weight", type=float, default=0.0)
-    ap.add_argument("--quantiser", choices=("round", "rdoq"), default="round",
+    ap.add_argument("--quantiser", choices=("rdoq", "round"), default="rdoq",
                     help="symbols the decoder learns from (aic-admin train --quantiser)")
     ap.add_argument("--train-analysis", action="store_true", help="train the analysis too (R + λD)")
     ap.add_argument("--post-blocks", type=int, default=None,

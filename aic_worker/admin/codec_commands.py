@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="residual blocks in the post-filter (with --init: added at zero)")
     p.add_argument("--ms-ssim-weight", type=float, default=0.0,
                    help="weight of the MS-SSIM error (dB) beside the PSNR in the objective")
-    p.add_argument("--quantiser", choices=("round", "rdoq"), default="round",
+    p.add_argument("--quantiser", choices=("rdoq", "round"), default="rdoq",
                    help="symbols the decoder learns from: rounded to nearest, or as the encoder's RDOQ does")
     p.set_defaults(func=train)
 

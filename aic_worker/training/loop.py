@@ -47,7 +47,7 @@ def train(
     config: ModelConfig | None = None,
     train_analysis: bool = False,
     ms_ssim_weight: float = 0.0,
-    quantiser: str = "round",
+    quantiser: str = "rdoq",
     report: Report | None = None,
     device: str | torch.device = "cpu",
 ) -> Path:

@@ -63,6 +63,7 @@ def test_smoke_run_measures_throughput_and_trains(smoke) -> None:
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in files)
     trained = Codec.load(out / training["weights"], device="cpu")
     assert trained.model_id == training["model_id"] and training["post_blocks"] == 3
+    assert training["quantiser"] == "rdoq", "the decoder learns from symbols rounded as the encoder rounds"
     assert trained.model.cfg.post_blocks == 3 == len(trained.model.g_s.post_blocks)   # shipped (2) + 1
     joined = b"".join((out / name).read_bytes() for name in training["checkpoint_files"])
     assert joined[:8] and int.from_bytes(joined[:8], "little") < len(joined)   # a safetensors header
