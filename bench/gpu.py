@@ -40,10 +40,11 @@ model's two (added at zero, so the warm start decodes as the shipped model does)
 decoder is where the codec's gains came from, and the two extra blocks fine-tuned on the
 CPU long enough gained (docs/model.md, runs 12 and 16; runs 14 and 15, starved, did not).
 Each block costs synthesis time in the decode and in the encoder's filter decision and
-aiming; the encode at 8x is near its 1.0 s limit (0.7.0, README), so a third block would
-have to pay for itself there or the encoder find the time elsewhere. The decoder learns from
-symbols rounded as the encoder's RDOQ rounds them (``--quantiser rdoq``, the default: run 17
-in docs/model.md gained twice what a new block had, from that alone).
+aiming; the encode at 8x takes 0.77 s of its 1.0 s limit in a fast hour (0.8.0, README) and
+took 0.90 s in a slower one (0.6.1, one block fewer), so a third block would have to pay for
+itself there or the encoder find the time elsewhere. The decoder learns from symbols rounded
+as the encoder's RDOQ rounds them (``--quantiser rdoq``, the default): run 17 in
+docs/model.md, trained that way with no new block, gained twice what run 16's block had.
 
 Here, on the CPU, at toy scale (generated images, a few training steps; under 3 minutes):
 
@@ -535,7 +536,7 @@ def training(args: argparse.Namespace, data: Path, weights_out: Path, minutes: f
         "steps": steps, "steps_per_s": round(steps / max(loop_s, 1e-9), 2),
         "crops_per_s": round(steps * args.batch / max(loop_s, 1e-9), 1),
         "crop": args.crop, "batch": args.batch, "lr": args.lr, "ms_ssim_weight": args.ms_ssim_weight,
-        "quantiser": args.quantiser,
+        "quantiser": None if args.train_analysis else args.quantiser,   # R + λD rounds to the nearest
         "train_analysis": args.train_analysis, "post_blocks": args.post_blocks,
         "training_images": len(find_images(data / "train")),
         "weights": weights_out.name, "model_id": load_model_bytes(weights_out.read_bytes())[1],

@@ -10,9 +10,10 @@ end to end at equal bytes, both on training photos (never Kodak, where nothing i
    synthesis), and the candidate's BD-rate against the reference per image, averaged, in PSNR,
    MS-SSIM and their luma (as ``bench/step_profile.py``).
 
-Images: ``--train-sample N`` photos as ``bench/coding_gains.py`` draws them (seed
-``--seed``), for the end-to-end part also ``--wallpapers N`` as ``bench/step_profile.py``
-cuts them; ``--images DIR`` instead: the PNGs of a folder.
+Images: for the decoder, ``--train-sample N`` photos as ``bench/coding_gains.py`` draws them
+(seed ``--seed``); end to end, ``bench/step_profile.py``'s: ``--wallpapers N`` of its cuts and
+its four training photos (seed 23). ``--images DIR`` instead, for both: the PNGs of a folder.
+The training photos are those the models learnt from (crops of them), as for every run's check.
 
     python bench/model_compare.py runs/17/x.safetensors
     python bench/model_compare.py runs/17/x.safetensors --end-to-end

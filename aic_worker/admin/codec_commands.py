@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ms-ssim-weight", type=float, default=0.0,
                    help="weight of the MS-SSIM error (dB) beside the PSNR in the objective")
     p.add_argument("--quantiser", choices=("rdoq", "round"), default="rdoq",
-                   help="symbols the decoder learns from: rounded to nearest, or as the encoder's RDOQ does")
+                   help="symbols the decoder learns from: rounded as RDOQ rounds (default) or to nearest")
     p.set_defaults(func=train)
 
 

@@ -19,7 +19,7 @@ from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import load_model_bytes, save_model
 from aic_worker.training.checkpoint import load_checkpoint, save_checkpoint
 from aic_worker.training.dataset import CropSampler
-from aic_worker.training.objective import BLOCK_GAIN, batch_loss
+from aic_worker.training.objective import BLOCK_GAIN, Quantiser, batch_loss
 from aic_worker.training.pca import block_pca
 
 Report = Callable[[int, float, float, float], None]
@@ -47,7 +47,7 @@ def train(
     config: ModelConfig | None = None,
     train_analysis: bool = False,
     ms_ssim_weight: float = 0.0,
-    quantiser: str = "rdoq",
+    quantiser: Quantiser = "rdoq",
     report: Report | None = None,
     device: str | torch.device = "cpu",
 ) -> Path:
@@ -63,6 +63,9 @@ def train(
     synthesis learns (pure distortion at every step size): measured on these
     CPUs, joint rate-distortion training of the analysis made files no smaller
     within a session's budget while it degraded the block transform.
+
+    ``quantiser``: how the decoder's symbols are rounded (``objective.batch_loss``; with the
+    analysis trained, to the nearest whatever it says).
 
     ``device``: where the steps run (``"cuda"`` on a GPU); crops are sampled on the CPU and
     moved there as bytes, and the objective's random steps and masks are drawn there.

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,12 +34,15 @@ from aic_worker.codec.transforms import Autoencoder
 LAMBDA_REF = 0.04
 BLOCK_GAIN = 10.0     # latent units per unit of KLT coefficient (pixels in [0, 1])
 STEP_MIN, STEP_MAX = 0.1, 16.0
+Quantiser = Literal["rdoq", "round"]
 # The encoder's RDOQ (codec/rdoq.py) rounds |y/Δ| up past lo = ⌊|y/Δ|⌋ only where its fraction
 # beats 0.5 + LAMBDA·p_k·b/2, b the extra bits of lo + 1 under the symbol's coder row. Measured
 # on twelve training photos at Δ = 0.5 … 16 (model e52ab1b9…), ln b is close to normal with
 # deviation 0.7 and mean RDOQ_LOG_BITS[min(lo, 2)] + 0.16·log2 Δ: contexts are quieter at coarse
-# steps, so a one costs more there. The decoder is trained on symbols drawn that way.
-RDOQ_LOG_BITS = (0.88, 0.66, -0.2)
+# steps, so a one costs more there. The decoder is trained on symbols drawn that way (below
+# Δ = 0.5 extrapolated; the channels the coder predicts, which RDOQ decides by their row
+# differences, drawn like the rest).
+RDOQ_LOG_BITS = (0.88, 0.66, -0.23)
 RDOQ_LOG_BITS_PER_OCTAVE = 0.16
 RDOQ_LOG_BITS_SPREAD = 0.7
 
@@ -120,7 +124,7 @@ def ms_ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def batch_loss(
     model: Autoencoder, x: torch.Tensor, with_rate: bool = True, ms_ssim_weight: float = 0.0,
-    quantiser: str = "rdoq",
+    quantiser: Quantiser = "rdoq",
 ) -> BatchLoss:
     """R + λ(Δ)·D over a batch of crops in [0, 1]; minus the mean PSNR when the analysis is frozen
     (plus ``ms_ssim_weight`` × the MS-SSIM error in dB, 10·log10(1 − MS-SSIM), when asked:
@@ -133,6 +137,8 @@ def batch_loss(
     ``quantiser``: "rdoq" as the encoder's RDOQ rounds (``rdoq_like``; frozen analysis only),
     or "round" to the nearest symbol (the models before 7ebe12b1… learnt from those).
     """
+    if quantiser not in ("rdoq", "round"):
+        raise ValueError(f"unknown quantiser {quantiser!r}: 'rdoq' or 'round'")
     b = x.shape[0]
     cfg = model.cfg
     step = sample_steps(b).view(b, 1, 1, 1).to(x.device)

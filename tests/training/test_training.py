@@ -14,7 +14,7 @@ from aic_worker.codec.weights import load_model_bytes
 from aic_worker.training.checkpoint import load_checkpoint
 from aic_worker.training.dataset import CropSampler, load_downscaled
 from aic_worker.training.loop import train
-from aic_worker.training.objective import batch_loss, sample_keep_masks
+from aic_worker.training.objective import batch_loss, rdoq_like, sample_keep_masks
 from aic_worker.training.pca import block_pca
 
 TINY = ModelConfig(channels=8, latent_channels=16, group_size=4)
@@ -144,8 +144,6 @@ def test_the_shape_with_more_post_filter_blocks_is_the_warm_starts_own(tmp_path:
 
 
 def test_rdoq_like_symbols_lie_between_floor_and_nearest() -> None:
-    from aic_worker.training.objective import rdoq_like
-
     torch.manual_seed(0)
     y = torch.randn(2, 16, 8, 8) * 4
     q = rdoq_like(y, torch.full((2, 1, 1, 1), 2.0), torch.ones(16))
@@ -156,8 +154,6 @@ def test_rdoq_like_symbols_lie_between_floor_and_nearest() -> None:
 
 
 def test_rdoq_like_rounds_down_more_where_bits_are_dearer() -> None:
-    from aic_worker.training.objective import rdoq_like
-
     torch.manual_seed(1)
     y = torch.rand(1, 2, 256, 256) * 3          # fractions spread evenly over [0, 1)
     q = rdoq_like(y, torch.ones(1, 1, 1, 1), torch.tensor([1.0, 2.5]))
@@ -166,6 +162,20 @@ def test_rdoq_like_rounds_down_more_where_bits_are_dearer() -> None:
     fine = rdoq_like(y, torch.full((1, 1, 1, 1), 0.25), torch.ones(2))
     coarse = rdoq_like(y, torch.full((1, 1, 1, 1), 16.0), torch.ones(2))
     assert (coarse != torch.round(y)).sum() > (fine != torch.round(y)).sum(), "ones dearer at coarse steps"
+
+
+def test_the_decoder_sees_the_quantiser_asked_for(photos: Path) -> None:
+    model = Autoencoder(TINY)
+    torch.nn.init.normal_(model.g_s.post[7].weight, std=0.05)    # a decoder that shows its input
+    x = CropSampler.from_folder(photos, 32).batch(4)
+    losses = {}
+    for quantiser in ("rdoq", "round", "rdoq"):
+        torch.manual_seed(5)                                        # the same steps, masks and draws
+        losses.setdefault(quantiser, []).append(batch_loss(model, x, False, quantiser=quantiser).loss.item())
+    assert losses["rdoq"][0] == losses["rdoq"][1], "one seed, one loss"
+    assert losses["rdoq"][0] != losses["round"][0], "RDOQ-like symbols are not the nearest ones"
+    with pytest.raises(ValueError, match="quantiser"):
+        batch_loss(model, x, False, quantiser="nearest")  # type: ignore[arg-type]
 
 
 def test_a_run_can_learn_from_rdoq_like_symbols(photos: Path, tmp_path: Path) -> None:
