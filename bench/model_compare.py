@@ -32,7 +32,7 @@ from coding_gains import folder, train_sample  # bench/ is on sys.path when run 
 from rd import bd_rate, db
 from step_profile import MEASURES, RATIOS, Curve, curve, wallpapers
 
-from aic_worker.codec import Codec, rate_control, rdoq, step_profile, tiling
+from aic_worker.codec import Codec, rate_control, step_profile, tiling
 from aic_worker.codec.quality import ms_ssim, psnr
 
 STEPS = (1.0, 4.0, 16.0)
@@ -52,8 +52,7 @@ def decoder_alone(
         for delta in steps:
             code = rate_control.STEP_ONE + round(rate_control.CODES_PER_OCTAVE * math.log2(delta))
             step = float(rate_control.step_of(code))
-            q, _ = rdoq.refine(y, rate_control.quantise(y, code, group), step, group,
-                               rate_control.FORMAT_VERSION, reference.prices)
+            q, _ = rate_control.quantised(y, code, group, prices=reference.prices)   # the encoder's RDOQ
             for i, codec in enumerate((reference, candidate)):
                 out = tiling.synthesise(codec.model, q, step, True, codec.device, weights)[:h, :w]
                 scores.setdefault((delta, i), []).append((psnr(rgb, out), db(ms_ssim(rgb, out))))
