@@ -65,6 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="weight of the MS-SSIM error (dB) beside the PSNR in the objective")
     p.add_argument("--quantiser", choices=("rdoq", "round"), default="rdoq",
                    help="symbols the decoder learns from: rounded as RDOQ rounds (default) or to nearest")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="the synthesis' learned branches in float32 (default) or bfloat16 autocast")
     p.set_defaults(func=train)
 
 
@@ -197,6 +199,6 @@ def train(args: argparse.Namespace) -> int:
     with bar:
         out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr,
                   config=config, ms_ssim_weight=args.ms_ssim_weight, quantiser=args.quantiser,
-                  report=report)
+                  bf16=args.precision == "bf16", report=report)
     print(f"weights written to {out}")
     return 0

@@ -73,9 +73,12 @@ class BlockInverse(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, block, stride=block)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # no output_size
+        """Always in float32, even under training's bfloat16 autocast: the base image carries
+        all of the picture, and bfloat16's 8-bit mantissa would cap it near 48 dB."""
         n, m, h, w = y.shape
         k, c = self.kernel_size[0], self.out_channels
-        x = y.permute(0, 2, 3, 1).reshape(n * h * w, m) @ self.weight.reshape(m, c * k * k)
+        with torch.autocast(y.device.type, enabled=False):
+            x = y.float().permute(0, 2, 3, 1).reshape(n * h * w, m) @ self.weight.reshape(m, c * k * k)
         x = x.reshape(n, h, w, c, k, k).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h * k, w * k)
         return x + self.bias.view(1, c, 1, 1)
 
@@ -95,9 +98,11 @@ class AnalysisTransform(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """At inference a refine branch still at its zero init is skipped: it adds exactly zero,
-        and it would cost three times the block transform's time (the shipped model's case)."""
-        if self.training or self.refine[-1].weight.any() or self.refine[-1].bias.any():
+        """A refine branch still at its zero init is skipped unless it is being trained: it adds
+        exactly zero, and it would cost three times the block transform's time (the shipped
+        model's case, and every frozen-analysis training step)."""
+        last = self.refine[-1]
+        if (self.training and last.weight.requires_grad) or last.weight.any() or last.bias.any():
             return self.block(x) + self.refine(x)
         return self.block(x)
 

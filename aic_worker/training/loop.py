@@ -48,6 +48,7 @@ def train(
     train_analysis: bool = False,
     ms_ssim_weight: float = 0.0,
     quantiser: Quantiser = "rdoq",
+    bf16: bool = False,
     report: Report | None = None,
     device: str | torch.device = "cpu",
 ) -> Path:
@@ -65,7 +66,8 @@ def train(
     within a session's budget while it degraded the block transform.
 
     ``quantiser``: how the decoder's symbols are rounded (``objective.batch_loss``; with the
-    analysis trained, to the nearest whatever it says).
+    analysis trained, to the nearest whatever it says); ``bf16``: the synthesis' learned
+    branches in bfloat16 autocast (``objective.batch_loss``).
 
     ``device``: where the steps run (``"cuda"`` on a GPU); crops are sampled on the CPU and
     moved there as bytes, and the objective's random steps and masks are drawn there.
@@ -97,7 +99,8 @@ def train(
         with device if device.type != "cpu" else contextlib.nullcontext():
             x = sampler.batch(batch, device)
             result = batch_loss(
-                model, x, with_rate=train_analysis, ms_ssim_weight=ms_ssim_weight, quantiser=quantiser
+                model, x, with_rate=train_analysis, ms_ssim_weight=ms_ssim_weight, quantiser=quantiser,
+                bf16=bf16,
             )
         opt.zero_grad(set_to_none=True)
         result.loss.backward()

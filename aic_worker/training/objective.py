@@ -124,7 +124,7 @@ def ms_ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def batch_loss(
     model: Autoencoder, x: torch.Tensor, with_rate: bool = True, ms_ssim_weight: float = 0.0,
-    quantiser: Quantiser = "rdoq",
+    quantiser: Quantiser = "rdoq", bf16: bool = False,
 ) -> BatchLoss:
     """R + λ(Δ)·D over a batch of crops in [0, 1]; minus the mean PSNR when the analysis is frozen
     (plus ``ms_ssim_weight`` × the MS-SSIM error in dB, 10·log10(1 − MS-SSIM), when asked:
@@ -136,6 +136,8 @@ def batch_loss(
     whose errors are a hundred times larger, drown out all the others.
     ``quantiser``: "rdoq" as the encoder's RDOQ rounds (``rdoq_like``; frozen analysis only),
     or "round" to the nearest symbol (the models before 7ebe12b1… learnt from those).
+    ``bf16``: the synthesis' learned branches in bfloat16 autocast (the analysis, the block
+    transforms and the loss stay float32).
     """
     if quantiser not in ("rdoq", "round"):
         raise ValueError(f"unknown quantiser {quantiser!r}: 'rdoq' or 'round'")
@@ -156,7 +158,8 @@ def batch_loss(
         rounded = rdoq_like(y.detach(), step, torch.from_numpy(rdoq.chroma_prices(rows)).to(x.device))
     else:
         rounded = torch.round(y)
-    x_hat = model.g_s(rounded * mask * steps, step)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        x_hat = model.g_s(rounded * mask * steps, step).float()
     pixels = x.shape[2] * x.shape[3]
     bpp = laplace_bits(noisy, mask) / pixels
     mse = ((x_hat - x) ** 2).mean(dim=(1, 2, 3))

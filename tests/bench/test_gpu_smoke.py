@@ -53,6 +53,7 @@ def test_smoke_run_measures_throughput_and_trains(smoke) -> None:
         assert speed[f"{what}_images_per_s"] > 0
     training = report["training"]
     assert training["steps"] >= 1 and training["steps_per_s"] > 0
+    assert training["precision"] == "bf16" and training["quantiser"] == "rdoq"
     for check in ("check_before", "check_after"):
         assert set(report[check]["latent"]["psnr_db"]) == {"step 0.2", "step 1", "step 4", "step 12"}
         assert all(v["psnr_db"] > 15 for v in report[check]["codec"].values())

@@ -44,7 +44,7 @@ def test_the_block_inverse_is_the_transposed_convolution_forward_and_backward(
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-3)
 
 
-def test_analysis_skips_a_zero_refine_branch_only_at_inference() -> None:
+def test_analysis_skips_a_zero_refine_branch_unless_it_is_trained() -> None:
     model = make_model(3)
     x = torch.rand(2, 3, 32, 48)
     model.eval()
@@ -56,6 +56,26 @@ def test_analysis_skips_a_zero_refine_branch_only_at_inference() -> None:
     model.train()                    # a zero branch must still learn: its gradient flows
     model.g_a(x).square().sum().backward()
     assert model.g_a.refine[-1].weight.grad is not None and model.g_a.refine[-1].weight.grad.any()
+    runs = []
+    model.g_a.refine.register_forward_hook(lambda *_: runs.append(1))
+    model.g_a.requires_grad_(False)  # a frozen analysis (aic-admin train's default) skips it
+    assert torch.equal(model.g_a(x), model.g_a.block(x)) and not runs
+    model.g_a.requires_grad_(True)
+    model.g_a(x)
+    assert runs == [1]
+
+
+def test_the_block_inverse_stays_float32_under_bfloat16_autocast() -> None:
+    """Training's bf16 autocast (``batch_loss(bf16=True)``) must not round the base image, which
+    carries all of the picture: the block inverse gives what it gives outside autocast."""
+    block = BlockInverse(24, 3, 16)
+    torch.nn.init.normal_(block.weight)
+    y = torch.randn(2, 24, 3, 5) * 30
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = block(y)
+        rounded = torch.nn.functional.conv_transpose2d(y, block.weight, block.bias, stride=16)
+    assert inside.dtype == torch.float32 and torch.equal(inside, block(y))
+    assert rounded.dtype == torch.bfloat16, "the check means something: autocast rounds a plain product"
 
 
 def test_trained_branches_see_the_step() -> None:
