@@ -19,6 +19,7 @@ first n channels alone decode well: one model serves every ratio.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 
 import torch
@@ -73,12 +74,15 @@ class BlockInverse(nn.ConvTranspose2d):
         super().__init__(in_channels, out_channels, block, stride=block)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:  # type: ignore[override]  # no output_size
-        """Always in float32, even under training's bfloat16 autocast: the base image carries
-        all of the picture, and bfloat16's 8-bit mantissa would cap it near 48 dB."""
+        """In the weights' precision even under training's bfloat16 autocast: the base image
+        carries all of the picture, which bfloat16's 8-bit mantissa would round."""
         n, m, h, w = y.shape
         k, c = self.kernel_size[0], self.out_channels
-        with torch.autocast(y.device.type, enabled=False):
-            x = y.float().permute(0, 2, 3, 1).reshape(n * h * w, m) @ self.weight.reshape(m, c * k * k)
+        kind = y.device.type
+        autocast = torch.amp.is_autocast_available(kind) and torch.is_autocast_enabled(kind)
+        with torch.autocast(kind, enabled=False) if autocast else contextlib.nullcontext():
+            rows = y.to(self.weight.dtype).permute(0, 2, 3, 1).reshape(n * h * w, m)
+            x = rows @ self.weight.reshape(m, c * k * k)
         x = x.reshape(n, h, w, c, k, k).permute(0, 3, 1, 4, 2, 5).reshape(n, c, h * k, w * k)
         return x + self.bias.view(1, c, 1, 1)
 

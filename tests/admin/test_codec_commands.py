@@ -1,4 +1,4 @@
-"""`aic-admin compress | decompress | info` on real files."""
+"""`aic-admin compress | decompress | info` on real files; what `aic-admin train` passes on."""
 
 from __future__ import annotations
 
@@ -189,3 +189,15 @@ def test_decompress_does_not_overwrite_what_it_wrote_in_the_same_run(
                  "--model", str(model_file)]) == 1
     assert [p.name for p in out.iterdir()] == ["a.png"]
     assert f"{out / 'a.png'} was written from {aics / 'a.jpg.aic'} in this run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flag", "bf16"),
+                         [([], False), (["--precision", "bf16"], True), (["--precision", "fp32"], False)])
+def test_train_passes_the_precision_on(flag: list[str], bf16: bool, tmp_path: Path, monkeypatch) -> None:
+    from aic_worker.training import loop
+
+    calls: list[dict] = []
+    out = tmp_path / "m.safetensors"
+    monkeypatch.setattr(loop, "train", lambda *args, **kwargs: calls.append(kwargs) or out)
+    assert main(["train", "--data", str(tmp_path), "--minutes", "1", "--out", str(out), *flag]) == 0
+    assert calls[0]["bf16"] is bf16 and calls[0]["quantiser"] == "rdoq"

@@ -11,10 +11,11 @@ from PIL import Image
 
 from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import load_model_bytes
+from aic_worker.training import loop
 from aic_worker.training.checkpoint import load_checkpoint
 from aic_worker.training.dataset import CropSampler, load_downscaled
 from aic_worker.training.loop import train
-from aic_worker.training.objective import batch_loss, rdoq_like, sample_keep_masks
+from aic_worker.training.objective import BLOCK_GAIN, batch_loss, rdoq_like, sample_keep_masks
 from aic_worker.training.pca import block_pca
 
 TINY = ModelConfig(channels=8, latent_channels=16, group_size=4)
@@ -186,20 +187,32 @@ def test_a_run_can_learn_from_rdoq_like_symbols(photos: Path, tmp_path: Path) ->
 
 def test_bf16_branches_give_nearly_the_float32_loss(photos: Path) -> None:
     """``batch_loss(bf16=True)`` runs the learned branches in bfloat16: a different loss (it is
-    applied), within a hundredth of a dB of float32's (the block transforms stay float32)."""
+    applied), within a thousandth of a dB of float32's on a KLT model (the block transforms
+    stay float32; rounding the block inverse too would be ten times further off)."""
+    sampler = CropSampler.from_folder(photos, 32)
     model = Autoencoder(TINY)
+    model.init_block_transform(*block_pca(sampler), gain=BLOCK_GAIN)
     torch.nn.init.normal_(model.g_s.post[7].weight, std=0.05)
-    x = CropSampler.from_folder(photos, 32).batch(4)
+    x = sampler.batch(4)
     losses = []
     for bf16 in (False, True):
         torch.manual_seed(7)
         losses.append(batch_loss(model, x, False, bf16=bf16).loss.item())
     assert losses[0] != losses[1]
-    assert abs(losses[0] - losses[1]) < 0.01
+    assert abs(losses[0] - losses[1]) < 1e-3
 
 
-def test_a_bf16_run_writes_float_weights(photos: Path, tmp_path: Path) -> None:
-    out = train(photos, minutes=0.03, out=tmp_path / "b.safetensors", crop=32, batch=2, config=TINY,
-                bf16=True)
-    model = load_model_bytes(out.read_bytes())[0]
-    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in model.parameters())
+def test_the_loop_passes_the_precision_on(
+    photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+
+    def recording(*args: object, bf16: bool = False, **kwargs: object) -> object:
+        seen.append(bf16)
+        return batch_loss(*args, bf16=bf16, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "batch_loss", recording)
+    for bf16 in (True, False):
+        seen.clear()
+        train(photos, minutes=0.01, out=tmp_path / "b.safetensors", crop=32, batch=2, config=TINY, bf16=bf16)
+        assert seen and set(seen) == {bf16}
