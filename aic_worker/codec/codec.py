@@ -160,7 +160,7 @@ class Codec:
         else:
             filtered = True
             # Under the Newton step's quadratic model (the block rows' cross terms left out:
-            # |cos| ≤ 0.039 on model 7ebe12b1…) the decoded error of any symbols is about
+            # |cos| ≤ 0.041 on model 5f7bb3da…) the decoded error of any symbols is about
             # Σ ‖b_k‖² w_k² (q·Δ − t)² plus a constant: the refit's measure, and its guard.
             scale = weights[: target.shape[0]] * np.sqrt(self._curvature[: target.shape[0]])
             found = rate_control.refit(
