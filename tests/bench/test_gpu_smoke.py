@@ -24,7 +24,7 @@ from pack_gpu_data import write_for_loader  # noqa: E402
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, float]:
     out = tmp_path_factory.mktemp("gpu-smoke")
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--post-blocks", "3",
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "gpu.py"), "--smoke", "--post-blocks", "4",
                           "--out", str(out)],
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -63,9 +63,9 @@ def test_smoke_run_measures_throughput_and_trains(smoke) -> None:
     files = [p for p in out.iterdir() if p.is_file()]
     assert len(files) <= 8 and all(p.stat().st_size <= 16 * 2**20 for p in files)
     trained = Codec.load(out / training["weights"], device="cpu")
-    assert trained.model_id == training["model_id"] and training["post_blocks"] == 3
+    assert trained.model_id == training["model_id"] and training["post_blocks"] == 4
     assert training["quantiser"] == "rdoq", "the decoder learns from symbols rounded as the encoder rounds"
-    assert trained.model.cfg.post_blocks == 3 == len(trained.model.g_s.post_blocks)   # shipped (2) + 1
+    assert trained.model.cfg.post_blocks == 4 == len(trained.model.g_s.post_blocks)   # shipped (3) + 1
     joined = b"".join((out / name).read_bytes() for name in training["checkpoint_files"])
     assert joined[:8] and int.from_bytes(joined[:8], "little") < len(joined)   # a safetensors header
 
