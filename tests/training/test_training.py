@@ -187,8 +187,8 @@ def test_a_run_can_learn_from_rdoq_like_symbols(photos: Path, tmp_path: Path) ->
 
 def test_bf16_branches_give_nearly_the_float32_loss(photos: Path) -> None:
     """``batch_loss(bf16=True)`` runs the learned branches in bfloat16: a different loss (it is
-    applied), within a thousandth of a dB of float32's on a KLT model (the block transforms
-    stay float32; rounding the block inverse too would be ten times further off)."""
+    applied), within a few hundredths of a dB of float32's on a KLT model (the block inverse
+    stays float32: tests/codec/test_transforms.py)."""
     sampler = CropSampler.from_folder(photos, 32)
     model = Autoencoder(TINY)
     model.init_block_transform(*block_pca(sampler), gain=BLOCK_GAIN)
@@ -199,7 +199,7 @@ def test_bf16_branches_give_nearly_the_float32_loss(photos: Path) -> None:
         torch.manual_seed(7)
         losses.append(batch_loss(model, x, False, bf16=bf16).loss.item())
     assert losses[0] != losses[1]
-    assert abs(losses[0] - losses[1]) < 1e-3
+    assert abs(losses[0] - losses[1]) < 0.03
 
 
 def test_the_loop_passes_the_precision_on(
