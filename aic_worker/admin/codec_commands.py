@@ -67,6 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="symbols the decoder learns from: rounded as RDOQ rounds (default) or to nearest")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="the synthesis' learned branches in float32 (default) or bfloat16 autocast")
+    p.add_argument("--step-min", type=float, default=0.1,
+                   help="finest quantisation step trained on (log-uniform up to 16; default 0.1)")
     p.set_defaults(func=train)
 
 
@@ -199,6 +201,6 @@ def train(args: argparse.Namespace) -> int:
     with bar:
         out = run(args.data, args.minutes, args.out, args.resume, init=args.init, lr=args.lr,
                   config=config, ms_ssim_weight=args.ms_ssim_weight, quantiser=args.quantiser,
-                  bf16=args.precision == "bf16", report=report)
+                  bf16=args.precision == "bf16", step_min=args.step_min, report=report)
     print(f"weights written to {out}")
     return 0

@@ -19,7 +19,7 @@ from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import load_model_bytes, save_model
 from aic_worker.training.checkpoint import load_checkpoint, save_checkpoint
 from aic_worker.training.dataset import CropSampler
-from aic_worker.training.objective import BLOCK_GAIN, Quantiser, batch_loss
+from aic_worker.training.objective import BLOCK_GAIN, STEP_MIN, Quantiser, batch_loss
 from aic_worker.training.pca import block_pca
 
 Report = Callable[[int, float, float, float], None]
@@ -49,6 +49,7 @@ def train(
     ms_ssim_weight: float = 0.0,
     quantiser: Quantiser = "rdoq",
     bf16: bool = False,
+    step_min: float = STEP_MIN,
     report: Report | None = None,
     device: str | torch.device = "cpu",
 ) -> Path:
@@ -67,7 +68,8 @@ def train(
 
     ``quantiser``: how the decoder's symbols are rounded (``objective.batch_loss``; with the
     analysis trained, to the nearest whatever it says); ``bf16``: the synthesis' learned
-    branches in bfloat16 autocast (``objective.batch_loss``).
+    branches in bfloat16 autocast; ``step_min``: the finest quantisation step drawn (both
+    ``objective.batch_loss``).
 
     ``device``: where the steps run (``"cuda"`` on a GPU); crops are sampled on the CPU and
     moved there as bytes, and the objective's random steps and masks are drawn there.
@@ -100,7 +102,7 @@ def train(
             x = sampler.batch(batch, device)
             result = batch_loss(
                 model, x, with_rate=train_analysis, ms_ssim_weight=ms_ssim_weight, quantiser=quantiser,
-                bf16=bf16,
+                bf16=bf16, step_min=step_min,
             )
         opt.zero_grad(set_to_none=True)
         result.loss.backward()

@@ -54,10 +54,15 @@ class BatchLoss:
     mse: float
 
 
-def sample_steps(batch: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Quantisation steps, log-uniform over the range the rate control uses."""
+def sample_steps(
+    batch: int, generator: torch.Generator | None = None, step_min: float = STEP_MIN,
+) -> torch.Tensor:
+    """Quantisation steps, log-uniform from ``step_min`` to STEP_MAX (the range the rate control
+    uses: large photos sit below 0.1 at low ratios)."""
+    if not 0 < step_min < STEP_MAX:
+        raise ValueError(f"step_min {step_min:g} must lie in (0, {STEP_MAX:g})")
     u = torch.rand(batch, generator=generator)
-    return torch.exp(math.log(STEP_MIN) + u * (math.log(STEP_MAX) - math.log(STEP_MIN)))
+    return torch.exp(math.log(step_min) + u * (math.log(STEP_MAX) - math.log(step_min)))
 
 
 def sample_keep_masks(batch: int, channels: int, group: int, p_full: float = 0.5) -> torch.Tensor:
@@ -124,7 +129,7 @@ def ms_ssim_per_image(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def batch_loss(
     model: Autoencoder, x: torch.Tensor, with_rate: bool = True, ms_ssim_weight: float = 0.0,
-    quantiser: Quantiser = "rdoq", bf16: bool = False,
+    quantiser: Quantiser = "rdoq", bf16: bool = False, step_min: float = STEP_MIN,
 ) -> BatchLoss:
     """R + λ(Δ)·D over a batch of crops in [0, 1]; minus the mean PSNR when the analysis is frozen
     (plus ``ms_ssim_weight`` × the MS-SSIM error in dB, 10·log10(1 − MS-SSIM), when asked:
@@ -137,13 +142,13 @@ def batch_loss(
     ``quantiser``: "rdoq" as the encoder's RDOQ rounds (``rdoq_like``; frozen analysis only),
     or "round" to the nearest symbol (the models before 7ebe12b1… learnt from those).
     ``bf16``: the synthesis' learned branches in bfloat16 autocast (the analysis, the block
-    transforms and the loss stay float32).
+    transforms and the loss stay float32). ``step_min``: the finest step drawn (``sample_steps``).
     """
     if quantiser not in ("rdoq", "round"):
         raise ValueError(f"unknown quantiser {quantiser!r}: 'rdoq' or 'round'")
     b = x.shape[0]
     cfg = model.cfg
-    step = sample_steps(b).view(b, 1, 1, 1).to(x.device)
+    step = sample_steps(b, step_min=step_min).view(b, 1, 1, 1).to(x.device)
     mask = sample_keep_masks(b, cfg.latent_channels, cfg.group_size).to(x.device)
     # The step profile the encoder writes (format version 4): the decoder learns the noise
     # each channel really gets.

@@ -191,13 +191,20 @@ def test_decompress_does_not_overwrite_what_it_wrote_in_the_same_run(
     assert f"{out / 'a.png'} was written from {aics / 'a.jpg.aic'} in this run" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("flag", "bf16"),
-                         [([], False), (["--precision", "bf16"], True), (["--precision", "fp32"], False)])
-def test_train_passes_the_precision_on(flag: list[str], bf16: bool, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize(("flag", "bf16", "step_min"),
+                         [([], False, None), (["--precision", "bf16"], True, None),
+                          (["--precision", "fp32"], False, None), (["--step-min", "0.05"], False, 0.05)])
+def test_train_passes_the_precision_and_step_min_on(
+    flag: list[str], bf16: bool, step_min: float | None, tmp_path: Path, monkeypatch
+) -> None:
+    """Without --step-min the objective's own STEP_MIN is trained on (the CLI may not import it)."""
     from aic_worker.training import loop
+    from aic_worker.training.objective import STEP_MIN
+
+    step_min = STEP_MIN if step_min is None else step_min
 
     calls: list[dict] = []
     out = tmp_path / "m.safetensors"
     monkeypatch.setattr(loop, "train", lambda *args, **kwargs: calls.append(kwargs) or out)
     assert main(["train", "--data", str(tmp_path), "--minutes", "1", "--out", str(out), *flag]) == 0
-    assert calls[0]["bf16"] is bf16 and calls[0]["quantiser"] == "rdoq"
+    assert calls[0]["bf16"] is bf16 and calls[0]["quantiser"] == "rdoq" and calls[0]["step_min"] == step_min

@@ -15,7 +15,15 @@ from aic_worker.training import loop
 from aic_worker.training.checkpoint import load_checkpoint
 from aic_worker.training.dataset import CropSampler, load_downscaled
 from aic_worker.training.loop import train
-from aic_worker.training.objective import BLOCK_GAIN, batch_loss, rdoq_like, sample_keep_masks
+from aic_worker.training.objective import (
+    BLOCK_GAIN,
+    STEP_MAX,
+    STEP_MIN,
+    batch_loss,
+    rdoq_like,
+    sample_keep_masks,
+    sample_steps,
+)
 from aic_worker.training.pca import block_pca
 
 TINY = ModelConfig(channels=8, latent_channels=16, group_size=4)
@@ -202,17 +210,32 @@ def test_bf16_branches_give_nearly_the_float32_loss(photos: Path) -> None:
     assert abs(losses[0] - losses[1]) < 0.03
 
 
-def test_the_loop_passes_the_precision_on(
+def test_steps_are_drawn_from_step_min_to_the_top() -> None:
+    g = torch.Generator().manual_seed(3)
+    default = sample_steps(4096, g)
+    finer = sample_steps(4096, g, step_min=0.05)
+    assert default.min() >= STEP_MIN and default.max() <= STEP_MAX
+    assert 0.05 <= finer.min() < 0.055 and finer.max() <= STEP_MAX
+    # log-uniform: an eighth of the draws from 0.05 … 16 fall below 0.1 (log 2 / log 320 = 0.12)
+    assert 0.10 < (finer < STEP_MIN).float().mean() < 0.14
+    for bad in (0.0, -1.0, STEP_MAX):
+        with pytest.raises(ValueError, match="step_min"):
+            sample_steps(2, step_min=bad)
+
+
+def test_the_loop_passes_the_precision_and_step_min_on(
     photos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: list[bool] = []
+    seen: list[tuple[bool, float]] = []
 
-    def recording(*args: object, bf16: bool = False, **kwargs: object) -> object:
-        seen.append(bf16)
-        return batch_loss(*args, bf16=bf16, **kwargs)  # type: ignore[arg-type]
+    def recording(*args: object, bf16: bool = False, step_min: float = STEP_MIN, **kwargs: object) -> object:
+        seen.append((bf16, step_min))
+        return batch_loss(*args, bf16=bf16, step_min=step_min, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(loop, "batch_loss", recording)
-    for bf16 in (True, False):
+    for bf16, step_min in ((True, 0.05), (False, STEP_MIN)):
         seen.clear()
-        train(photos, minutes=0.01, out=tmp_path / "b.safetensors", crop=32, batch=2, config=TINY, bf16=bf16)
-        assert seen and set(seen) == {bf16}
+        kwargs = {"step_min": step_min} if step_min != STEP_MIN else {}
+        train(photos, minutes=0.01, out=tmp_path / "b.safetensors", crop=32, batch=2, config=TINY, bf16=bf16,
+              **kwargs)
+        assert seen and set(seen) == {(bf16, step_min)}
