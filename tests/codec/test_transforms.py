@@ -103,7 +103,7 @@ def test_a_model_without_step_input_still_round_trips() -> None:
     assert out.size == img.size
 
 
-@pytest.mark.parametrize("ratio", [8, 64])      # 64x: the symbols aimed at the synthesis (Codec.target_from)
+@pytest.mark.parametrize("ratio", [8, 64])      # 8x: filter decision alone; 64x: aimed (Codec.target_from)
 def test_the_encoder_turns_harmful_branches_off_and_the_decoder_obeys(ratio: int) -> None:
     """Branches that only add noise are flagged off in the header (step_code's PLAIN bit)."""
     from aic_worker.codec import bitstream, rate_control
