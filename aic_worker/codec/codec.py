@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from aic_worker.codec import bitstream, entropy, image_modes, rate_control, rdoq, step_profile, tiling
+from aic_worker.codec import bitstream, entropy, heap, image_modes, rate_control, rdoq, step_profile, tiling
 from aic_worker.codec.errors import AicFormatError
 from aic_worker.codec.transforms import Autoencoder
 from aic_worker.codec.validation import BOUNDED_FROM_VERSION, MAX_FILE_RATIO, validate
@@ -50,6 +50,7 @@ class Codec:
     """One loaded model and the verbs every caller uses: compress, decompress, truncate."""
 
     def __init__(self, model: Autoencoder, model_id: str, device: torch.device) -> None:
+        heap.fix_mmap_threshold()              # a big image's freed arrays go back (issue #2's bound)
         self.model = model.to(device).eval()
         if device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
