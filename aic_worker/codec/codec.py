@@ -67,12 +67,10 @@ class Codec:
 
     @classmethod
     def load(cls, path: str | Path | None = None, device: str = "auto") -> Codec:
-        """The shipped default model, or the safetensors weights at ``path``. Its weights are
-        frozen: the aiming's backward pass (``tiling.synthesise_with_gradient``) then computes
-        the latent's gradient alone, not the weights' (a fifth of a 64x encode's synthesis time)."""
+        """The shipped default model, or the safetensors weights at ``path``."""
         data = Path(path or default_model_path()).read_bytes()
         model, model_id = load_model_bytes(data)
-        return cls(model.requires_grad_(False), model_id, resolve_device(device))
+        return cls(model, model_id, resolve_device(device))
 
     @classmethod
     def from_model(cls, model: Autoencoder, device: str = "cpu") -> Codec:

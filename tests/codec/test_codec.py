@@ -233,17 +233,6 @@ def test_aiming_at_the_shipped_synthesis_keeps_the_ratio_and_lowers_the_error() 
     assert files[64] != files[math.inf] and errors[64] < errors[math.inf] * 0.995
 
 
-def test_a_loaded_codec_aims_with_frozen_weights_and_the_same_bytes() -> None:
-    """Codec.load freezes the weights, so the aiming's backward pass computes no weight
-    gradients; the latent's gradient, hence the file, is what trainable weights give."""
-    frozen = Codec.load(device="cpu")
-    assert not any(p.requires_grad for p in frozen.model.parameters())
-    trainable = Codec.load(device="cpu")
-    trainable.model.requires_grad_(True)
-    image = Image.fromarray(_wavy(160, 128, seed=4))
-    assert frozen.compress(image, 64) == trainable.compress(image, 64)
-
-
 def test_the_refit_weighs_each_channel_as_the_decoder_sees_it(monkeypatch: pytest.MonkeyPatch) -> None:
     """The refit's measure is the Newton step's quadratic model: channel k's error counts
     ‖b_k‖²·w_k² (block row norm, step profile), not w_k² alone nor uniformly."""
