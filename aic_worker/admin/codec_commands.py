@@ -67,9 +67,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="symbols the decoder learns from: rounded as RDOQ rounds (default) or to nearest")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="the synthesis' learned branches in float32 (default) or bfloat16 autocast")
-    p.add_argument("--step-min", type=float, default=0.1,
+    p.add_argument("--step-min", type=_step_min, default=0.1,
                    help="finest quantisation step trained on (log-uniform up to 16; default 0.1)")
     p.set_defaults(func=train)
+
+
+def _step_min(text: str) -> float:
+    """--step-min: a step in (0, 16), the top of training's range (objective.STEP_MAX; this
+    CLI does not import torch)."""
+    value = float(text)
+    if not 0 < value < 16:
+        raise argparse.ArgumentTypeError(f"{text} is not a step in (0, 16)")
+    return value
 
 
 def _one_file(inputs: list[Path], output: Path) -> bool:

@@ -25,7 +25,7 @@ from aic_worker.codec.validation import BOUNDED_FROM_VERSION, MAX_FILE_RATIO, va
 from aic_worker.codec.weights import load_model_bytes
 
 DEFAULT_MODEL = "default.safetensors"
-TARGET_FROM = 16.0          # from this ratio compress aims its symbols at the synthesis (at 8x: no time)
+TARGET_FROM = 16.0          # from this ratio compress aims its symbols at the synthesis (below: no time)
 MAX_RATIO = 4096          # the highest ratio ``compress`` and ``truncate`` accept
 
 

@@ -3,8 +3,8 @@
 glibc raises its mmap threshold each time a mapped block is freed (up to 32 MiB), so the
 arrays of a big image that come after (a tile's activations, the coder's chunks of 1–32 MiB)
 are carved from the heap, and the heap keeps the pages of those freed in its middle. A
-6000x4000 encode at 16x peaked at 1,906 MB with the dynamic threshold and at 1,489 MB with a
-fixed one of 4 MiB (issue #2 bounds it at 2 GB).
+6000x4000 encode at 16x peaked at 1,906 MB with the dynamic threshold and at 1,520 MB with a
+fixed one of 4 MiB (a sampling trace of its RSS; issue #2 bounds it at 2 GB).
 """
 
 from __future__ import annotations
@@ -21,5 +21,8 @@ def fix_mmap_threshold(threshold: int = MMAP_THRESHOLD) -> bool:
     was set. Elsewhere (macOS, musl) nothing happens: their allocators do not move it."""
     if not sys.platform.startswith("linux"):
         return False
-    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    try:
+        mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    except OSError:                 # a Python that cannot open its own symbols
+        return False
     return bool(mallopt and mallopt(_M_MMAP_THRESHOLD, threshold))

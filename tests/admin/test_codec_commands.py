@@ -191,6 +191,14 @@ def test_decompress_does_not_overwrite_what_it_wrote_in_the_same_run(
     assert f"{out / 'a.png'} was written from {aics / 'a.jpg.aic'} in this run" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("bad", ["0", "-1", "16", "nan", "x"])
+def test_train_refuses_a_step_min_outside_the_range(bad: str, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(tmp_path), "--minutes", "1", "--out", str(tmp_path / "m.safetensors"),
+              "--step-min", bad])
+    assert "--step-min" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(("flag", "bf16", "step_min"),
                          [([], False, None), (["--precision", "bf16"], True, None),
                           (["--precision", "fp32"], False, None), (["--step-min", "0.05"], False, 0.05)])

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from aic_worker.codec import AicFormatError, Codec, bitstream, rate_control, rdoq, step_profile
+from aic_worker.codec import AicFormatError, Codec, bitstream, rate_control, rdoq, step_profile, tiling
 from tests.codec.conftest import make_model, photo_like
 
 
@@ -231,6 +231,21 @@ def test_aiming_at_the_shipped_synthesis_keeps_the_ratio_and_lowers_the_error() 
         assert 64 <= rgb.size / len(data) <= 64 * 1.05
     errors = {k: np.square(np.asarray(codec.decompress(d), float) - rgb).mean() for k, d in files.items()}
     assert files[64] != files[math.inf] and errors[64] < errors[math.inf] * 0.995
+
+
+@pytest.mark.parametrize(("ratio", "aimed"), [(12, False), (15.9, False), (16, True), (256, True)])
+def test_the_shipped_codec_aims_from_16x(ratio: float, aimed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    codec = Codec.load(device="cpu")
+    calls: list[float] = []
+    gradient = tiling.synthesise_with_gradient
+
+    def spy(*args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(ratio)
+        return gradient(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tiling, "synthesise_with_gradient", spy)
+    codec.compress(Image.fromarray(_wavy(160, 128, seed=5)), ratio)
+    assert bool(calls) is aimed
 
 
 def test_the_refit_weighs_each_channel_as_the_decoder_sees_it(monkeypatch: pytest.MonkeyPatch) -> None:
