@@ -233,8 +233,8 @@ def test_aiming_at_the_shipped_synthesis_keeps_the_ratio_and_lowers_the_error() 
     assert files[64] != files[math.inf] and errors[64] < errors[math.inf] * 0.995
 
 
-@pytest.mark.parametrize(("ratio", "aimed"), [(12, False), (15.9, False), (16, True), (256, True)])
-def test_the_shipped_codec_aims_from_16x(ratio: float, aimed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("ratio", "aimed"), [(16, False), (31.9, False), (32, True), (256, True)])
+def test_the_shipped_codec_aims_from_32x(ratio: float, aimed: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     codec = Codec.load(device="cpu")
     calls: list[float] = []
     gradient = tiling.synthesise_with_gradient
