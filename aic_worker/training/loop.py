@@ -19,7 +19,7 @@ from aic_worker.codec.transforms import Autoencoder, ModelConfig
 from aic_worker.codec.weights import load_model_bytes, save_model
 from aic_worker.training.checkpoint import load_checkpoint, save_checkpoint
 from aic_worker.training.dataset import CropSampler
-from aic_worker.training.objective import BLOCK_GAIN, STEP_MIN, Quantiser, batch_loss, sample_steps
+from aic_worker.training.objective import BLOCK_GAIN, STEP_MIN, Quantiser, batch_loss, check_step_min
 from aic_worker.training.pca import block_pca
 
 Report = Callable[[int, float, float, float], None]
@@ -74,7 +74,7 @@ def train(
     ``device``: where the steps run (``"cuda"`` on a GPU); crops are sampled on the CPU and
     moved there as bytes, and the objective's random steps and masks are drawn there.
     """
-    sample_steps(1, step_min=step_min)               # a bad step_min fails before the data loads
+    check_step_min(step_min)                         # before the data loads
     ckpt = out.with_suffix(".ckpt.safetensors")
     device = torch.device(device)
     if resume is not None:

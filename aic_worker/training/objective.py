@@ -54,13 +54,18 @@ class BatchLoss:
     mse: float
 
 
+def check_step_min(step_min: float) -> None:
+    """ValueError unless ``step_min`` lies in (0, STEP_MAX)."""
+    if not 0 < step_min < STEP_MAX:
+        raise ValueError(f"step_min {step_min:g} must lie in (0, {STEP_MAX:g})")
+
+
 def sample_steps(
     batch: int, generator: torch.Generator | None = None, step_min: float = STEP_MIN,
 ) -> torch.Tensor:
     """Quantisation steps, log-uniform from ``step_min`` to STEP_MAX (the range the rate control
     uses: large photos sit below 0.1 at low ratios)."""
-    if not 0 < step_min < STEP_MAX:
-        raise ValueError(f"step_min {step_min:g} must lie in (0, {STEP_MAX:g})")
+    check_step_min(step_min)
     u = torch.rand(batch, generator=generator)
     return torch.exp(math.log(step_min) + u * (math.log(STEP_MAX) - math.log(step_min)))
 
